@@ -1,0 +1,51 @@
+# Each target creates or reuses the local environments; a second run installs
+# nothing (the stamps depend on pyproject.toml).
+PYTHON ?= python3.11
+VENV := .venv
+LLM_VENV := .venv-llm
+STAMP := $(VENV)/.installed
+LLM_STAMP := $(LLM_VENV)/.installed
+KAIROS := $(VENV)/bin/kairos
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+PIP := pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test check lint typecheck bench clean env
+
+env: $(STAMP) $(LLM_STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/$(PIP) -e ".[dev]"
+	touch $@
+
+# The LLM runtime: its own environment (see the llm extra in pyproject.toml).
+$(LLM_STAMP): pyproject.toml
+	test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/$(PIP) torch==2.13.0
+	$(LLM_VENV)/bin/python deploy/requirements.py extra llm > $(LLM_VENV)/requirements.txt
+	$(LLM_VENV)/bin/$(PIP) -r $(LLM_VENV)/requirements.txt
+	$(LLM_VENV)/bin/$(PIP) --no-deps -e . $$($(LLM_VENV)/bin/python deploy/requirements.py llm-no-deps)
+	$(LLM_VENV)/bin/pip uninstall --yes --quiet $$($(LLM_VENV)/bin/python deploy/requirements.py llm-remove)
+	touch $@
+
+demo: env
+	$(KAIROS) demo $(DEMO_ARGS)
+
+test: env
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+bench: env
+	$(VENV)/bin/python -m bench.run
+
+clean:
+	rm -rf $(VENV) $(LLM_VENV) .kairos .pytest_cache .mypy_cache .ruff_cache

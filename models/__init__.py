@@ -1,0 +1,1 @@
+"""The LLM layer: client, prompts, context selection, guardrails, server."""

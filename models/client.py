@@ -1,0 +1,176 @@
+"""The LLM client: one long-lived async client for an OpenAI-compatible server.
+
+vLLM batches the requests it has in flight, so the client keeps up to
+``max_in_flight`` of them open at once. Each request has a deadline that
+covers its retries; transport errors, timeouts and 5xx answers are retried
+with exponential backoff; everything else fails at once. Errors are mapped
+onto :class:`LLMError`, so callers handle one tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from streams.metrics import Metrics
+
+
+class LLMError(Exception):
+    """Generation failed; ``reason`` is a short code for metrics and records."""
+
+    reason = "error"
+
+
+class LLMTimeout(LLMError):
+    reason = "timeout"
+
+
+class LLMUnavailable(LLMError):
+    """Connection refused or reset, or a 5xx answer."""
+
+    reason = "unavailable"
+
+
+class LLMBadResponse(LLMError):
+    """A 4xx answer, or a body that is not a chat completion."""
+
+    reason = "bad_response"
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    attempts: int
+    finish_reason: str | None = None
+
+
+class LLMClient:
+    """Chat completions against ``base_url`` (for example ``http://vllm:8000/v1``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 2,
+        max_in_flight: int = 4,
+        metrics: Metrics | None = None,
+        backoff_s: float = 0.2,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.model = model
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.metrics = metrics
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """One completion, within the deadline, retried on transient failures."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "offer", "schema": json_schema},
+            }
+        async with self._slots:
+            started = time.monotonic()
+            try:
+                completion = await asyncio.wait_for(self._with_retries(body), self.timeout_s)
+            except TimeoutError:
+                self._count("timeout")
+                raise LLMTimeout(f"no answer within {self.timeout_s:g} s") from None
+            except LLMError as exc:
+                self._count(exc.reason)
+                raise
+            self._observe(completion, time.monotonic() - started)
+            return completion
+
+    async def _with_retries(self, body: dict[str, Any]) -> Completion:
+        started = time.monotonic()
+        for attempt in range(1, self.retries + 2):
+            try:
+                return self._parse(await self._post(body), started, attempt)
+            except (LLMUnavailable, LLMTimeout):
+                if attempt > self.retries:
+                    raise
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        try:
+            response = await self._http.post("/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            raise LLMTimeout(f"request timed out: {exc!r}") from None
+        except httpx.TransportError as exc:
+            raise LLMUnavailable(f"cannot reach the LLM server: {exc!r}") from None
+        if response.status_code >= 500:
+            raise LLMUnavailable(f"LLM server answered {response.status_code}")
+        if response.status_code >= 400:
+            raise LLMBadResponse(
+                f"LLM server answered {response.status_code}: {response.text[:200]}"
+            )
+        return response
+
+    def _parse(self, response: httpx.Response, started: float, attempt: int) -> Completion:
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = data.get("usage") or {}
+            return Completion(
+                text=text,
+                model=str(data.get("model") or self.model),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                seconds=time.monotonic() - started,
+                attempts=attempt,
+                finish_reason=choice.get("finish_reason"),
+            )
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise LLMBadResponse(f"not a chat completion: {exc!r}") from None
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics:
+            self.metrics.llm_requests.labels(outcome).inc()
+
+    def _observe(self, completion: Completion, seconds: float) -> None:
+        if not self.metrics:
+            return
+        self._count("ok")
+        self.metrics.llm_latency.observe(seconds)
+        self.metrics.llm_tokens.labels("prompt").inc(completion.prompt_tokens)
+        self.metrics.llm_tokens.labels("completion").inc(completion.completion_tokens)

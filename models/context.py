@@ -1,0 +1,90 @@
+"""Context selection: the slice of a profile that matters to one moment.
+
+The prompt gets what bears on this moment, not the whole profile: the
+customer's first name and loyalty tier, and the few recently viewed products
+that relate to the store they walked into, ranked by relation to the store
+and recency. What was used is recorded in the offer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.profile import Profile, recent_views, trait
+from streams.reference import Product, Reference, Store
+
+MAX_PRODUCTS = 3
+MAX_NAME = 40
+
+
+@dataclass(frozen=True)
+class ContextSlice:
+    store: Store
+    first_name: str | None
+    loyalty_tier: str | None
+    favorite_category: str | None
+    products: tuple[Product, ...]
+    used: tuple[str, ...] = field(default=())
+
+    def as_prompt_data(self) -> dict[str, Any]:
+        """The facts the model may use, as plain data."""
+        data: dict[str, Any] = {
+            "store": self.store.name,
+            "recently_viewed": [p.name for p in self.products],
+        }
+        if self.first_name:
+            data["first_name"] = self.first_name
+        if self.loyalty_tier:
+            data["loyalty_tier"] = self.loyalty_tier
+        if self.favorite_category and not self.products:
+            data["favorite_category"] = self.favorite_category
+        return data
+
+
+def select_context(
+    profile: Profile, moment: dict[str, Any], reference: Reference, *, recent_interest_ms: int
+) -> ContextSlice:
+    store = reference.stores[moment["store_id"]]
+    used: list[str] = []
+    first_name = _first_name(trait(profile, "first_name") or trait(profile, "name"))
+    if first_name:
+        used.append("trait:name")
+    tier = _short_text(trait(profile, "loyalty_tier"))
+    if tier:
+        used.append("trait:loyalty_tier")
+    favorite = _short_text(trait(profile, "favorite_category"))
+    products = _rank_products(profile, moment["event_ts"], recent_interest_ms, store, reference)
+    used.extend(f"view:{p.id}" for p in products)
+    if favorite and not products:
+        used.append("trait:favorite_category")
+    return ContextSlice(store, first_name, tier, favorite, tuple(products), tuple(used))
+
+
+def _rank_products(
+    profile: Profile, now_ts: int, window_ms: int, store: Store, reference: Reference
+) -> list[Product]:
+    seen: dict[str, tuple[int, int]] = {}
+    for ts, product_id, _category in recent_views(profile, now_ts, window_ms):
+        product = reference.products.get(product_id)
+        if product is None or product_id in seen:
+            continue
+        seen[product_id] = (int(product.category in store.categories), ts)
+    ranked = sorted(seen, key=lambda pid: seen[pid], reverse=True)
+    return [reference.products[pid] for pid in ranked[:MAX_PRODUCTS]]
+
+
+def _short_text(value: Any, limit: int = 24) -> str | None:
+    if not isinstance(value, str):
+        return None
+    cleaned = " ".join("".join(c for c in value if c.isprintable()).split())
+    return cleaned[:limit] or None
+
+
+def _first_name(value: Any) -> str | None:
+    """A first name, or nothing: user-supplied text is never passed on whole."""
+    text = _short_text(value, MAX_NAME)
+    if not text:
+        return None
+    first = text.split()[0]
+    return first if first.replace("-", "").replace("'", "").isalpha() else None

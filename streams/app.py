@@ -1,0 +1,61 @@
+"""The Faust app. The only place a ``faust.App`` is built; agents import it.
+
+Topics are created by ``kairos topics create`` before any worker starts
+(auto-creation on first send can hang two workers on the embedded broker),
+so the app never declares topics itself, and it does not use Faust's leader
+topic, keeping every topic kairos touches declared in streams/topics.py.
+"""
+
+from __future__ import annotations
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from streams.metrics import Metrics
+from streams.settings import get_settings
+from streams.transport import app_class
+
+settings = get_settings()
+
+app = app_class(settings.fetch_wait_ms)(
+    settings.app_id,
+    broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+    store=settings.store,
+    datadir=str(settings.data_dir / "worker"),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    topic_allow_declare=False,
+    topic_disable_leader=True,
+    broker_session_timeout=settings.broker_session_timeout_s,
+    broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+    consumer_auto_offset_reset="earliest",
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_in_thread=False,
+    autodiscover=False,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+metrics = Metrics(CollectorRegistry())
+
+
+@app.page("/metrics")
+async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+
+def is_ready() -> bool:
+    """Partitions assigned, tables recovered, not rebalancing."""
+    return bool(
+        not app.rebalancing
+        and not app.in_recovery
+        and app.tables.recovery.completed.is_set()
+        and app.consumer.assignment()
+    )
+
+
+@app.page("/ready")
+async def ready_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    ready = is_ready()
+    return web.json({"ready": ready}, status=200 if ready else 503)

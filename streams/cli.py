@@ -1,0 +1,177 @@
+"""The ``kairos`` command line.
+
+    kairos demo            everything embedded, a synthetic population, offers printed
+    kairos worker          the Faust worker (all agents)
+    kairos broker          the embedded Kafka-protocol broker, in the foreground
+    kairos llm             the embedded vLLM server with SmolLM2, in the foreground
+    kairos topics create   create every declared topic (idempotent)
+    kairos topics list     the declared topics and whether they exist
+
+Each subcommand imports only what it needs: ``kairos llm`` runs in the LLM
+runtime environment, which does not have Faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from streams.settings import Settings, SettingsError, get_settings
+
+
+class CommandError(RuntimeError):
+    """A command cannot do its job; the message says why."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        return int(args.run(settings, args) or 0)
+    except SettingsError as exc:
+        print(f"kairos: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"kairos: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kairos", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run everything embedded and print offers as they land")
+    demo.add_argument("--duration", type=float, default=90.0, help="seconds of traffic (90)")
+    demo.add_argument("--users", type=int, default=30, help="synthetic shoppers (30)")
+    demo.add_argument("--rate", type=float, default=40.0, help="background events per second (40)")
+    demo.add_argument("--seed", type=int, default=7, help="population seed (7)")
+    demo.add_argument("--offers-out", type=Path, help="write each offer as a JSON line here")
+    demo.set_defaults(run=run_demo)
+
+    sub.add_parser("worker", help="run the Faust worker").set_defaults(run=run_worker)
+    sub.add_parser("broker", help="run the embedded broker").set_defaults(run=run_broker)
+    llm = sub.add_parser("llm", help="run the embedded vLLM server")
+    llm.add_argument("--prepare", action="store_true", help="only convert the model, then exit")
+    llm.set_defaults(run=run_llm)
+
+    topics = sub.add_parser("topics", help="manage the declared topics")
+    topics_sub = topics.add_subparsers(required=True, metavar="ACTION")
+    topics_sub.add_parser("create", help="create missing topics").set_defaults(
+        run=run_topics_create
+    )
+    topics_sub.add_parser("list", help="list declared topics").set_defaults(run=run_topics_list)
+    return parser
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.demo import DemoOptions, run
+
+    options = DemoOptions(args.duration, args.users, args.rate, args.seed, args.offers_out)
+    return run(settings, options)
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.admin import BrokerUnavailable, missing_topics
+
+    try:
+        missing = asyncio.run(missing_topics(settings))
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    if missing:
+        raise CommandError(
+            "these topics do not exist: " + ", ".join(missing) + "; run `kairos topics create`"
+        )
+    import agents  # noqa: F401  (registers the agents)
+    from streams.app import app
+
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def run_broker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.broker import BrokerError, start_broker
+
+    if not settings.embedded_broker:
+        raise CommandError("KAIROS_BROKER_URL is set: nothing embedded to start")
+    try:
+        broker = start_broker(settings.broker_port, settings.data_dir / "logs" / "broker.log")
+    except BrokerError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"broker ready on 127.0.0.1:{settings.broker_port}", flush=True)
+    _wait_for_signal(lambda: broker.running)
+    broker.stop()
+    return 0
+
+
+def run_llm(settings: Settings, args: argparse.Namespace) -> int:
+    from models.server import LLMServerError, ensure_model, start_llm_server
+
+    if not settings.embedded_llm:
+        raise CommandError("KAIROS_LLM_URL is set: nothing embedded to start")
+    logs = settings.data_dir / "logs"
+    try:
+        folder = ensure_model(settings, logs / "convert.log")
+        if args.prepare:
+            print(f"model ready in {folder}")
+            return 0
+        server = start_llm_server(settings, folder, logs / "llm.log")
+    except LLMServerError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"LLM server ready at {settings.llm_base_url} (model {settings.llm_model})", flush=True)
+    _wait_for_signal(lambda: server.running)
+    server.stop()
+    return 0
+
+
+def run_topics_create(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import BrokerUnavailable, create_topics
+
+    try:
+        created = asyncio.run(create_topics(settings))
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    print("created: " + ", ".join(created) if created else "all topics exist")
+    return 0
+
+
+def run_topics_list(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import BrokerUnavailable, missing_topics
+    from streams.topics import topic_specs
+
+    try:
+        missing = set(asyncio.run(missing_topics(settings)))
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    for spec in topic_specs(settings):
+        state = "missing" if spec.name in missing else "exists"
+        print(f"{spec.name:40} {spec.partitions:>4} partitions  {state}")
+    return 0
+
+
+def _wait_for_signal(alive: Callable[[], bool]) -> None:
+    """Block until SIGINT/SIGTERM, or until the child dies."""
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop and alive():
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

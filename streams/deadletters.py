@@ -1,0 +1,49 @@
+"""Dead letters: a record kairos could not use, kept with why and where.
+
+The dead letter's value is the record's original bytes and its key the
+original key; headers (see streams/codecs.py) carry the reason, a short code,
+the stage, and the source topic, partition and offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from streams import topics
+from streams.app import app, metrics
+from streams.codecs import dead_letter_headers
+
+log = logging.getLogger(__name__)
+
+
+async def dead_letter(message: Any, *, code: str, reason: str, stage: str) -> Awaitable[Any]:
+    """Send ``message`` to the dead-letter topic; return the delivery future."""
+    metrics.dead_letters.labels(stage, code).inc()
+    return await topics.dlq.send(
+        key=message.key,
+        value=message.value,
+        headers=dead_letter_headers(
+            code=code,
+            reason=reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            stage=stage,
+        ),
+    )
+
+
+def nothing_to_wait_for() -> asyncio.Future[None]:
+    """A completed future, for an event whose work is already done."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+async def crash_worker(exc: BaseException) -> None:
+    """Stop the worker: output was lost, so nothing after it may be committed."""
+    log.critical("stopping the worker: %s", exc)
+    await app.crash(exc)

@@ -1,0 +1,290 @@
+"""``kairos demo``: the whole loop on one machine, every part real.
+
+Starts what is embedded (the broker, the vLLM server with SmolLM2), creates
+the topics, runs a worker, drives a synthetic population for ``--duration``
+seconds, prints each offer as it lands on kairos.offers, waits for the
+moments still being written, and closes with a summary. Every process it
+started is stopped on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from streams.admin import BrokerUnavailable, create_topics
+from streams.codecs import loads, now_ms
+from streams.process import ManagedProcess, ProcessFailed
+from streams.producer import EventProducer
+from streams.reference import load_reference
+from streams.settings import Settings
+from streams.synthetic import plan
+from streams.topics import internal_name
+
+WORKER_READY_TIMEOUT_S = 120.0
+STAGES = ("ingest", "moment", "queue", "generation", "delivery", "end_to_end")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float = 90.0
+    users: int = 30
+    rate: float = 40.0
+    seed: int = 7
+    offers_out: Path | None = None
+
+
+@dataclass
+class Tally:
+    events: int = 0
+    moments: int = 0
+    dead_letters: int = 0
+    offers: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def say(text: str, stream: TextIO = sys.stdout) -> None:
+    print(text, file=stream, flush=True)
+
+
+def progress(label: str) -> Any:
+    """A callback that shows elapsed seconds while something starts."""
+    last = [-10.0]
+
+    def show(elapsed: float) -> None:
+        if sys.stdout.isatty():
+            print(f"\r  {label}... {elapsed:4.0f} s", end="", flush=True)
+        elif elapsed - last[0] >= 10:
+            last[0] = elapsed
+            say(f"  {label}... {elapsed:.0f} s")
+
+    return show
+
+
+def run(settings: Settings, options: DemoOptions) -> int:
+    from streams.cli import CommandError
+
+    started: list[ManagedProcess] = []
+    try:
+        _start_embedded(settings, started)
+        try:
+            created = asyncio.run(create_topics(settings))
+        except BrokerUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        say(f"topics: {len(created)} created" if created else "topics: all exist")
+        started.append(_start_worker(settings))
+        tally = asyncio.run(_drive(settings, options))
+    except ProcessFailed as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        for process in reversed(started):
+            process.stop()
+    _summary(tally)
+    if not tally.offers:
+        say(
+            "no offers were emitted; see the logs in " + str(settings.data_dir / "logs"), sys.stderr
+        )
+        return 1
+    return 0
+
+
+def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
+    from models.server import LLMServerError, ensure_model, start_llm_server
+    from streams.broker import BrokerError, start_broker
+    from streams.cli import CommandError
+
+    logs = settings.data_dir / "logs"
+    try:
+        if settings.embedded_broker:
+            t0 = time.monotonic()
+            started.append(start_broker(settings.broker_port, logs / "broker.log"))
+            say(f"broker: embedded Tansu on 127.0.0.1:{settings.broker_port}, "
+                f"ready in {time.monotonic() - t0:.2f} s")  # fmt: skip
+        else:
+            say(f"broker: {settings.bootstrap_servers}")
+        if settings.embedded_llm:
+            t0 = time.monotonic()
+            say("llm: preparing SmolLM2-135M-Instruct (converted from GGUF once, then cached)")
+            folder = ensure_model(settings, logs / "convert.log")
+            say(f"llm: model ready in {time.monotonic() - t0:.0f} s; starting vLLM on CPU")
+            t0 = time.monotonic()
+            started.append(start_llm_server(settings, folder, logs / "llm.log", progress("vLLM")))
+            say(f"\nllm: vLLM serving {settings.llm_model} at {settings.llm_base_url}, "
+                f"ready in {time.monotonic() - t0:.0f} s")  # fmt: skip
+        else:
+            say(f"llm: {settings.llm_base_url}")
+    except (BrokerError, LLMServerError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _start_worker(settings: Settings) -> ManagedProcess:
+    if settings.embedded_broker:
+        # The embedded broker starts empty; local state from an earlier run
+        # would not match its (empty) changelogs.
+        shutil.rmtree(settings.data_dir / "worker", ignore_errors=True)
+    worker = ManagedProcess(
+        "worker",
+        [sys.executable, "-m", "streams.cli", "worker"],
+        settings.data_dir / "logs" / "worker.log",
+    )
+    worker.start()
+    url = f"http://{settings.web_host}:{settings.web_port}/ready"
+    elapsed = worker.wait_ready(lambda: _ready(url), WORKER_READY_TIMEOUT_S, progress("worker"))
+    say(f"\nworker: ready in {elapsed:.1f} s (metrics at http://{settings.web_host}:"
+        f"{settings.web_port}/metrics)")  # fmt: skip
+    return worker
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _drive(settings: Settings, options: DemoOptions) -> Tally:
+    tally = Tally()
+    out = options.offers_out.open("w") if options.offers_out else None
+    consumer = AIOKafkaConsumer(
+        settings.topics.offers,
+        internal_name(settings, "moments"),
+        settings.topics.dlq,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        fetch_max_wait_ms=settings.fetch_wait_ms,
+    )
+    await consumer.start()
+    watcher = asyncio.create_task(_watch(consumer, settings, tally, out))
+    try:
+        say(f"traffic: {options.users} shoppers and {options.rate:g} background events/s "
+            f"for {options.duration:g} s")  # fmt: skip
+        await _produce(settings, options, tally)
+        await _wait_for_offers(tally, settings)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await consumer.stop()
+        if out:
+            out.close()
+    return tally
+
+
+async def _produce(settings: Settings, options: DemoOptions, tally: Tally) -> None:
+    planned = plan(
+        load_reference(settings.reference_dir),
+        users=options.users,
+        duration=options.duration,
+        rate=options.rate,
+        seed=options.seed,
+    )
+    producer = EventProducer(settings)
+    await producer.start()
+    start = time.monotonic()
+    try:
+        for item in planned:
+            delay = item.at - (time.monotonic() - start)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if isinstance(item.event, bytes):
+                await producer.send_raw(item.source, item.event)
+            else:
+                await producer.send(item.source, dict(item.event))
+            tally.events += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _wait_for_offers(tally: Tally, settings: Settings) -> None:
+    """After the traffic, give the moments in flight time to become offers."""
+    deadline = time.monotonic() + max(60.0, 3 * settings.llm_timeout_s)
+    await asyncio.sleep(2.0)  # the last events' moments are still on their way
+    while len(tally.seen) < tally.moments and (left := deadline - time.monotonic()) > 0:
+        tally.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tally.changed.wait(), left)
+
+
+async def _watch(
+    consumer: AIOKafkaConsumer, settings: Settings, tally: Tally, out: TextIO | None
+) -> None:
+    moments_topic = internal_name(settings, "moments")
+    async for record in consumer:
+        if record.topic == moments_topic:
+            tally.moments += 1
+        elif record.topic == settings.topics.dlq:
+            tally.dead_letters += 1
+        else:
+            offer = loads(record.value)
+            if offer["offer_id"] in tally.seen:
+                continue  # at-least-once: a replay carries the same offer id
+            tally.seen.add(offer["offer_id"])
+            offer["timings"]["received_at"] = now_ms()
+            tally.offers.append(offer)
+            _print_offer(offer)
+            if out:
+                out.write(record.value.decode() + "\n")
+                out.flush()
+        tally.changed.set()
+
+
+def _print_offer(offer: dict[str, Any]) -> None:
+    t = offer["timings"]
+    who = offer["user"]
+    source = (
+        offer["model"] if offer["source"] == "model" else f"fallback: {offer['fallback_reason']}"
+    )
+    say(
+        f"\n[offer {offer['offer_id'][:14]}] {who} walked into {offer['store']['name']}\n"
+        f"  {offer['headline']}\n"
+        f"  {offer['message']}\n"
+        f"  coupon {offer['coupon']['code']} ({offer['coupon']['discount_pct']}% off)"
+        f"  | {source} | generation {t['generation_ms']} ms"
+        f" | event to offer {t['received_at'] - t['event_ts']} ms"
+    )
+
+
+def stage_latencies(offer: dict[str, Any]) -> dict[str, int]:
+    t = offer["timings"]
+    return {
+        "ingest": t["ingested_at"] - t["event_ts"],
+        "moment": t["moment_at"] - t["ingested_at"],
+        "queue": t["generation_started_at"] - t["moment_at"],
+        "generation": t["generation_ms"],
+        "delivery": t["received_at"] - t["emitted_at"],
+        "end_to_end": t["received_at"] - t["event_ts"],
+    }
+
+
+def percentile(values: list[int], q: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(tally: Tally) -> None:
+    by_model = sum(1 for o in tally.offers if o["source"] == "model")
+    say("\nsummary")
+    say(f"  events produced   {tally.events}")
+    say(f"  dead letters      {tally.dead_letters}")
+    say(f"  moments           {tally.moments}")
+    say(f"  offers            {len(tally.offers)} ({by_model} written by the model, "
+        f"{len(tally.offers) - by_model} fallback)")  # fmt: skip
+    if not tally.offers:
+        return
+    say(f"  {'latency (ms)':18}{'p50':>8}{'p99':>8}")
+    rows = [stage_latencies(o) for o in tally.offers]
+    for stage in STAGES:
+        values = [row[stage] for row in rows]
+        say(f"  {stage:18}{percentile(values, 0.5):>8}{percentile(values, 0.99):>8}")

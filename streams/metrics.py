@@ -1,0 +1,78 @@
+"""Every Prometheus metric kairos exports, declared once.
+
+Built against a registry that is passed in, never the global one, so tests
+and several apps in one process do not collide. Dashboards and alert rules
+query only these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+# Seconds; stages range from sub-millisecond state updates to CPU generation.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """The metric families, created against ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_in = Counter(
+            "kairos_events_in_total",
+            "Valid events taken in, by source topic and event kind.",
+            ["source", "kind"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "kairos_dead_letters_total",
+            "Records sent to the dead-letter topic, by stage and reason code.",
+            ["stage", "code"],
+            registry=registry,
+        )
+        self.moments = Counter(
+            "kairos_moments_total", "Moments detected, by type.", ["moment"], registry=registry
+        )
+        self.offers = Counter(
+            "kairos_offers_total",
+            "Offers emitted, by moment type and message source (model or fallback).",
+            ["moment", "source"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "kairos_llm_fallbacks_total",
+            "Offers that used the template message, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.llm_requests = Counter(
+            "kairos_llm_requests_total",
+            "Requests to the LLM endpoint, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.llm_tokens = Counter(
+            "kairos_llm_tokens_total",
+            "Tokens reported by the LLM endpoint, by kind (prompt or completion).",
+            ["kind"],
+            registry=registry,
+        )
+        self.llm_latency = Histogram(
+            "kairos_llm_request_seconds",
+            "Latency of one LLM request, retries included.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.stage_latency = Histogram(
+            "kairos_stage_seconds",
+            "Time spent in or between pipeline stages.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

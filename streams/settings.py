@@ -1,0 +1,229 @@
+"""Settings: one frozen, typed object read from ``KAIROS_*`` variables.
+
+Every environment variable kairos reads is named here and nowhere else.
+Values come, highest first, from the environment, then from the YAML file
+named by ``KAIROS_CONFIG`` (keys as the field names below), then from the
+defaults. A bad value raises :class:`SettingsError`, whose message names the
+variable, so start-up stops with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "KAIROS_"
+CONFIG_ENV = "KAIROS_CONFIG"
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class TopicNames(BaseModel):
+    """The topic contract. Producers write the first four; kairos the rest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clickstream: str = "kairos.clickstream"
+    crm: str = "kairos.crm"
+    location: str = "kairos.location"
+    feedback: str = "kairos.feedback"
+    offers: str = "kairos.offers"
+    dlq: str = "kairos.dlq"
+    internal_prefix: str = "kairos.internal."
+
+    @field_validator("*")
+    @classmethod
+    def _valid_topic_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._\-]{1,200}", value):
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything a kairos process can be told. Defaults run the embedded demo."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    # Kafka. Unset: `kairos demo` starts the embedded broker on broker_port.
+    broker_url: str | None = None
+    broker_port: Port = 19092
+    broker_session_timeout_s: Positive = 6.0
+    broker_heartbeat_interval_s: Positive = 1.0
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    # How long a fetch may wait for data. Unset: 20 ms on the embedded broker
+    # (it holds every fetch for the full wait), 500 ms on Kafka (which answers
+    # as soon as data arrives).
+    consumer_fetch_wait_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
+    topics: TopicNames = TopicNames()
+
+    # The Faust worker.
+    app_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]+$")] = "kairos"
+    store: str = "rocksdb://"
+    data_dir: Path = Path(".kairos")
+    web_host: str = "127.0.0.1"
+    web_port: Port = 6066
+    log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
+    reference_dir: Path | None = None
+
+    # The LLM: an OpenAI-compatible endpoint (vLLM). Unset: the embedded
+    # CPU server on llm_port serves SmolLM2-135M-Instruct.
+    llm_url: str | None = None
+    llm_model: str = "smollm2-135m-instruct"
+    llm_api_key: SecretStr | None = None
+    llm_port: Port = 18000
+    llm_python: Path | None = None
+    llm_model_dir: Path | None = None
+    llm_timeout_s: Positive = 30.0
+    llm_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    llm_max_in_flight: Annotated[int, Field(ge=1, le=1024)] = 4
+    llm_max_tokens: Annotated[int, Field(ge=8, le=4096)] = 128
+    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+
+    # Moments and offers.
+    recent_interest_s: Positive = 24 * 3600.0
+    moment_cooldown_s: Positive = 6 * 3600.0
+    coupon_secret: SecretStr = SecretStr("kairos-dev-coupon-secret")
+    coupon_ttl_s: Positive = 4 * 3600.0
+
+    @field_validator("broker_url")
+    @classmethod
+    def _bootstrap_list(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        hosts = [h.strip().removeprefix("kafka://") for h in value.split(",")]
+        bad = [h for h in hosts if not _HOST_PORT.match(h)]
+        if bad:
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return ",".join(hosts)
+
+    @field_validator("llm_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http(s) URL such as http://vllm:8000/v1, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value not in ("rocksdb://", "memory://"):
+            raise ValueError("expected 'rocksdb://' or 'memory://'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def embedded_llm(self) -> bool:
+        return self.llm_url is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker_url or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        if self.consumer_fetch_wait_ms is not None:
+            return self.consumer_fetch_wait_ms
+        return 20 if self.embedded_broker else 500
+
+    @property
+    def llm_base_url(self) -> str:
+        return self.llm_url or f"http://127.0.0.1:{self.llm_port}/v1"
+
+
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable that sets the field at ``loc``."""
+    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, or raise SettingsError naming the variable."""
+    config_file = os.environ.get(CONFIG_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError(f"{CONFIG_ENV}={config_file!r}: no such file")
+    unknown = _unknown_variables()
+    if unknown:
+        raise SettingsError(
+            "invalid settings:\n  " + "\n  ".join(f"{n}: unknown setting" for n in unknown)
+        )
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
+        raise SettingsError(f"{CONFIG_ENV}={config_file!r}: {exc}") from None
+
+
+def _known_variables() -> set[str]:
+    names = {CONFIG_ENV}
+    for field, info in Settings.model_fields.items():
+        names.add(env_name((field,)))
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names.update(env_name((field, sub)) for sub in info.annotation.model_fields)
+    return names
+
+
+def _unknown_variables() -> list[str]:
+    """KAIROS_* variables that set nothing: almost always a typo."""
+    known = _known_variables()
+    return sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = env_name(tuple(error["loc"]))
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{name}: unknown setting")
+            continue
+        value = error.get("input")
+        message = error["msg"].removeprefix("Value error, ")
+        shown = "" if isinstance(value, dict) or repr(value) in message else f" (got {value!r})"
+        lines.append(f"{name}: {message}{shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,132 @@
+"""A synthetic population of shoppers: browsing, carts and store visits.
+
+Seeded, so the same seed plans the same traffic. A plan is a time-ordered
+list of (offset in seconds, source, event); the event time is stamped when
+an event is sent. Most shoppers browse, then walk into a store that carries
+what they looked at (a moment); some pass by without having shown interest
+(no moment); background page views fill the rest, with a few malformed
+records among them, as real producers send.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from streams.reference import Reference
+
+FIRST_NAMES = (
+    "Alice", "Bruno", "Chiara", "Dev", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jade",
+    "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tomas",
+)  # fmt: skip
+TIERS = ("gold", "silver", "bronze", None)
+# Roughly 1.1 m per 1e-5 degrees of latitude.
+DEGREES_PER_METRE = 1e-5 / 1.1
+
+
+@dataclass(frozen=True)
+class Planned:
+    at: float
+    source: str
+    event: dict[str, Any] | bytes
+
+
+def plan(
+    reference: Reference, *, users: int, duration: float, rate: float, seed: int
+) -> list[Planned]:
+    """Plan ``duration`` seconds of traffic for ``users`` shoppers."""
+    rng = random.Random(seed)
+    stores = list(reference.stores.values())
+    planned: list[Planned] = []
+    for index in range(users):
+        user = f"u-{seed}-{index:04d}"
+        store = stores[index % len(stores)]
+        interested = rng.random() < 0.8
+        planned.extend(_shopper(rng, reference, user, store, interested, duration))
+    planned.extend(_background(rng, reference, users, duration, rate, seed))
+    planned.sort(key=lambda p: p.at)
+    return planned
+
+
+def _shopper(
+    rng: random.Random,
+    reference: Reference,
+    user: str,
+    store: Any,
+    interested: bool,
+    duration: float,
+) -> list[Planned]:
+    visit = rng.uniform(0.1, 0.6) * duration + 20
+    traits: dict[str, Any] = {"name": rng.choice(FIRST_NAMES), "email": f"{user}@example.com"}
+    tier = rng.choice(TIERS)
+    if tier:
+        traits["loyalty_tier"] = tier
+    events = [Planned(max(0.0, visit - 20), "clickstream", _identify(user, traits))]
+    if interested:
+        liked = [p for p in reference.products.values() if p.category in store.categories]
+        for step in range(rng.randint(2, 4)):
+            product = rng.choice(liked)
+            props = {"product_id": product.id, "category": product.category, "price": product.price}
+            events.append(
+                Planned(visit - 18 + 3 * step, "clickstream", _track(user, "Product Viewed", props))
+            )
+        if rng.random() < 0.4:
+            props = {"product_id": product.id, "quantity": 1}
+            events.append(Planned(visit - 6, "clickstream", _track(user, "Product Added", props)))
+    events.append(Planned(visit - 4, "location", _ping(rng, user, store, outside=True)))
+    events.append(Planned(visit, "location", _ping(rng, user, store, outside=False)))
+    events.append(Planned(visit + 5, "location", _ping(rng, user, store, outside=False)))
+    return [p for p in events if p.at < duration]
+
+
+def _background(
+    rng: random.Random, reference: Reference, users: int, duration: float, rate: float, seed: int
+) -> list[Planned]:
+    products = list(reference.products.values())
+    planned = []
+    for _ in range(int(duration * rate)):
+        at = rng.uniform(0, duration)
+        user = f"u-{seed}-{rng.randrange(max(users, 1)):04d}"
+        if rng.random() < 0.01:
+            planned.append(Planned(at, "clickstream", _malformed(rng, user)))
+            continue
+        product = rng.choice(products)
+        event = {
+            "type": "page",
+            "userId": user,
+            "name": f"/products/{product.id}",
+            "properties": {},
+        }
+        planned.append(Planned(at, "clickstream", event))
+    return planned
+
+
+def _identify(user: str, traits: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "identify", "userId": user, "traits": traits}
+
+
+def _track(user: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "track", "event": name, "userId": user, "properties": props}
+
+
+def _ping(rng: random.Random, user: str, store: Any, *, outside: bool) -> dict[str, Any]:
+    metres = rng.uniform(400, 900) if outside else rng.uniform(0, store.radius_m / 3)
+    bearing = rng.uniform(-1, 1)
+    return {
+        "type": "location",
+        "userId": user,
+        "lat": store.lat + metres * DEGREES_PER_METRE * bearing,
+        "lon": store.lon + metres * DEGREES_PER_METRE * (1 - abs(bearing)),
+        "accuracy_m": round(rng.uniform(5, 25), 1),
+        "device": rng.choice(("ios", "android")),
+    }
+
+
+def _malformed(rng: random.Random, user: str) -> bytes | dict[str, Any]:
+    kind = rng.randrange(3)
+    if kind == 0:
+        return b'{"type": "track", "userId": "' + user.encode() + b'", "event": '
+    if kind == 1:
+        return {"type": "track", "userId": user, "properties": {}}
+    return {"type": "page", "name": "/home"}
