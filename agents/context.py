@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from agents.moments import on_location
+from agents.moments import store_entry, update_visit
 from agents.profile import apply_event, new_profile
 from streams import topics
 from streams.acks import process_in_order
@@ -39,15 +39,14 @@ profiles = app.Table(
 def update(profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] | None:
     """Fold ``event`` into ``profile``; return a moment if one fires."""
     if event["kind"] == "location":
-        return on_location(
-            profile,
-            event,
-            cached_reference(settings.reference_dir),
-            recent_interest_ms=int(settings.recent_interest_s * 1000),
-            cooldown_ms=int(settings.moment_cooldown_s * 1000),
-        )
-    apply_event(profile, event)
-    return None
+        update_visit(profile, event, cached_reference(settings.reference_dir))
+    else:
+        apply_event(profile, event)
+    return store_entry(
+        profile,
+        recent_interest_ms=int(settings.recent_interest_s * 1000),
+        cooldown_ms=int(settings.moment_cooldown_s * 1000),
+    )
 
 
 @app.agent(topics.events, name="kairos.context")
@@ -60,6 +59,7 @@ async def context(stream: Any) -> None:
             profile = loads(stored) if stored else new_profile(event["user"])
             moment = update(profile, event)
             profiles[message.key] = dumps(profile)
+            metrics.state_updates.inc()
         except Exception as exc:  # a bug must not lose the event
             log.exception("context update failed at %s/%s", message.topic, message.offset)
             return await dead_letter(

@@ -1,9 +1,16 @@
 """Moment rules: when a user's state says "now is the time to reach out".
 
 In-store entry: a location ping puts the user inside a store's geofence
-(coming from elsewhere), and the user showed interest recently (a product
-view within ``recent_interest_s``) or has a known favorite category; not
-opted out; not within the cooldown since the last in-store moment.
+(coming from elsewhere), and the user showed interest (a product view within
+``recent_interest_s`` before the visit) or has a known favorite category;
+not opted out; not within the cooldown since the last in-store moment.
+
+Rules are judged in event time, on the user's state after every event, not
+only on the ping: clickstream and location arrive on different topics, so a
+view can be processed after the ping that follows it. The visit is
+remembered, and a view that arrives late still fires the visit's moment
+while the visit lasts. The moment's id comes from the entry ping, so it is
+the same whichever event completed the rule.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from agents.profile import Profile, recent_views, trait
 from streams.reference import Reference
 
 STORE_ENTRY = "store_entry"
-# A ping in the same store within this gap is the same visit, not an entry.
+# Pings in the same store closer than this belong to one visit, and a visit
+# is over this long after its last ping.
 SAME_VISIT_MS = 30 * 60 * 1000
 OPT_OUT_TRAITS = ("marketing_opt_out", "unsubscribed")
 
@@ -26,40 +34,44 @@ def moment_id(kind: str, user: str, subject: str, trigger_id: str) -> str:
     return f"m-{digest[:24]}"
 
 
-def on_location(
-    profile: Profile,
-    event: dict[str, Any],
-    reference: Reference,
-    *,
-    recent_interest_ms: int,
-    cooldown_ms: int,
-) -> dict[str, Any] | None:
-    """Update where the user is; return a store-entry moment if one fires."""
+def update_visit(profile: Profile, event: dict[str, Any], reference: Reference) -> None:
+    """Track which store the user is in from a location ping."""
     ts = event["ts"]
-    previous_store, previous_ts = profile["place"]
-    if ts < previous_ts:
-        return None  # an older ping than the one already seen
+    store_id, _entered, last, _trigger, _fired = profile["visit"]
+    if ts < last:
+        return  # an older ping than the one already seen
     store = reference.store_at(event["props"]["lat"], event["props"]["lon"])
-    profile["place"] = [store.id if store else None, ts]
-    profile["updated"] = max(profile["updated"], ts)
     if store is None:
-        return None
-    if previous_store == store.id and ts - previous_ts < SAME_VISIT_MS:
+        profile["visit"] = [None, 0, ts, "", False]
+    elif store.id == store_id and ts - last < SAME_VISIT_MS:
+        profile["visit"][2] = ts
+    else:
+        profile["visit"] = [store.id, ts, ts, event["id"], False]
+    profile["updated"] = max(profile["updated"], ts)
+
+
+def store_entry(
+    profile: Profile, *, recent_interest_ms: int, cooldown_ms: int
+) -> dict[str, Any] | None:
+    """The store-entry moment, if the current visit now meets the rule."""
+    store_id, entered, last, trigger, fired = profile["visit"]
+    if store_id is None or fired or profile["updated"] - last > SAME_VISIT_MS:
         return None
     if any(trait(profile, name) for name in OPT_OUT_TRAITS):
         return None
-    recent = recent_views(profile, ts, recent_interest_ms)
-    if not recent and not trait(profile, "favorite_category"):
+    interested = recent_views(profile, last, recent_interest_ms)
+    if not interested and not trait(profile, "favorite_category"):
         return None
-    last = profile["moments"].get(STORE_ENTRY)
-    if last is not None and ts - last < cooldown_ms:
+    previous = profile["moments"].get(STORE_ENTRY)
+    if previous is not None and entered - previous < cooldown_ms:
         return None
-    profile["moments"][STORE_ENTRY] = ts
+    profile["visit"][4] = True
+    profile["moments"][STORE_ENTRY] = entered
     return {
-        "id": moment_id(STORE_ENTRY, event["user"], store.id, event["id"]),
+        "id": moment_id(STORE_ENTRY, profile["user"], store_id, trigger),
         "type": STORE_ENTRY,
-        "user": event["user"],
-        "store_id": store.id,
-        "event_ts": ts,
-        "trigger_id": event["id"],
+        "user": profile["user"],
+        "store_id": store_id,
+        "event_ts": entered,
+        "trigger_id": trigger,
     }

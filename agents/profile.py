@@ -8,7 +8,7 @@ or replayed events cannot overwrite newer values.
      "traits": {"name": ["Alice", 1763712000000], ...},
      "views": [[ts, product_id, category], ...],    # newest last, at most MAX_VIEWS
      "cart": {product_id: [quantity, ts]},
-     "place": [store_id or null, ts],               # where the last location ping was
+     "visit": [store_id or null, entered_ts, last_ts, trigger_id, fired],
      "moments": {moment_type: ts},                  # last moment of each type
      "updated": ts}
 """
@@ -34,7 +34,7 @@ def new_profile(user: str) -> Profile:
         "traits": {},
         "views": [],
         "cart": {},
-        "place": [None, 0],
+        "visit": [None, 0, 0, "", False],
         "moments": {},
         "updated": 0,
     }

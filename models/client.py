@@ -66,6 +66,7 @@ class LLMClient:
         max_in_flight: int = 4,
         metrics: Metrics | None = None,
         backoff_s: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
@@ -81,6 +82,7 @@ class LLMClient:
             limits=httpx.Limits(
                 max_connections=max_in_flight, max_keepalive_connections=max_in_flight
             ),
+            transport=transport,
         )
 
     async def aclose(self) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from models.context import ContextSlice
-from models.prompts import HEADLINE_MAX, MESSAGE_MAX
+from models.prompts import EXAMPLE_NAMES, HEADLINE_MAX, MESSAGE_MAX
 
 URL = re.compile(r"(https?://|www\.|\b[a-z0-9-]+\.(com|net|org|io|co|ly)\b)", re.IGNORECASE)
 # Upper-case letters mixed with digits (SAVE20, X7Q2K9): looks like a coupon code.
@@ -58,10 +58,11 @@ def check(
     allowed = {p.id for p in context.products}
     if product_id is not None and product_id not in allowed:
         raise Rejected("unknown_product", f"product {product_id!r} is not in the context")
-    if message.lower().startswith(headline.lower()):
-        raise Rejected("repetitive", "the message repeats the headline")
+    if message.lower().startswith(headline.lower()) or _loops(message):
+        raise Rejected("repetitive", "the message repeats itself")
     for part in (headline, message):
         _screen(part, discount_pct)
+        _names_only_the_customer(part, context)
     return Draft(headline, message, product_id if isinstance(product_id, str) else None)
 
 
@@ -74,9 +75,29 @@ def _text(data: dict, field: str, limit: int) -> str:
     value = " ".join(value.split())
     if len(value) < 3:
         raise Rejected("schema", f"'{field}' is empty")
-    if len(value) > limit:
-        raise Rejected("too_long", f"'{field}' is longer than {limit} characters")
+    if len(value) >= limit:
+        # The schema's maxLength stops generation mid-word at the limit.
+        raise Rejected("truncated", f"'{field}' was cut at {limit} characters")
     return value
+
+
+def _loops(text: str, n: int = 4, times: int = 3) -> bool:
+    """True when some run of ``n`` words occurs ``times`` times or more."""
+    words = text.lower().split()
+    runs: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - n + 1):
+        run = tuple(words[i : i + n])
+        runs[run] = runs.get(run, 0) + 1
+        if runs[run] >= times:
+            return True
+    return False
+
+
+def _names_only_the_customer(text: str, context: ContextSlice) -> None:
+    """The prompt's worked examples name customers; they must not leak."""
+    for name in EXAMPLE_NAMES:
+        if context.first_name != name and re.search(rf"\b{name}\b", text):
+            raise Rejected("wrong_customer", f"text names {name!r}, who is not this customer")
 
 
 def _screen(text: str, discount_pct: int) -> None:

@@ -14,14 +14,46 @@ import orjson
 
 from models.context import ContextSlice
 
-HEADLINE_MAX = 60
+HEADLINE_MAX = 80
 MESSAGE_MAX = 200
 
 SYSTEM = (
     "You write one short, friendly in-store offer for a retail app. "
-    "Use only the facts in the customer data. Never include links, prices or codes. "
-    "Reply in JSON."
+    "Use only the facts in the customer data and call the customer by their first_name. "
+    "Never include links, prices or codes. Reply in JSON."
 )
+
+
+# Two worked examples: small models follow examples far better than rules,
+# and two different customers show which parts change. They also show the
+# compact JSON wanted (no whitespace for the model to loop on).
+EXAMPLES = (
+    (
+        {"store": "SoHo", "recently_viewed": ["Canvas tote"], "first_name": "Sam"},
+        "SoHo",
+        "Canvas tote",
+        10,
+        {
+            "headline": "Sam, your tote is here",
+            "message": "Welcome to SoHo, Sam! The Canvas tote you liked is in store today. "
+            "Enjoy 10% off.",
+            "product_id": "p-402",
+        },
+    ),
+    (
+        {"store": "Flatiron", "recently_viewed": ["Daypack 22L"], "first_name": "Lena"},
+        "Flatiron",
+        "Daypack 22L",
+        15,
+        {
+            "headline": "Lena, come see the Daypack",
+            "message": "Hi Lena, welcome to Flatiron! Try the Daypack 22L you looked at, "
+            "with 15% off just for today.",
+            "product_id": "p-203",
+        },
+    ),
+)
+EXAMPLE_NAMES = tuple(example[0]["first_name"] for example in EXAMPLES)
 
 
 @dataclass(frozen=True)
@@ -32,21 +64,28 @@ class Prompt:
 
 
 def store_entry_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
-    facts = orjson.dumps(context.as_prompt_data()).decode()
-    if context.products:
-        focus = f"Invite them to see the {context.products[0].name} in store."
-    else:
-        focus = "Invite them to look around the store."
-    task = (
-        f"Customer data: {facts}\n"
-        f"The customer just walked into our {context.store.name} store. {focus} "
-        f"Say they get {discount_pct}% off today. "
-        "Write a headline of at most 8 words and a message of one or two sentences."
-    )
+    focus = context.products[0].name if context.products else None
+    messages = [{"role": "system", "content": SYSTEM}]
+    for facts, store, product, pct, answer in EXAMPLES:
+        messages.append({"role": "user", "content": _task(facts, store, product, pct)})
+        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
+    task = _task(context.as_prompt_data(), context.store.name, focus, discount_pct)
+    messages.append({"role": "user", "content": task})
     return Prompt(
         version="store_entry.v1",
-        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": task}],
+        messages=messages,
         schema=offer_schema([p.id for p in context.products]),
+    )
+
+
+def _task(facts: dict[str, Any], store: str, product: str | None, discount_pct: int) -> str:
+    focus = (
+        f"Invite them to see the {product} in store." if product else "Invite them to look around."
+    )
+    return (
+        f"Customer data: {orjson.dumps(facts).decode()}\n"
+        f"The customer just walked into our {store} store. {focus} "
+        f"Say they get {discount_pct}% off today."
     )
 
 

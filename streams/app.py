@@ -8,6 +8,8 @@ topic, keeping every topic kairos touches declared in streams/topics.py.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import faust
 from prometheus_client import CollectorRegistry
 
@@ -41,7 +43,7 @@ metrics = Metrics(CollectorRegistry())
 
 
 @app.page("/metrics")
-async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
     return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 
 
@@ -50,12 +52,12 @@ def is_ready() -> bool:
     return bool(
         not app.rebalancing
         and not app.in_recovery
-        and app.tables.recovery.completed.is_set()
+        and cast(Any, app.tables).recovery.completed.is_set()
         and app.consumer.assignment()
     )
 
 
 @app.page("/ready")
-async def ready_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+async def ready_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
     ready = is_ready()
     return web.json({"ready": ready}, status=200 if ready else 503)

@@ -84,8 +84,8 @@ def _parse_object(raw: bytes | None) -> dict[str, Any]:
 
 def _segment(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
     kind = body.get("type")
-    if kind not in SEGMENT_TYPES:
-        raise InvalidEvent("unknown_type", f"unknown Segment event type {kind!r}")
+    if not isinstance(kind, str) or kind not in SEGMENT_TYPES:
+        raise InvalidEvent("unknown_type", f"unknown Segment event type {_short(kind)}")
     event = _base(body, kind, fallback_ts_ms)
     if kind == "track":
         name = body.get("event")
@@ -105,7 +105,7 @@ def _segment(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]
 def _location(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
     kind = body.get("type", "location")
     if kind != "location":
-        raise InvalidEvent("unknown_type", f"expected a location ping, got type {kind!r}")
+        raise InvalidEvent("unknown_type", f"expected a location ping, got type {_short(kind)}")
     event = _base(body, "location", fallback_ts_ms)
     lat = _number(body, "lat", -90.0, 90.0)
     lon = _number(body, "lon", -180.0, 180.0)
@@ -123,8 +123,8 @@ def _location(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any
 
 def _crm(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
     kind = body.get("type")
-    if kind not in CRM_TYPES:
-        raise InvalidEvent("unknown_type", f"unknown CRM event type {kind!r}")
+    if not isinstance(kind, str) or kind not in CRM_TYPES:
+        raise InvalidEvent("unknown_type", f"unknown CRM event type {_short(kind)}")
     event = _base(body, kind, fallback_ts_ms)
     event["traits"] = _object(body, "traits")
     if not event["traits"]:
@@ -175,22 +175,29 @@ def _parse_time(field: str, value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidEvent("bad_timestamp", f"'{field}' must be an ISO-8601 string or epoch ms")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidEvent("bad_timestamp", f"'{field}' is not a finite number")
         ms = int(value)
     elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            ms = int(parsed.timestamp() * 1000)
+        except (ValueError, OverflowError, OSError):
             raise InvalidEvent(
                 "bad_timestamp", f"'{field}' is not an ISO-8601 time: {value[:64]!r}"
             ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        ms = int(parsed.timestamp() * 1000)
     else:
         raise InvalidEvent("bad_timestamp", f"'{field}' must be an ISO-8601 string or epoch ms")
     if not MIN_TS_MS <= ms <= MAX_TS_MS:
         raise InvalidEvent("bad_timestamp", f"'{field}' is out of range: {value!r}")
     return ms
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _object(body: dict[str, Any], field: str) -> dict[str, Any]:
@@ -208,6 +215,6 @@ def _number(body: dict[str, Any], field: str, low: float, high: float) -> float:
         raise InvalidEvent("missing_field", f"location ping has no '{field}'")
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise InvalidEvent("wrong_type", f"'{field}' must be a number")
-    if not low <= value <= high:
+    if not math.isfinite(value) or not low <= value <= high:
         raise InvalidEvent("out_of_range", f"'{field}' must be between {low:g} and {high:g}")
     return float(value)

@@ -32,6 +32,11 @@ class Metrics:
             ["stage", "code"],
             registry=registry,
         )
+        self.state_updates = Counter(
+            "kairos_state_updates_total",
+            "Events folded into per-user state by the context agent.",
+            registry=registry,
+        )
         self.moments = Counter(
             "kairos_moments_total", "Moments detected, by type.", ["moment"], registry=registry
         )

@@ -1,0 +1,72 @@
+"""The embedded runtime against the real broker: topics, worker start-up, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streams.admin import create_topics, missing_topics
+from streams.broker import BrokerError, start_broker
+from streams.topics import topic_specs
+from tests.support.stack import REPO, Worker, produce, settings_env, settings_for_test
+
+pytestmark = pytest.mark.broker
+NO_LLM = "http://127.0.0.1:9/v1"
+
+
+def test_topics_create_is_idempotent(broker: str, tmp_path: Path) -> None:
+    settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
+    names = [spec.name for spec in topic_specs(settings)]
+    assert asyncio.run(missing_topics(settings)) == names
+    assert asyncio.run(create_topics(settings)) == names
+    assert asyncio.run(create_topics(settings)) == []
+    assert asyncio.run(missing_topics(settings)) == []
+    assert all(name.startswith(settings.app_id + ".internal.") for name in names[-3:])
+
+
+def test_worker_refuses_to_start_without_topics(broker: str, tmp_path: Path) -> None:
+    settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "these topics do not exist" in result.stderr
+    assert "kairos topics create" in result.stderr
+
+
+def test_broker_port_in_use_is_a_clear_error(broker: str, tmp_path: Path) -> None:
+    port = int(broker.rsplit(":", 1)[1])
+    with pytest.raises(BrokerError, match=f"port {port} is already in use"):
+        start_broker(port, tmp_path / "broker.log")
+
+
+def test_worker_serves_ready_and_counts_dead_letters(broker: str, tmp_path: Path) -> None:
+    settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
+    worker = Worker(settings)
+    worker.start()
+    try:
+        ready = httpx.get(f"http://127.0.0.1:{settings.web_port}/ready", timeout=5)
+        assert ready.json() == {"ready": True}
+        page = {"type": "page", "userId": "u1", "name": "/home"}
+        asyncio.run(produce(settings, [("clickstream", page), ("clickstream", b"{oops")]))
+        text = ""
+        for _ in range(100):
+            text = worker.metrics()
+            if 'kairos_dead_letters_total{code="invalid_json",stage="ingest"} 1.0' in text:
+                break
+            asyncio.run(asyncio.sleep(0.1))
+        assert 'kairos_dead_letters_total{code="invalid_json",stage="ingest"} 1.0' in text
+        assert 'kairos_events_in_total{kind="page",source="clickstream"} 1.0' in text
+    finally:
+        worker.stop()

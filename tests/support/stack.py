@@ -1,0 +1,142 @@
+"""The real parts for integration and end-to-end tests.
+
+A worker runs as a subprocess with its own app id, topic names, data
+directory and web port, so tests share one broker without sharing state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from streams.admin import create_topics
+from streams.process import ManagedProcess, free_port
+from streams.producer import EventProducer
+from streams.settings import Settings, TopicNames
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The KAIROS_* variables that reproduce ``settings`` in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "topics":
+            for topic, topic_name in value.items():
+                env[f"KAIROS_TOPICS__{topic.upper()}"] = topic_name
+        elif name in ("coupon_secret", "llm_api_key"):
+            env[f"KAIROS_{name.upper()}"] = getattr(settings, name).get_secret_value()
+        else:
+            env[f"KAIROS_{name.upper()}"] = str(value)
+    return env
+
+
+def settings_for_test(bootstrap: str, llm_url: str, llm_model: str, data_dir: Path) -> Settings:
+    """Settings for one test: unique app id and topic names."""
+    tag = "t" + uuid.uuid4().hex[:10]
+    topics = TopicNames(
+        clickstream=f"{tag}.clickstream",
+        crm=f"{tag}.crm",
+        location=f"{tag}.location",
+        feedback=f"{tag}.feedback",
+        offers=f"{tag}.offers",
+        dlq=f"{tag}.dlq",
+        internal_prefix=f"{tag}.internal.",
+    )
+    return Settings(
+        broker_url=bootstrap,
+        app_id=tag,
+        topics=topics,
+        partitions=2,
+        store="rocksdb://",
+        data_dir=data_dir,
+        web_port=free_port(),
+        llm_url=llm_url,
+        llm_model=llm_model,
+        llm_timeout_s=120.0,
+    )
+
+
+class Worker:
+    """A `kairos worker` subprocess for one test's settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process = ManagedProcess(
+            "worker",
+            [sys.executable, "-m", "streams.cli", "worker"],
+            settings.data_dir / "worker.log",
+            env=settings_env(settings),
+            cwd=REPO,
+        )
+
+    def start(self, timeout: float = 120.0) -> None:
+        asyncio.run(create_topics(self.settings))
+        self.process.start()
+        url = f"http://127.0.0.1:{self.settings.web_port}/ready"
+        self.process.wait_ready(lambda: _ok(url), timeout)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.settings.web_port}/metrics"
+        return httpx.get(url, timeout=5).text
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def produce(settings: Settings, items: list[tuple[str, dict[str, Any] | bytes]]) -> None:
+    """Send (source, event) pairs in order; raw bytes are sent as they are."""
+    producer = EventProducer(settings)
+    await producer.start()
+    try:
+        for source, event in items:
+            if isinstance(event, bytes):
+                await producer.send_raw(source, event)
+            else:
+                await producer.send(source, dict(event))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list[Any]], bool],
+    seconds: float,
+) -> list[Any]:
+    """Records of ``topic`` from the start, until ``until(records)`` or ``seconds`` pass."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while not until(records) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records

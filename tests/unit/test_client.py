@@ -1,0 +1,108 @@
+"""The LLM client against a scripted server: retries, deadlines, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from models.client import LLMBadResponse, LLMClient, LLMTimeout, LLMUnavailable
+from streams.metrics import Metrics
+
+OK = {"model": "m", "choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}],
+      "usage": {"prompt_tokens": 5, "completion_tokens": 2}}  # fmt: skip
+
+
+def client(handler, **kwargs) -> LLMClient:
+    kwargs.setdefault("backoff_s", 0.001)
+    return LLMClient("http://llm/v1", "m", transport=httpx.MockTransport(handler), **kwargs)
+
+
+async def ask(c: LLMClient):
+    try:
+        return await c.chat([{"role": "user", "content": "hi"}], max_tokens=8, json_schema={})
+    finally:
+        await c.aclose()
+
+
+def test_retries_5xx_then_succeeds_and_counts() -> None:
+    calls = []
+    metrics = Metrics(CollectorRegistry())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503) if len(calls) < 3 else httpx.Response(200, json=OK)
+
+    completion = asyncio.run(ask(client(handler, retries=2, metrics=metrics)))
+    assert (completion.attempts, completion.prompt_tokens, completion.finish_reason) == (
+        3,
+        5,
+        "stop",
+    )
+    body = calls[0].read()
+    assert b'"response_format"' in body and b'"json_schema"' in body
+    assert metrics.registry.get_sample_value("kairos_llm_requests_total", {"outcome": "ok"}) == 1
+    assert metrics.registry.get_sample_value("kairos_llm_tokens_total", {"kind": "completion"}) == 2
+
+
+def test_gives_up_after_bounded_retries() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(LLMUnavailable):
+        asyncio.run(ask(client(handler, retries=2)))
+    assert len(calls) == 3
+
+
+def test_client_errors_are_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(400, text="bad schema")
+
+    with pytest.raises(LLMBadResponse, match="400"):
+        asyncio.run(ask(client(handler)))
+    assert len(calls) == 1
+
+
+def test_body_that_is_not_a_completion() -> None:
+    with pytest.raises(LLMBadResponse):
+        asyncio.run(ask(client(lambda r: httpx.Response(200, json={"choices": []}))))
+
+
+def test_deadline_covers_the_whole_request() -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=OK)
+
+    with pytest.raises(LLMTimeout):
+        asyncio.run(ask(client(slow, timeout_s=0.2)))
+
+
+def test_in_flight_requests_are_bounded() -> None:
+    active = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        return httpx.Response(200, json=OK)
+
+    async def burst() -> None:
+        c = client(handler, max_in_flight=3)
+        try:
+            await asyncio.gather(*(c.chat([], max_tokens=8) for _ in range(12)))
+        finally:
+            await c.aclose()
+
+    asyncio.run(burst())
+    assert peak == 3

@@ -1,0 +1,115 @@
+"""Profiles and the store-entry rule, in event time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.moments import moment_id, store_entry, update_visit
+from agents.profile import MAX_VIEWS, apply_event, new_profile, trait
+from streams.reference import load_reference
+
+REF = load_reference()
+FLATIRON = REF.stores["s-flatiron"]
+HOUR = 3600 * 1000
+RULE = {"recent_interest_ms": 24 * HOUR, "cooldown_ms": 6 * HOUR}
+
+
+def view(ts: int, product: str = "p-101") -> dict[str, Any]:
+    props = {"product_id": product, "category": "running"}
+    return {"kind": "track", "name": "Product Viewed", "user": "u1", "ts": ts, "props": props}
+
+
+def ping(ts: int, inside: bool = True, event_id: str | None = None) -> dict[str, Any]:
+    lat = FLATIRON.lat + (0.0001 if inside else 0.01)
+    props = {"lat": lat, "lon": FLATIRON.lon}
+    return {"kind": "location", "user": "u1", "ts": ts, "props": props, "id": event_id or f"p{ts}"}
+
+
+def fold(profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] | None:
+    """What the context agent does with one event."""
+    if event["kind"] == "location":
+        update_visit(profile, event, REF)
+    else:
+        apply_event(profile, event)
+    return store_entry(profile, **RULE)
+
+
+def test_entry_with_recent_interest_fires_once_per_visit() -> None:
+    profile = new_profile("u1")
+    assert fold(profile, view(10 * HOUR)) is None
+    moment = fold(profile, ping(11 * HOUR, event_id="ping-1"))
+    assert moment is not None
+    assert moment["store_id"] == "s-flatiron"
+    assert moment["event_ts"] == 11 * HOUR
+    assert moment["id"] == moment_id("store_entry", "u1", "s-flatiron", "ping-1")
+    assert fold(profile, ping(11 * HOUR + 60_000)) is None  # same visit
+
+
+def test_no_interest_no_moment() -> None:
+    profile = new_profile("u1")
+    assert fold(profile, ping(11 * HOUR)) is None
+
+
+def test_a_late_view_completes_the_visit_with_the_pings_id() -> None:
+    """Clickstream and location race: the view is processed after the ping."""
+    profile = new_profile("u1")
+    assert fold(profile, ping(11 * HOUR, event_id="ping-1")) is None
+    moment = fold(profile, view(10 * HOUR))
+    assert moment is not None
+    assert moment["id"] == moment_id("store_entry", "u1", "s-flatiron", "ping-1")
+
+
+def test_a_view_after_the_visit_ended_does_not_fire() -> None:
+    profile = new_profile("u1")
+    fold(profile, ping(11 * HOUR))
+    assert fold(profile, view(13 * HOUR)) is None
+
+
+def test_cooldown_and_opt_out() -> None:
+    profile = new_profile("u1")
+    fold(profile, view(10 * HOUR))
+    assert fold(profile, ping(11 * HOUR)) is not None
+    fold(profile, ping(12 * HOUR, inside=False))
+    assert fold(profile, ping(13 * HOUR)) is None  # within the 6 h cooldown
+    fold(profile, ping(18 * HOUR, inside=False))
+    fold(profile, view(18 * HOUR))
+    opted = {"kind": "traits", "user": "u1", "ts": 18 * HOUR, "traits": {"marketing_opt_out": True}}
+    fold(profile, opted)
+    assert fold(profile, ping(19 * HOUR)) is None
+
+
+def test_older_ping_is_ignored() -> None:
+    profile = new_profile("u1")
+    fold(profile, view(10 * HOUR))
+    fold(profile, ping(12 * HOUR, inside=False))
+    assert fold(profile, ping(11 * HOUR)) is None
+    assert profile["visit"][0] is None
+
+
+def test_traits_latest_event_time_wins() -> None:
+    profile = new_profile("u1")
+    apply_event(profile, {"kind": "identify", "ts": 20, "traits": {"tier": "gold"}})
+    apply_event(profile, {"kind": "traits", "ts": 10, "traits": {"tier": "bronze"}})
+    assert trait(profile, "tier") == "gold"
+    apply_event(profile, {"kind": "traits", "ts": 30, "traits": {"tier": "silver"}})
+    assert trait(profile, "tier") == "silver"
+
+
+def test_views_are_bounded_and_in_event_time_order() -> None:
+    profile = new_profile("u1")
+    for ts in [5, 1, 3, *range(100, 100 + MAX_VIEWS)]:
+        apply_event(profile, view(ts))
+    timestamps = [v[0] for v in profile["views"]]
+    assert len(timestamps) == MAX_VIEWS
+    assert timestamps == sorted(timestamps)
+    assert timestamps[0] == 100
+
+
+def test_cart_add_remove_and_order() -> None:
+    profile = new_profile("u1")
+    add = {"kind": "track", "name": "Product Added", "ts": 1, "props": {"product_id": "p-101"}}
+    apply_event(profile, add)
+    apply_event(profile, {**add, "ts": 2})
+    assert profile["cart"]["p-101"][0] == 2
+    apply_event(profile, {**add, "name": "Order Completed", "ts": 3})
+    assert profile["cart"] == {}
