@@ -10,7 +10,6 @@ exactly as it speaks to vLLM on GPUs in production.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from streams.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 READY_TIMEOUT_S = 300.0
+CONVERT_TIMEOUT_S = 600.0
 
 
 class LLMServerError(RuntimeError):
@@ -41,7 +41,9 @@ def model_dir(settings: Settings) -> Path:
     return settings.llm_model_dir or settings.data_dir / "models" / DEFAULT_MODEL_NAME
 
 
-def ensure_model(settings: Settings, log_path: Path) -> Path:
+def ensure_model(
+    settings: Settings, log_path: Path, progress: Callable[[float], None] | None = None
+) -> Path:
     """Convert SmolLM2 once; later calls find the cached folder."""
     folder = model_dir(settings)
     if settings.llm_model_dir is not None:
@@ -53,19 +55,19 @@ def ensure_model(settings: Settings, log_path: Path) -> Path:
     if is_converted(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        result = subprocess.run(
-            [str(runtime_python(settings)), "-m", "models.convert", str(folder)],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise LLMServerError(
-            f"converting SmolLM2 failed (exit {result.returncode}); see {log_path}"
-        )
+    converter = ManagedProcess(
+        "model conversion",
+        [str(runtime_python(settings)), "-m", "models.convert", str(folder)],
+        log_path,
+        cwd=REPO_ROOT,
+    )
+    converter.start()
+    try:
+        code = converter.wait_exit(CONVERT_TIMEOUT_S, progress)
+    except ProcessFailed as exc:
+        raise LLMServerError(str(exc)) from None
+    if code != 0:
+        raise LLMServerError(f"converting SmolLM2 failed (exit {code}): {converter.tail()}")
     return folder
 
 

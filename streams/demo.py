@@ -75,6 +75,7 @@ def run(settings: Settings, options: DemoOptions) -> int:
     from streams.cli import CommandError
 
     started: list[ManagedProcess] = []
+    tally = Tally()
     try:
         _start_embedded(settings, started)
         try:
@@ -83,13 +84,20 @@ def run(settings: Settings, options: DemoOptions) -> int:
             raise CommandError(str(exc)) from None
         say(f"topics: {len(created)} created" if created else "topics: all exist")
         started.append(_start_worker(settings))
-        tally = asyncio.run(_drive(settings, options))
+        asyncio.run(_drive(settings, options, tally))
     except ProcessFailed as exc:
         raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        say("\ninterrupted: stopping")
+        interrupted = True
+    else:
+        interrupted = False
     finally:
         for process in reversed(started):
             process.stop()
     _summary(tally)
+    if interrupted:
+        return 130
     if not tally.offers:
         say(
             "no offers were emitted; see the logs in " + str(settings.data_dir / "logs"), sys.stderr
@@ -115,8 +123,8 @@ def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
         if settings.embedded_llm:
             t0 = time.monotonic()
             say("llm: preparing SmolLM2-135M-Instruct (converted from GGUF once, then cached)")
-            folder = ensure_model(settings, logs / "convert.log")
-            say(f"llm: model ready in {time.monotonic() - t0:.0f} s; starting vLLM on CPU")
+            folder = ensure_model(settings, logs / "convert.log", progress("converting"))
+            say(f"\nllm: model ready in {time.monotonic() - t0:.0f} s; starting vLLM on CPU")
             t0 = time.monotonic()
             started.append(start_llm_server(settings, folder, logs / "llm.log", progress("vLLM")))
             say(f"\nllm: vLLM serving {settings.llm_model} at {settings.llm_base_url}, "
@@ -152,8 +160,7 @@ def _ready(url: str) -> bool:
         return False
 
 
-async def _drive(settings: Settings, options: DemoOptions) -> Tally:
-    tally = Tally()
+async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None:
     out = options.offers_out.open("w") if options.offers_out else None
     consumer = AIOKafkaConsumer(
         settings.topics.offers,
@@ -178,7 +185,6 @@ async def _drive(settings: Settings, options: DemoOptions) -> Tally:
         await consumer.stop()
         if out:
             out.close()
-    return tally
 
 
 async def _produce(settings: Settings, options: DemoOptions, tally: Tally) -> None:

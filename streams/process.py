@@ -102,6 +102,21 @@ class ManagedProcess:
                 progress(elapsed)
             time.sleep(interval)
 
+    def wait_exit(self, timeout: float, progress: Callable[[float], None] | None = None) -> int:
+        """Wait for the process to finish; return its exit code."""
+        started = time.monotonic()
+        assert self.proc is not None
+        while (code := self.proc.poll()) is None:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                self.stop()
+                raise ProcessFailed(f"{self.name} did not finish in {timeout:.0f} s: {self.tail()}")
+            if progress:
+                progress(elapsed)
+            time.sleep(0.5)
+        self.proc = None
+        return code
+
     def tail(self, lines: int = 15) -> str:
         """The last lines of the log, for error messages."""
         try:
