@@ -38,7 +38,9 @@ def runtime_python(settings: Settings) -> Path:
 
 
 def model_dir(settings: Settings) -> Path:
-    return settings.llm_model_dir or settings.data_dir / "models" / DEFAULT_MODEL_NAME
+    """Absolute: the converter and vLLM run with the repository as their cwd."""
+    folder = settings.llm_model_dir or settings.data_dir / "models" / DEFAULT_MODEL_NAME
+    return folder.resolve()
 
 
 def ensure_model(

@@ -86,10 +86,18 @@ async def process_in_order(
     events = stream.noack()
     acks = OrderedAcks(events, window)
     idle = asyncio.create_task(acks.run())
+    reporting: set[asyncio.Future[None]] = set()
+
+    def report(task: asyncio.Task[None]) -> None:
+        # A failure found while the stream is idle must not wait for the next event.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            future = asyncio.ensure_future(on_failure(error))
+            reporting.add(future)
+            future.add_done_callback(reporting.discard)
+
+    idle.add_done_callback(report)
     try:
         async for event in events.events():
-            if idle.done():
-                idle.result()
             await acks.track(event, await handle(event))
     except DeliveryFailed as exc:
         await on_failure(exc)

@@ -21,6 +21,17 @@ class BrokerUnavailable(RuntimeError):
 
 async def connect_admin(settings: Settings, attempts: int = 6) -> AIOKafkaAdminClient:
     """An admin client, retrying with exponential backoff (0.5 s, 1 s, 2 s...)."""
+    # Each failed attempt is reported once, below; aiokafka would add its own.
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        return await _connect(settings, attempts)
+    finally:
+        client_log.setLevel(level)
+
+
+async def _connect(settings: Settings, attempts: int) -> AIOKafkaAdminClient:
     delay = 0.5
     for attempt in range(1, attempts + 1):
         admin = AIOKafkaAdminClient(
@@ -32,11 +43,22 @@ async def connect_admin(settings: Settings, attempts: int = 6) -> AIOKafkaAdminC
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             await admin.close()
             if attempt == attempts:
+                hint = (
+                    "; KAIROS_BROKER_URL is unset, so start the embedded broker with "
+                    "`kairos broker` or point KAIROS_BROKER_URL at Kafka"
+                    if settings.embedded_broker
+                    else ""
+                )
                 raise BrokerUnavailable(
                     f"cannot reach Kafka at {settings.bootstrap_servers} "
-                    f"after {attempts} attempts: {exc}"
+                    f"after {attempts} attempts: {exc}{hint}"
                 ) from None
-            log.warning("Kafka at %s not reachable (%s); retrying", settings.bootstrap_servers, exc)
+            log.warning(
+                "Kafka at %s not reachable (%s); retrying in %.1f s",
+                settings.bootstrap_servers,
+                exc,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")

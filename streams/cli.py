@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from streams.process import ManagedProcess
 
 
 class CommandError(RuntimeError):
@@ -31,6 +35,7 @@ class CommandError(RuntimeError):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(format="kairos: %(message)s", level=logging.WARNING)
     try:
         settings = get_settings()
         return int(args.run(settings, args) or 0)
@@ -108,10 +113,7 @@ def run_broker(settings: Settings, args: argparse.Namespace) -> int:
         broker = start_broker(settings.broker_port, settings.data_dir / "logs" / "broker.log")
     except BrokerError as exc:
         raise CommandError(str(exc)) from None
-    print(f"broker ready on 127.0.0.1:{settings.broker_port}", flush=True)
-    _wait_for_signal(lambda: broker.running)
-    broker.stop()
-    return 0
+    return _serve(broker, f"broker ready on 127.0.0.1:{settings.broker_port}")
 
 
 def run_llm(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,10 +130,9 @@ def run_llm(settings: Settings, args: argparse.Namespace) -> int:
         server = start_llm_server(settings, folder, logs / "llm.log")
     except LLMServerError as exc:
         raise CommandError(str(exc)) from None
-    print(f"LLM server ready at {settings.llm_base_url} (model {settings.llm_model})", flush=True)
-    _wait_for_signal(lambda: server.running)
-    server.stop()
-    return 0
+    return _serve(
+        server, f"LLM server ready at {settings.llm_base_url} (model {settings.llm_model})"
+    )
 
 
 def run_topics_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,8 +160,8 @@ def run_topics_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_signal(alive: Callable[[], bool]) -> None:
-    """Block until SIGINT/SIGTERM, or until the child dies."""
+def _serve(process: ManagedProcess, ready: str) -> int:
+    """Keep ``process`` in the foreground until SIGINT/SIGTERM, or until it dies."""
     stop = False
 
     def _stop(*_: object) -> None:
@@ -169,8 +170,14 @@ def _wait_for_signal(alive: Callable[[], bool]) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    while not stop and alive():
+    print(ready, flush=True)
+    while not stop and process.running:
         time.sleep(0.5)
+    died = not process.running
+    process.stop()
+    if died:
+        raise CommandError(f"{process.name} exited: {process.tail()}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -83,9 +83,7 @@ def _parse_object(raw: bytes | None) -> dict[str, Any]:
 
 
 def _segment(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
-    kind = body.get("type")
-    if not isinstance(kind, str) or kind not in SEGMENT_TYPES:
-        raise InvalidEvent("unknown_type", f"unknown Segment event type {_short(kind)}")
+    kind = _kind(body, SEGMENT_TYPES, "Segment")
     event = _base(body, kind, fallback_ts_ms)
     if kind == "track":
         name = body.get("event")
@@ -122,14 +120,19 @@ def _location(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any
 
 
 def _crm(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
-    kind = body.get("type")
-    if not isinstance(kind, str) or kind not in CRM_TYPES:
-        raise InvalidEvent("unknown_type", f"unknown CRM event type {_short(kind)}")
+    kind = _kind(body, CRM_TYPES, "CRM")
     event = _base(body, kind, fallback_ts_ms)
     event["traits"] = _object(body, "traits")
     if not event["traits"]:
         raise InvalidEvent("missing_field", "traits event has no 'traits' object")
     return event
+
+
+def _kind(body: dict[str, Any], allowed: frozenset[str], family: str) -> str:
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in allowed:
+        raise InvalidEvent("unknown_type", f"unknown {family} event type {_short(kind)}")
+    return kind
 
 
 def _base(body: dict[str, Any], kind: str, fallback_ts_ms: int | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from streams.acks import DeliveryFailed, OrderedAcks
+from streams.acks import DeliveryFailed, OrderedAcks, process_in_order
 
 
 class Stream:
@@ -67,3 +67,36 @@ def test_window_bounds_work_in_flight() -> None:
         return peak
 
     assert asyncio.run(scenario()) < 2 + 1
+
+
+def test_a_failure_while_idle_stops_the_worker_without_waiting_for_more_events() -> None:
+    class OneEventStream(Stream):
+        def noack(self) -> OneEventStream:
+            return self
+
+        async def events(self):  # type: ignore[no-untyped-def]
+            yield 1
+            await asyncio.Event().wait()  # then nothing more arrives
+
+    failures: list[BaseException] = []
+
+    async def scenario() -> None:
+        async def handle(event: int) -> asyncio.Future[None]:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.01, future.set_exception, OSError("lost"))
+            return future
+
+        async def on_failure(exc: BaseException) -> None:
+            failures.append(exc)
+
+        agent = asyncio.create_task(
+            process_in_order(OneEventStream(), handle, window=10, on_failure=on_failure)
+        )
+        for _ in range(100):
+            if failures:
+                break
+            await asyncio.sleep(0.01)
+        agent.cancel()
+
+    asyncio.run(scenario())
+    assert len(failures) == 1 and isinstance(failures[0], DeliveryFailed)
