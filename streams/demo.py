@@ -57,18 +57,26 @@ def say(text: str, stream: TextIO = sys.stdout) -> None:
     print(text, file=stream, flush=True)
 
 
-def progress(label: str) -> Any:
-    """A callback that shows elapsed seconds while something starts."""
-    last = [-10.0]
+class Progress:
+    """Shows elapsed seconds while something starts: one redrawn line on a
+    terminal, a line every 10 s elsewhere."""
 
-    def show(elapsed: float) -> None:
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.drawn = False
+        self.last = -10.0
+
+    def __call__(self, elapsed: float) -> None:
         if sys.stdout.isatty():
-            print(f"\r  {label}... {elapsed:4.0f} s", end="", flush=True)
-        elif elapsed - last[0] >= 10:
-            last[0] = elapsed
-            say(f"  {label}... {elapsed:.0f} s")
+            print(f"\r  {self.label}... {elapsed:4.0f} s", end="", flush=True)
+            self.drawn = True
+        elif elapsed - self.last >= 10:
+            self.last = elapsed
+            say(f"  {self.label}... {elapsed:.0f} s")
 
-    return show
+    def done(self) -> None:
+        if self.drawn:
+            print(flush=True)
 
 
 def run(settings: Settings, options: DemoOptions) -> int:
@@ -123,11 +131,15 @@ def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
         if settings.embedded_llm:
             t0 = time.monotonic()
             say("llm: preparing SmolLM2-135M-Instruct (converted from GGUF once, then cached)")
-            folder = ensure_model(settings, logs / "convert.log", progress("converting"))
-            say(f"\nllm: model ready in {time.monotonic() - t0:.0f} s; starting vLLM on CPU")
+            converting = Progress("converting")
+            folder = ensure_model(settings, logs / "convert.log", converting)
+            converting.done()
+            say(f"llm: model ready in {time.monotonic() - t0:.0f} s; starting vLLM on CPU")
             t0 = time.monotonic()
-            started.append(start_llm_server(settings, folder, logs / "llm.log", progress("vLLM")))
-            say(f"\nllm: vLLM serving {settings.llm_model} at {settings.llm_base_url}, "
+            loading = Progress("vLLM")
+            started.append(start_llm_server(settings, folder, logs / "llm.log", loading))
+            loading.done()
+            say(f"llm: vLLM serving {settings.llm_model} at {settings.llm_base_url}, "
                 f"ready in {time.monotonic() - t0:.0f} s")  # fmt: skip
         else:
             say(f"llm: {settings.llm_base_url}")
@@ -147,8 +159,10 @@ def _start_worker(settings: Settings) -> ManagedProcess:
     )
     worker.start()
     url = f"http://{settings.web_host}:{settings.web_port}/ready"
-    elapsed = worker.wait_ready(lambda: _ready(url), WORKER_READY_TIMEOUT_S, progress("worker"))
-    say(f"\nworker: ready in {elapsed:.1f} s (metrics at http://{settings.web_host}:"
+    joining = Progress("worker")
+    elapsed = worker.wait_ready(lambda: _ready(url), WORKER_READY_TIMEOUT_S, joining)
+    joining.done()
+    say(f"worker: ready in {elapsed:.1f} s (metrics at http://{settings.web_host}:"
         f"{settings.web_port}/metrics)")  # fmt: skip
     return worker
 
