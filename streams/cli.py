@@ -4,6 +4,8 @@
     kairos worker          the Faust worker (all agents)
     kairos broker          the embedded Kafka-protocol broker, in the foreground
     kairos llm             the embedded vLLM server with SmolLM2, in the foreground
+    kairos produce synthetic  shoppers browsing and visiting stores, seedable, rate-controlled
+    kairos produce file F  JSON lines (a Segment export, .gz too), routed by event type
     kairos topics create   create every declared topic (idempotent)
     kairos topics list     the declared topics and whether they exist
 
@@ -20,7 +22,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streams.settings import Settings, SettingsError, get_settings
 
@@ -66,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     llm = sub.add_parser("llm", help="run the embedded vLLM server")
     llm.add_argument("--prepare", action="store_true", help="only convert the model, then exit")
     llm.set_defaults(run=run_llm)
+
+    produce = sub.add_parser("produce", help="send events to the source topics")
+    produce_sub = produce.add_subparsers(required=True, metavar="SOURCE")
+    synthetic = produce_sub.add_parser("synthetic", help="a synthetic population of shoppers")
+    synthetic.add_argument("--users", type=int, default=100, help="shoppers (100)")
+    synthetic.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (60)")
+    synthetic.add_argument("--rate", type=float, default=50.0, help="background events/s (50)")
+    synthetic.add_argument("--seed", type=int, default=7, help="population seed (7)")
+    synthetic.set_defaults(run=run_produce_synthetic)
+    from_file = produce_sub.add_parser("file", help="JSON lines, e.g. a Segment export (.gz ok)")
+    from_file.add_argument("path", type=Path)
+    from_file.add_argument(
+        "--source",
+        default="auto",
+        choices=["auto", "clickstream", "crm", "location", "feedback"],
+        help="topic for every line; auto routes by each event's type (auto)",
+    )
+    from_file.add_argument("--rate", type=float, help="events per second (as fast as possible)")
+    from_file.set_defaults(run=run_produce_file)
 
     topics = sub.add_parser("topics", help="manage the declared topics")
     topics_sub = topics.add_subparsers(required=True, metavar="ACTION")
@@ -133,6 +154,47 @@ def run_llm(settings: Settings, args: argparse.Namespace) -> int:
     return _serve(
         server, f"LLM server ready at {settings.llm_base_url} (model {settings.llm_model})"
     )
+
+
+def run_produce_synthetic(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.console import CountProgress
+    from streams.reference import load_reference
+    from streams.synthetic import plan
+
+    planned = plan(
+        load_reference(settings.reference_dir),
+        users=args.users,
+        duration=args.duration,
+        rate=args.rate,
+        seed=args.seed,
+    )
+    return _replay(settings, planned, CountProgress("synthetic", len(planned)))
+
+
+def run_produce_file(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.console import CountProgress
+    from streams.producer import count_lines, plan_file
+
+    if not args.path.is_file():
+        raise CommandError(f"{args.path}: no such file")
+    progress = CountProgress(args.path.name, count_lines(args.path))
+    return _replay(settings, plan_file(args.path, args.source, args.rate), progress)
+
+
+def _replay(settings: Settings, planned: Any, progress: Any) -> int:
+    from streams.admin import BrokerUnavailable, connect_admin
+    from streams.producer import replay
+
+    async def go() -> int:
+        await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
+        return await replay(settings, planned, on_sent=progress)
+
+    try:
+        sent = asyncio.run(go())
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    print(f"sent {sent} events to {settings.bootstrap_servers}")
+    return 0
 
 
 def run_topics_create(settings: Settings, args: argparse.Namespace) -> int:

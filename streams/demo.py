@@ -23,8 +23,9 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.admin import BrokerUnavailable, create_topics
 from streams.codecs import loads, now_ms
+from streams.console import Progress, say
 from streams.process import ManagedProcess, ProcessFailed
-from streams.producer import EventProducer
+from streams.producer import replay
 from streams.reference import load_reference
 from streams.settings import Settings
 from streams.synthetic import plan
@@ -51,32 +52,6 @@ class Tally:
     offers: list[dict[str, Any]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def say(text: str, stream: TextIO = sys.stdout) -> None:
-    print(text, file=stream, flush=True)
-
-
-class Progress:
-    """Shows elapsed seconds while something starts: one redrawn line on a
-    terminal, a line every 10 s elsewhere."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.drawn = False
-        self.last = -10.0
-
-    def __call__(self, elapsed: float) -> None:
-        if sys.stdout.isatty():
-            print(f"\r  {self.label}... {elapsed:4.0f} s", end="", flush=True)
-            self.drawn = True
-        elif elapsed - self.last >= 10:
-            self.last = elapsed
-            say(f"  {self.label}... {elapsed:.0f} s")
-
-    def done(self) -> None:
-        if self.drawn:
-            print(flush=True)
 
 
 def run(settings: Settings, options: DemoOptions) -> int:
@@ -209,22 +184,11 @@ async def _produce(settings: Settings, options: DemoOptions, tally: Tally) -> No
         rate=options.rate,
         seed=options.seed,
     )
-    producer = EventProducer(settings)
-    await producer.start()
-    start = time.monotonic()
-    try:
-        for item in planned:
-            delay = item.at - (time.monotonic() - start)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if isinstance(item.event, bytes):
-                await producer.send_raw(item.source, item.event)
-            else:
-                await producer.send(item.source, dict(item.event))
-            tally.events += 1
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+    def sent(count: int) -> None:
+        tally.events = count
+
+    await replay(settings, planned, on_sent=sent)
 
 
 async def _wait_for_offers(tally: Tally, settings: Settings) -> None:

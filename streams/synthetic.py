@@ -11,9 +11,9 @@ records among them, as real producers send.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
+from streams.producer import Planned
 from streams.reference import Reference
 
 FIRST_NAMES = (
@@ -23,13 +23,6 @@ FIRST_NAMES = (
 TIERS = ("gold", "silver", "bronze", None)
 # Roughly 1.1 m per 1e-5 degrees of latitude.
 DEGREES_PER_METRE = 1e-5 / 1.1
-
-
-@dataclass(frozen=True)
-class Planned:
-    at: float
-    source: str
-    event: dict[str, Any] | bytes
 
 
 def plan(
@@ -57,24 +50,33 @@ def _shopper(
     interested: bool,
     duration: float,
 ) -> list[Planned]:
-    visit = rng.uniform(0.1, 0.6) * duration + 20
+    # Browsing takes `lead` seconds before the visit (20 s, less in a short run).
+    lead = min(20.0, 0.3 * duration)
+    visit = lead + rng.uniform(0.1, 0.7) * (duration - lead)
+    step_s = lead / 7
     traits: dict[str, Any] = {"name": rng.choice(FIRST_NAMES), "email": f"{user}@example.com"}
     tier = rng.choice(TIERS)
     if tier:
         traits["loyalty_tier"] = tier
-    events = [Planned(max(0.0, visit - 20), "clickstream", _identify(user, traits))]
+    events = [Planned(visit - lead, "clickstream", _identify(user, traits))]
     if interested:
         liked = [p for p in reference.products.values() if p.category in store.categories]
         for step in range(rng.randint(2, 4)):
             product = rng.choice(liked)
             props = {"product_id": product.id, "category": product.category, "price": product.price}
             events.append(
-                Planned(visit - 18 + 3 * step, "clickstream", _track(user, "Product Viewed", props))
+                Planned(
+                    visit - lead + step_s * (1 + step),
+                    "clickstream",
+                    _track(user, "Product Viewed", props),
+                )
             )
         if rng.random() < 0.4:
             props = {"product_id": product.id, "quantity": 1}
-            events.append(Planned(visit - 6, "clickstream", _track(user, "Product Added", props)))
-    events.append(Planned(visit - 4, "location", _ping(rng, user, store, outside=True)))
+            events.append(
+                Planned(visit - 2 * step_s, "clickstream", _track(user, "Product Added", props))
+            )
+    events.append(Planned(visit - step_s, "location", _ping(rng, user, store, outside=True)))
     events.append(Planned(visit, "location", _ping(rng, user, store, outside=False)))
     events.append(Planned(visit + 5, "location", _ping(rng, user, store, outside=False)))
     return [p for p in events if p.at < duration]
