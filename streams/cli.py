@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streams.settings import Settings, SettingsError, get_settings
+from streams.traffic import Population
 
 if TYPE_CHECKING:
     from streams.process import ManagedProcess
@@ -56,10 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run everything embedded and print offers as they land")
-    demo.add_argument("--duration", type=float, default=90.0, help="seconds of traffic (90)")
-    demo.add_argument("--users", type=int, default=30, help="synthetic shoppers (30)")
-    demo.add_argument("--rate", type=float, default=40.0, help="background events per second (40)")
-    demo.add_argument("--seed", type=int, default=7, help="population seed (7)")
+    Population.add_arguments(demo, Population(users=30, duration=90.0, rate=40.0))
     demo.add_argument("--offers-out", type=Path, help="write each offer as a JSON line here")
     demo.set_defaults(run=run_demo)
 
@@ -72,10 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce = sub.add_parser("produce", help="send events to the source topics")
     produce_sub = produce.add_subparsers(required=True, metavar="SOURCE")
     synthetic = produce_sub.add_parser("synthetic", help="a synthetic population of shoppers")
-    synthetic.add_argument("--users", type=int, default=100, help="shoppers (100)")
-    synthetic.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (60)")
-    synthetic.add_argument("--rate", type=float, default=50.0, help="background events/s (50)")
-    synthetic.add_argument("--seed", type=int, default=7, help="population seed (7)")
+    Population.add_arguments(synthetic, Population(users=100, duration=60.0, rate=50.0))
     synthetic.set_defaults(run=run_produce_synthetic)
     from_file = produce_sub.add_parser("file", help="JSON lines, e.g. a Segment export (.gz ok)")
     from_file.add_argument("path", type=Path)
@@ -100,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     from streams.demo import DemoOptions, run
 
-    options = DemoOptions(args.duration, args.users, args.rate, args.seed, args.offers_out)
+    options = DemoOptions(Population.from_args(args), args.offers_out)
     return run(settings, options)
 
 
@@ -161,13 +156,7 @@ def run_produce_synthetic(settings: Settings, args: argparse.Namespace) -> int:
     from streams.reference import load_reference
     from streams.synthetic import plan
 
-    planned = plan(
-        load_reference(settings.reference_dir),
-        users=args.users,
-        duration=args.duration,
-        rate=args.rate,
-        seed=args.seed,
-    )
+    planned = plan(load_reference(settings.reference_dir), Population.from_args(args))
     return _replay(settings, planned, CountProgress("synthetic", len(planned)))
 
 

@@ -30,6 +30,7 @@ from streams.reference import load_reference
 from streams.settings import Settings
 from streams.synthetic import plan
 from streams.topics import internal_name
+from streams.traffic import Population
 
 WORKER_READY_TIMEOUT_S = 120.0
 STAGES = ("ingest", "moment", "queue", "generation", "delivery", "end_to_end")
@@ -37,10 +38,7 @@ STAGES = ("ingest", "moment", "queue", "generation", "delivery", "end_to_end")
 
 @dataclass(frozen=True)
 class DemoOptions:
-    duration: float = 90.0
-    users: int = 30
-    rate: float = 40.0
-    seed: int = 7
+    population: Population
     offers_out: Path | None = None
 
 
@@ -163,8 +161,9 @@ async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None
     await consumer.start()
     watcher = asyncio.create_task(_watch(consumer, settings, tally, out))
     try:
-        say(f"traffic: {options.users} shoppers and {options.rate:g} background events/s "
-            f"for {options.duration:g} s")  # fmt: skip
+        crowd = options.population
+        say(f"traffic: {crowd.users} shoppers and {crowd.rate:g} background events/s "
+            f"for {crowd.duration:g} s")  # fmt: skip
         await _produce(settings, options, tally)
         await _wait_for_offers(tally, settings)
     finally:
@@ -177,13 +176,7 @@ async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None
 
 
 async def _produce(settings: Settings, options: DemoOptions, tally: Tally) -> None:
-    planned = plan(
-        load_reference(settings.reference_dir),
-        users=options.users,
-        duration=options.duration,
-        rate=options.rate,
-        seed=options.seed,
-    )
+    planned = plan(load_reference(settings.reference_dir), options.population)
 
     def sent(count: int) -> None:
         tally.events = count

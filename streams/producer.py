@@ -12,7 +12,6 @@ import gzip
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.codecs import dumps
 from streams.settings import Settings
+from streams.traffic import Planned
 
 
 def iso_now() -> str:
@@ -62,15 +62,6 @@ class EventProducer:
         await self._producer.flush()
 
 
-@dataclass(frozen=True)
-class Planned:
-    """An event to send ``at`` seconds after the start; bytes go out as they are."""
-
-    at: float
-    source: str
-    event: dict[str, Any] | bytes
-
-
 async def replay(
     settings: Settings,
     planned: Iterable[Planned],
@@ -99,7 +90,6 @@ async def replay(
     return sent
 
 
-SOURCES = ("clickstream", "crm", "location", "feedback")
 TYPE_SOURCES = {"location": "location", "traits": "crm"}
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from streams.producer import Planned
 from streams.reference import Reference
+from streams.traffic import Planned, Population
 
 FIRST_NAMES = (
     "Alice", "Bruno", "Chiara", "Dev", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jade",
@@ -25,19 +25,17 @@ TIERS = ("gold", "silver", "bronze", None)
 DEGREES_PER_METRE = 1e-5 / 1.1
 
 
-def plan(
-    reference: Reference, *, users: int, duration: float, rate: float, seed: int
-) -> list[Planned]:
-    """Plan ``duration`` seconds of traffic for ``users`` shoppers."""
-    rng = random.Random(seed)
+def plan(reference: Reference, population: Population) -> list[Planned]:
+    """Plan ``population.duration`` seconds of traffic for its shoppers."""
+    rng = random.Random(population.seed)
     stores = list(reference.stores.values())
     planned: list[Planned] = []
-    for index in range(users):
-        user = f"u-{seed}-{index:04d}"
+    for index in range(population.users):
+        user = f"u-{population.seed}-{index:04d}"
         store = stores[index % len(stores)]
         interested = rng.random() < 0.8
-        planned.extend(_shopper(rng, reference, user, store, interested, duration))
-    planned.extend(_background(rng, reference, users, duration, rate, seed))
+        planned.extend(_shopper(rng, reference, user, store, interested, population.duration))
+    planned.extend(_background(rng, reference, population))
     planned.sort(key=lambda p: p.at)
     return planned
 
@@ -82,14 +80,12 @@ def _shopper(
     return [p for p in events if p.at < duration]
 
 
-def _background(
-    rng: random.Random, reference: Reference, users: int, duration: float, rate: float, seed: int
-) -> list[Planned]:
+def _background(rng: random.Random, reference: Reference, crowd: Population) -> list[Planned]:
     products = list(reference.products.values())
     planned = []
-    for _ in range(int(duration * rate)):
-        at = rng.uniform(0, duration)
-        user = f"u-{seed}-{rng.randrange(max(users, 1)):04d}"
+    for _ in range(int(crowd.duration * crowd.rate)):
+        at = rng.uniform(0, crowd.duration)
+        user = f"u-{crowd.seed}-{rng.randrange(max(crowd.users, 1)):04d}"
         if rng.random() < 0.01:
             planned.append(Planned(at, "clickstream", _malformed(rng, user)))
             continue

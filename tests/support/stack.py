@@ -20,8 +20,9 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.admin import create_topics
 from streams.process import ManagedProcess, free_port
-from streams.producer import EventProducer
+from streams.producer import replay
 from streams.settings import Settings, TopicNames
+from streams.traffic import Planned
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,17 +103,7 @@ def _ok(url: str) -> bool:
 
 async def produce(settings: Settings, items: list[tuple[str, dict[str, Any] | bytes]]) -> None:
     """Send (source, event) pairs in order; raw bytes are sent as they are."""
-    producer = EventProducer(settings)
-    await producer.start()
-    try:
-        for source, event in items:
-            if isinstance(event, bytes):
-                await producer.send_raw(source, event)
-            else:
-                await producer.send(source, dict(event))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await replay(settings, [Planned(0.0, source, event) for source, event in items])
 
 
 async def consume(

@@ -8,20 +8,21 @@ from pathlib import Path
 from streams.producer import plan_file, route
 from streams.reference import load_reference
 from streams.synthetic import plan
+from streams.traffic import Population
 
 REF = load_reference()
 
 
 def test_synthetic_plan_is_seeded_ordered_and_bounded() -> None:
-    first = plan(REF, users=10, duration=12, rate=5, seed=3)
-    assert first == plan(REF, users=10, duration=12, rate=5, seed=3)
-    assert first != plan(REF, users=10, duration=12, rate=5, seed=4)
+    first = plan(REF, Population(10, 12, 5, 3))
+    assert first == plan(REF, Population(10, 12, 5, 3))
+    assert first != plan(REF, Population(10, 12, 5, 4))
     times = [p.at for p in first]
     assert times == sorted(times) and times[0] >= 0 and times[-1] < 12
 
 
 def test_every_interested_shopper_browses_before_walking_in() -> None:
-    planned = plan(REF, users=20, duration=10, rate=0, seed=1)
+    planned = plan(REF, Population(20, 10, 0, 1))
     for user in {p.event["userId"] for p in planned if isinstance(p.event, dict)}:
         mine = [p for p in planned if isinstance(p.event, dict) and p.event.get("userId") == user]
         views = [p.at for p in mine if p.event.get("event") == "Product Viewed"]
@@ -32,7 +33,7 @@ def test_every_interested_shopper_browses_before_walking_in() -> None:
 
 
 def test_background_traffic_includes_malformed_records() -> None:
-    planned = plan(REF, users=5, duration=60, rate=20, seed=7)
+    planned = plan(REF, Population(5, 60, 20, 7))
     malformed = [p for p in planned if isinstance(p.event, bytes)] + [
         p for p in planned if isinstance(p.event, dict) and "userId" not in p.event
     ]
