@@ -1,30 +1,63 @@
-"""Context: per-user profiles, kept in a RocksDB table, and moment detection.
+"""Context: per-user profiles in a RocksDB table, identity merges, moments.
 
-Reads kairos.internal.events (keyed by profile id, so the table partition
-and the event partition agree), folds each event into the user's profile,
-and on a location ping asks the moment rules whether to reach out. A moment
-carries the profile as it was at that instant, so the offer stage needs no
-second lookup.
+Reads kairos.internal.events, where each message is a bundle (a JSON array)
+of events whose profile ids all live in the message's partition, so the
+table partition and the message partition agree. Per bundle it reads each
+user's profile once, folds in that user's events, and writes it back once:
+one table write and one changelog message per user per bundle, however many
+events the user had.
+
+Per event, in order:
+
+- Forwarding: a profile merged into another keeps only ``merged_into``;
+  events that still arrive for the old id go on to the new one.
+- Dedupe: an event id the profile has already applied is dropped. This is
+  what makes redelivery harmless: ingest resends a batch after a crash, and
+  after a restart this agent replays bundles whose effects the recovered
+  table already holds.
+- Identity: a ``merge`` event (from ingest) moves an old id's profile into
+  the new id's, by an ``absorb`` event to that id's partition, so events from
+  before an identify count for the merged profile.
+- Otherwise the event is folded in and the moment rules run; a moment
+  carries the profile as it was at that instant, so the offer stage needs no
+  second lookup.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agents.moments import store_entry, update_visit
-from agents.profile import apply_event, new_profile
+from agents.profile import (
+    PROFILE_VERSION,
+    Profile,
+    apply_event,
+    first_sight,
+    merge_profiles,
+    new_profile,
+    upgraded,
+)
 from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
+from streams.bundles import bundles
+from streams.changelog import write_batch
 from streams.codecs import dumps, loads, now_ms
-from streams.deadletters import crash_worker, dead_letter, nothing_to_wait_for
+from streams.deadletters import crash_worker, dead_letter
+from streams.keys import Partitioner
 from streams.reference import cached_reference
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = 2000
+IN_FLIGHT = 200
+# An event forwarded more often than this is caught in ids merged into each other.
+MAX_HOPS = 4
+
+partition_for = Partitioner(settings.partitions)
 
 profiles = app.Table(
     "profiles",
@@ -36,10 +69,13 @@ profiles = app.Table(
 )
 
 
-def update(profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] | None:
+def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
     """Fold ``event`` into ``profile``; return a moment if one fires."""
     if event["kind"] == "location":
         update_visit(profile, event, cached_reference(settings.reference_dir))
+        profile["n"] += 1
+    elif event["kind"] == "absorb":
+        merge_profiles(profile, upgraded(event["profile"]))
     else:
         apply_event(profile, event)
     return store_entry(
@@ -49,33 +85,146 @@ def update(profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] | N
     )
 
 
+class Fold:
+    """One bundle's effect: profiles touched, and what to send or dead-letter."""
+
+    def __init__(self, load: Callable[[str], Profile | None]) -> None:
+        self._load = load
+        self.profiles: dict[str, Profile] = {}
+        self.dirty: set[str] = set()
+        self.moments: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.forwards: list[dict[str, Any]] = []
+        self.dead: list[tuple[dict[str, Any], str, str]] = []
+        self.applied = 0
+        self.duplicates = 0
+        self.merges: Counter[str] = Counter()
+
+    def profile(self, key: str) -> Profile:
+        profile = self.profiles.get(key)
+        if profile is None:
+            profile = self._load(key) or new_profile(key)
+            self.profiles[key] = profile
+        return profile
+
+    def apply(self, event: dict[str, Any]) -> None:
+        key = event["user"]
+        profile = self.profile(key)
+        into = profile.get("merged_into")
+        if event["kind"] == "merge":
+            self._merge(profile, event)
+        elif into is not None:
+            if event["kind"] == "absorb" and into == event["from"]:
+                self._revive(profile, event)
+            else:
+                self._forward(event, into)
+        elif not first_sight(profile, event["id"]):
+            self.duplicates += 1
+        else:
+            self.dirty.add(key)
+            if event["kind"] == "absorb":
+                self.merges["merged"] += 1
+            else:
+                self.applied += 1
+            moment = update(profile, event)
+            if moment is not None:
+                moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
+                self.moments.append((event, moment))
+
+    def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
+        """Move the profile of ``event["user"]`` into ``event["into"]``."""
+        old, into = event["user"], event["into"]
+        held = profile.get("merged_into")
+        if held is not None:
+            self.merges["already" if held == into else "conflict"] += 1
+            return
+        self.profiles[old] = {"v": PROFILE_VERSION, "user": old, "merged_into": into}
+        self.dirty.add(old)
+        self._forward(
+            {"v": event["v"], "id": f"absorb:{old}:{into}", "kind": "absorb", "user": into,
+             "from": old, "profile": profile, "ts": event["ts"], "at": event["at"]},
+            into,
+        )  # fmt: skip
+
+    def _revive(self, stub: Profile, event: dict[str, Any]) -> None:
+        """``A`` merged into ``B``, then ``B`` into ``A``: ``A`` takes it all back."""
+        key = stub["user"]
+        profile = upgraded(dict(event["profile"], user=key))
+        profile["ids"] = [i for i in profile["ids"] if i != key]
+        if event["from"] not in profile["ids"]:
+            profile["ids"].insert(0, event["from"])
+        self.profiles[key] = profile
+        self.dirty.add(key)
+        self.merges["merged"] += 1
+
+    def _forward(self, event: dict[str, Any], into: str) -> None:
+        hops = event.get("hops", 0) + 1
+        if hops > MAX_HOPS:
+            self.merges["loop"] += 1
+            reason = (
+                f"event for {event['user']!r} was forwarded {MAX_HOPS} times: "
+                "its ids are merged into each other"
+            )
+            self.dead.append((event, "identity_loop", reason))
+            return
+        self.forwards.append(dict(event, user=into, hops=hops))
+
+
+def _load(key: str) -> Profile | None:
+    stored = profiles.get(key.encode())
+    return upgraded(loads(stored)) if stored else None
+
+
 @app.agent(topics.events, name="kairos.context")
 async def context(stream: Any) -> None:
     async def handle(record: Any) -> Awaitable[Any]:
         message = record.message
+        fold = Fold(_load)
         try:
-            event = loads(message.value)
-            stored = profiles.get(message.key)
-            profile = loads(stored) if stored else new_profile(event["user"])
-            moment = update(profile, event)
-            profiles[message.key] = dumps(profile)
-            metrics.state_updates.inc()
-        except Exception as exc:  # a bug must not lose the event
-            log.exception("context update failed at %s/%s", message.topic, message.offset)
+            events = loads(message.value)
+        except Exception as exc:
             return await dead_letter(
-                message,
-                code="internal_error",
-                reason=f"state update failed: {exc!r}",
+                message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
                 stage="context",
+            )  # fmt: skip
+        for event in events:
+            try:
+                fold.apply(event)
+            except Exception as exc:  # a bug must not lose the event
+                log.exception("context update failed at %s/%s", message.topic, message.offset)
+                fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
+        changes = [(key.encode(), dumps(fold.profiles[key])) for key in fold.dirty]
+        written = await write_batch(app, profiles, message.partition, changes)
+        return await _emit(message, fold, written)
+
+    await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
+
+
+async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awaitable[Any]:
+    metrics.state_updates.inc(fold.applied)
+    metrics.state_writes.inc(len(fold.dirty))
+    if fold.duplicates:
+        metrics.duplicates.inc(fold.duplicates)
+    for outcome, count in fold.merges.items():
+        metrics.identity_merges.labels(outcome).inc(count)
+    sends: list[Any] = [written]
+    by_partition: defaultdict[int, list[bytes]] = defaultdict(list)
+    for event in fold.forwards:
+        by_partition[partition_for(event["user"])].append(dumps(event))
+    for partition, encoded in by_partition.items():
+        for bundle in bundles(encoded):
+            sends.append(await topics.events.send(value=bundle, partition=partition))
+    for event, code, reason in fold.dead:
+        sends.append(
+            await dead_letter(
+                message, code=code, reason=reason, stage="context", value=dumps(event)
             )
-        if moment is None:
-            return nothing_to_wait_for()
-        detected = now_ms()
-        moment.update(ingested_at=event["at"], detected_at=detected, profile=profile)
+        )
+    detected = now_ms()
+    for event, moment in fold.moments:
+        moment.update(ingested_at=event["at"], detected_at=detected)
         metrics.moments.labels(moment["type"]).inc()
         metrics.stage_latency.labels("event_to_moment").observe(
             max(0, detected - event["ts"]) / 1000
         )
-        return await topics.moments.send(key=message.key, value=dumps(moment))
-
-    await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
+        sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
+    return asyncio.gather(*sends)

@@ -1,64 +1,237 @@
-"""Ingest: source topics in, normalized events out, keyed by profile id.
+"""Ingest: source topics in, normalized events out, bundled by profile partition.
 
-One agent per source topic. Each record is decoded and validated at the
-edge; a valid event is re-keyed by its user onto kairos.internal.events (so
-one user's state lives in one partition, whatever key the producer used),
-and an invalid one goes to the dead-letter topic with its reason.
+The hot path works on batches, not on messages. One consumer (its own group,
+``<app_id>-ingest``) takes up to ``ingest_batch_max`` records at a time from
+every source topic. Each record is decoded and validated; an invalid one goes
+to the dead-letter topic with its original bytes and a reason. A valid event
+is keyed by profile id (userId, else anonymousId), and the batch's events
+are sent to kairos.internal.events as one *bundle* per partition (a JSON
+array; streams/bundles.py), so the context agent, Faust's
+per-message machinery and the broker see a handful of messages per batch
+instead of one per event. Offsets are committed only once every bundle and
+dead letter of the batch is delivered (at-least-once; the context agent
+drops redelivered events by id).
+
+Identity links are found here: an event that carries both anonymousId and
+userId, or an alias call, adds a ``merge`` event to the bundle of the
+partition where the older id lives (agents/context.py does the merge).
+
+The stage keeps no state but a bounded cache of links already sent, so it
+needs no table, and a rebalance only waits for the batch in hand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+from collections import Counter, defaultdict, deque
 from typing import Any
 
+import mode
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
+
 from streams import topics
-from streams.acks import process_in_order
-from streams.app import app, metrics
-from streams.codecs import dumps, now_ms
-from streams.deadletters import crash_worker, dead_letter
-from streams.events import InvalidEvent, decode
+from streams.app import app, metrics, ready_checks, settings
+from streams.bundles import bundles
+from streams.codecs import dead_letter_headers, dumps, now_ms
+from streams.events import SCHEMA_VERSION, InvalidEvent, decode
+from streams.keys import Partitioner
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = 2000
+# Batches whose output may be in flight before the oldest is committed.
+MAX_PENDING = 4
+LINKS_REMEMBERED = 100_000
 
 
-def normalize(source: str, message: Any) -> dict[str, Any]:
-    """Decode one record; raises InvalidEvent. Gives every event an id and arrival time."""
-    fallback_ts = int(message.timestamp * 1000) if message.timestamp else None
-    event = decode(source, message.value, fallback_ts)
-    if not event["id"]:
-        # Deterministic, so a replayed record gets the same id.
-        event["id"] = f"{message.topic}/{message.partition}/{message.offset}"
-    event["at"] = now_ms()
-    return event
+class Routed:
+    """One batch, decided: bundles per partition, dead letters, counts."""
+
+    def __init__(self) -> None:
+        self.bundles: defaultdict[int, list[bytes]] = defaultdict(list)
+        self.dead: list[tuple[Any, str, str]] = []
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.offsets: dict[TopicPartition, int] = {}
 
 
-def ingest_agent(source: str) -> Any:
-    async def ingest(stream: Any) -> None:
-        async def handle(event: Any) -> Awaitable[Any]:
-            message = event.message
+class Router:
+    """Decide where each record of a batch goes. Pure apart from the link cache."""
+
+    def __init__(self, sources: dict[str, str], partitions: int) -> None:
+        self.sources = sources  # topic name -> decoder name
+        self.partition_for = Partitioner(partitions)
+        self._links: set[tuple[str, str]] = set()
+
+    def route(self, batch: dict[TopicPartition, list[Any]]) -> Routed:
+        routed = Routed()
+        arrived = now_ms()
+        bundles, partition_for = routed.bundles, self.partition_for
+        for tp, records in batch.items():
+            source = self.sources[tp.topic]
+            for record in records:
+                try:
+                    event = decode(source, record.value, record.timestamp)
+                except InvalidEvent as exc:
+                    routed.dead.append((record, exc.code, exc.reason))
+                    continue
+                except Exception as exc:  # a bug must not lose the record
+                    log.exception("ingest failed on %s/%s", record.topic, record.offset)
+                    routed.dead.append((record, "internal_error", f"ingest failed: {exc!r}"))
+                    continue
+                if not event["id"]:
+                    # Deterministic, so a redelivered record gets the same id.
+                    event["id"] = f"{record.topic}/{record.partition}/{record.offset}"
+                event["at"] = arrived
+                routed.counts[source, event["kind"]] += 1
+                bundles[partition_for(event["user"])].append(dumps(event))
+                link = self._new_link(event)
+                if link is not None:
+                    bundles[partition_for(link["user"])].append(dumps(link))
+            if records:
+                routed.offsets[tp] = records[-1].offset + 1
+        return routed
+
+    def _new_link(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """A merge event if ``event`` ties an older id to its user for the first time."""
+        older = event.get("previous") or event.get("anon")
+        if not older or older == event["user"]:
+            return None
+        pair = (older, event["user"])
+        if pair in self._links:
+            return None
+        if len(self._links) >= LINKS_REMEMBERED:
+            self._links.clear()  # merges are idempotent; forgetting costs one resend
+        self._links.add(pair)
+        return {
+            "v": SCHEMA_VERSION,
+            "id": f"merge:{older}:{event['user']}",
+            "kind": "merge",
+            "user": older,
+            "into": event["user"],
+            "ts": event["ts"],
+            "at": event["at"],
+        }
+
+
+@app.service
+class Ingest(mode.Service):
+    """The batch consumer of the source topics, started with the worker."""
+
+    def __post_init__(self) -> None:
+        names = settings.topics
+        self.router = Router(
+            {names.clickstream: "clickstream", names.crm: "crm",
+             names.location: "location", names.feedback: "feedback"},
+            settings.partitions,
+        )  # fmt: skip
+        self.consumer: AIOKafkaConsumer | None = None
+        self.pending: deque[tuple[list[Any], dict[TopicPartition, int]]] = deque()
+        self.lock = asyncio.Lock()
+        self.assigned = False
+        ready_checks.append(lambda: self.assigned)
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=f"{settings.app_id}-ingest",
+            client_id=f"{settings.app_id}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000),
+        )
+        await self.consumer.start()
+        self.consumer.subscribe(list(self.router.sources), listener=_Rebalance(self))
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
             try:
-                normalized = normalize(source, message)
-            except InvalidEvent as exc:
-                return await dead_letter(message, code=exc.code, reason=exc.reason, stage="ingest")
-            except Exception as exc:  # a bug must not lose the record
-                log.exception("ingest failed on %s/%s", message.topic, message.offset)
-                return await dead_letter(
-                    message, code="internal_error", reason=f"ingest failed: {exc!r}", stage="ingest"
+                async with self.lock:
+                    await self.drain()
+            except Exception:
+                log.exception("ingest: output of the last batches was not delivered")
+            await self.consumer.stop()
+
+    @mode.Service.task
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        try:
+            while not self.should_stop:
+                batch = await self.consumer.getmany(
+                    timeout_ms=500, max_records=settings.ingest_batch_max
                 )
-            metrics.events_in.labels(source, normalized["kind"]).inc()
-            return await topics.events.send(
-                key=normalized["user"].encode(), value=dumps(normalized)
+                async with self.lock:
+                    if batch:
+                        self.pending.append(await self.send(self.router.route(batch)))
+                        await self.commit_done(keep=MAX_PENDING)
+                    else:
+                        await self.drain()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.should_stop:
+                return  # the consumer was stopped under us: a normal shutdown
+            # Output was lost or the consumer broke: stop before anything after it commits.
+            log.critical("stopping the worker: ingest failed: %r", exc)
+            await app.crash(exc)
+
+    async def send(self, routed: Routed) -> tuple[list[Any], dict[TopicPartition, int]]:
+        """Hand the batch's output to the producer; its delivery futures and the offsets."""
+        producer = app.producer
+        deliveries: list[Any] = []
+        events_topic = topics.events.get_topic_name()
+        for partition, encoded in routed.bundles.items():
+            for bundle in bundles(encoded):
+                deliveries.append(
+                    await producer.send(events_topic, None, bundle, partition, None, None)
+                )
+        dlq = settings.topics.dlq
+        for record, code, reason in routed.dead:
+            headers = dead_letter_headers(
+                code=code, reason=reason, topic=record.topic, partition=record.partition,
+                offset=record.offset, stage="ingest",
+            )  # fmt: skip
+            deliveries.append(
+                await producer.send(dlq, record.key, record.value, None, None, headers)
             )
+            metrics.dead_letters.labels("ingest", code).inc()
+        for (source, kind), count in routed.counts.items():
+            metrics.events_in.labels(source, kind).inc(count)
+        metrics.ingest_batches.observe(sum(routed.counts.values()) + len(routed.dead))
+        return deliveries, routed.offsets
 
-        await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
+    async def commit_done(self, keep: int) -> None:
+        """Commit batches whose output landed, oldest first; wait if more than ``keep``."""
+        while self.pending:
+            futures, offsets = self.pending[0]
+            if len(self.pending) <= keep and not all(f.done() for f in futures):
+                return
+            await asyncio.gather(*futures)
+            self.pending.popleft()
+            assert self.consumer is not None
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # The group moved on (a rebalance); the new owner reads these
+                # records again and the context agent drops them as duplicates.
+                log.warning("ingest: offsets not committed, the group rebalanced: %s", exc)
 
-    ingest.__name__ = ingest.__qualname__ = f"ingest_{source}"
-    return app.agent(topics.SOURCES[source], name=f"kairos.ingest.{source}")(ingest)
+    async def drain(self) -> None:
+        await self.commit_done(keep=0)
 
 
-ingest_clickstream = ingest_agent("clickstream")
-ingest_crm = ingest_agent("crm")
-ingest_location = ingest_agent("location")
+class _Rebalance(ConsumerRebalanceListener):
+    """Finish and commit the batches in hand before partitions move."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.ingest.lock:
+            await self.ingest.drain()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.ingest.assigned = bool(assigned)

@@ -8,6 +8,7 @@ topic, keeping every topic kairos touches declared in streams/topics.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import faust
@@ -31,6 +32,7 @@ app = app_class(settings.fetch_wait_ms)(
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     consumer_auto_offset_reset="earliest",
+    producer_linger_ms=settings.producer_linger_ms,
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
@@ -40,6 +42,9 @@ app = app_class(settings.fetch_wait_ms)(
 )
 
 metrics = Metrics(CollectorRegistry())
+
+# More conditions for /ready, added by services that start with the app.
+ready_checks: list[Callable[[], bool]] = []
 
 
 @app.page("/metrics")
@@ -54,6 +59,7 @@ def is_ready() -> bool:
         and not app.in_recovery
         and cast(Any, app.tables).recovery.completed.is_set()
         and app.consumer.assignment()
+        and all(check() for check in ready_checks)
     )
 
 

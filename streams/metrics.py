@@ -37,6 +37,28 @@ class Metrics:
             "Events folded into per-user state by the context agent.",
             registry=registry,
         )
+        self.duplicates = Counter(
+            "kairos_duplicates_total",
+            "Events dropped as duplicates (an event id the profile has already applied).",
+            registry=registry,
+        )
+        self.identity_merges = Counter(
+            "kairos_identity_merges_total",
+            "Identity links applied, by outcome (merged, already, conflict, loop).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.state_writes = Counter(
+            "kairos_state_writes_total",
+            "Profile table writes (one per user per bundle, each one changelog message).",
+            registry=registry,
+        )
+        self.ingest_batches = Histogram(
+            "kairos_ingest_batch_records",
+            "Records per batch the ingest consumer took from the source topics.",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=registry,
+        )
         self.moments = Counter(
             "kairos_moments_total", "Moments detected, by type.", ["moment"], registry=registry
         )

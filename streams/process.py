@@ -140,6 +140,14 @@ class ManagedProcess:
         self._signal_group(pgid, signal.SIGKILL)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once: a crash, with no clean-up."""
+        if self.proc is None:
+            return
+        self._signal_group(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,8 +1,8 @@
 """The producer path: how kairos's own tools write events to the source topics.
 
 Events are JSON with a ``timestamp`` (event time) and a ``messageId``; the
-message key is the user id when there is one, as a producer following the
-contract would do (kairos itself never relies on it).
+message key is the user id, else the anonymous id, so one person's events
+keep their order in one partition (kairos itself never relies on it).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class EventProducer:
         """Stamp and send one event (a dict); the event time is now unless given."""
         event.setdefault("timestamp", iso_now())
         event.setdefault("messageId", str(uuid.uuid4()))
-        await self.send_raw(source, dumps(event), event.get("userId"))
+        await self.send_raw(source, dumps(event), event.get("userId") or event.get("anonymousId"))
 
     async def send_raw(self, source: str, value: bytes, user: str | None = None) -> None:
         key = user.encode() if isinstance(user, str) else None
@@ -90,7 +90,14 @@ async def replay(
     return sent
 
 
-TYPE_SOURCES = {"location": "location", "traits": "crm"}
+TYPE_SOURCES = {
+    "location": "location",
+    "traits": "crm",
+    "order": "crm",
+    "ticket": "crm",
+    "loyalty": "crm",
+    "feedback": "feedback",
+}
 
 
 def route(line: bytes) -> str:

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     web_port: Port = 6066
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     reference_dir: Path | None = None
+    # How long the worker's producer waits to fill a batch: changelog writes
+    # of one bundle then travel in a few requests instead of one each.
+    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+    # Records the ingest consumer takes from the source topics at a time.
+    ingest_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 5000
 
     # The LLM: an OpenAI-compatible endpoint (vLLM). Unset: the embedded
     # CPU server on llm_port serves SmolLM2-135M-Instruct.

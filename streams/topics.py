@@ -11,7 +11,7 @@ kairos.location                   producers  location pings
 kairos.feedback                   producers  offer feedback (delivered, opened, redeemed)
 kairos.offers                     kairos     offer records for notification services
 kairos.dlq                        kairos     dead letters: original bytes + reason headers
-kairos.internal.events            kairos     normalized events keyed by profile id
+kairos.internal.events            kairos     bundles of normalized events by profile id
 kairos.internal.moments           kairos     detected moments keyed by profile id
 kairos.internal.profiles-changelog kairos    changelog of the profiles table
 ================================  =========  ==========================================
@@ -65,9 +65,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 _settings = get_settings()
 _names = _settings.topics
 
-clickstream = app.topic(_names.clickstream)
-crm = app.topic(_names.crm)
-location = app.topic(_names.location)
+# Source topics are read by the ingest consumer (agents/ingest.py), not by Faust.
 offers = app.topic(_names.offers)
 dlq = app.topic(_names.dlq)
 events = app.topic(internal_name(_settings, "events"))
@@ -75,6 +73,3 @@ moments = app.topic(internal_name(_settings, "moments"))
 profiles_changelog = app.topic(
     internal_name(_settings, "profiles-changelog"), partitions=_settings.partitions, compacting=True
 )
-
-# Source topics by the name of the decoder that reads them.
-SOURCES = {"clickstream": clickstream, "crm": crm, "location": location}

@@ -1,21 +1,76 @@
-"""Faust's Kafka transport with one knob Faust does not expose: fetch wait.
+"""Faust's Kafka transport, with two fixes Faust has no setting for.
 
-Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``. Kafka
-answers a fetch as soon as data arrives, so that is harmless there; the
-embedded broker holds every fetch for the full wait, which put ~360 ms (p50)
-on each hop between agents. ``KAIROS_CONSUMER_FETCH_WAIT_MS`` sets it.
+Fetch wait. Faust builds its aiokafka consumer with
+``fetch_max_wait_ms=1500``. Kafka answers a fetch as soon as data arrives,
+so that is harmless there; the embedded broker holds every fetch for the
+full wait, which put ~360 ms (p50) on each hop between agents.
+``KAIROS_CONSUMER_FETCH_WAIT_MS`` sets it.
+
+End offsets. Table recovery reads a changelog partition up to its end
+offset, which Faust asks for with ListOffsets. The embedded broker answers
+wrongly after batched produce (the first offset of the last batch + 1), so
+recovery would stop short, or fail with "persisted offset is higher than the
+last offset". The high watermark in a Fetch response is right on every
+broker, so :func:`fetched_end_offsets` reads it there. On Kafka the two
+agree, and the extra fetch costs one round trip per recovery.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as driver
+
+END_OFFSET_TIMEOUT_S = 30.0
+
+
+async def fetched_end_offsets(
+    bootstrap_servers: str | list[str], listed: Mapping[Any, int], fetch_wait_ms: int
+) -> dict[Any, int]:
+    """End offsets of ``listed`` (tp -> ListOffsets answer), taken from Fetch responses.
+
+    Fetches from just before the listed end; the response's high watermark
+    is the true end offset. An empty partition (listed 0) needs no fetch.
+    """
+    result = dict(listed)
+    wanted = {tp: offset for tp, offset in listed.items() if offset > 0}
+    if not wanted:
+        return result
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_wait_ms,
+        max_partition_fetch_bytes=64 * 1024,
+    )
+    await consumer.start()
+    try:
+        parts = {TopicPartition(tp.topic, tp.partition): tp for tp in wanted}
+        consumer.assign(list(parts))
+        for part, tp in parts.items():
+            consumer.seek(part, wanted[tp] - 1)
+        pending = set(parts)
+        deadline = asyncio.get_running_loop().time() + END_OFFSET_TIMEOUT_S
+        while pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no fetch response for {sorted(pending)}")
+            await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+            for part in list(pending):
+                highwater = consumer.highwater(part)
+                if highwater is not None:
+                    result[parts[part]] = max(highwater, wanted[parts[part]])
+                    pending.discard(part)
+    finally:
+        await consumer.stop()
+    return result
 
 
 def app_class(fetch_wait_ms: int) -> type[faust.App]:
-    """A faust.App subclass whose consumers use ``fetch_wait_ms``."""
+    """A faust.App subclass with both fixes."""
 
     class ConsumerThread(driver.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -23,12 +78,19 @@ def app_class(fetch_wait_ms: int) -> type[faust.App]:
             consumer._fetch_max_wait_ms = fetch_wait_ms
             return consumer
 
-    class FetchWaitConsumer(driver.Consumer):
+        async def _highwaters(self, partitions: Iterable[Any]) -> Mapping[Any, int]:
+            listed = await super()._highwaters(list(partitions))
+            if self.consumer.in_transaction:
+                return listed
+            servers = self._ensure_consumer()._client._bootstrap_servers
+            return await fetched_end_offsets(servers, listed, fetch_wait_ms)
+
+    class FixedConsumer(driver.Consumer):
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     class Transport(driver.Transport):
-        Consumer = FetchWaitConsumer
+        Consumer = FixedConsumer
 
     class App(faust.App):
         def _new_transport(self) -> Any:

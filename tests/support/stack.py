@@ -41,8 +41,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def settings_for_test(bootstrap: str, llm_url: str, llm_model: str, data_dir: Path) -> Settings:
-    """Settings for one test: unique app id and topic names."""
+def settings_for_test(
+    bootstrap: str, llm_url: str, llm_model: str, data_dir: Path, partitions: int = 2
+) -> Settings:
+    """Settings for one test: unique app id and topic names; the demo's defaults otherwise."""
     tag = "t" + uuid.uuid4().hex[:10]
     topics = TopicNames(
         clickstream=f"{tag}.clickstream",
@@ -57,7 +59,7 @@ def settings_for_test(bootstrap: str, llm_url: str, llm_model: str, data_dir: Pa
         broker_url=bootstrap,
         app_id=tag,
         topics=topics,
-        partitions=2,
+        partitions=partitions,
         store="rocksdb://",
         data_dir=data_dir,
         web_port=free_port(),
@@ -88,6 +90,26 @@ class Worker:
 
     def stop(self) -> None:
         self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def counter(self, name: str) -> float:
+        """A counter's value (summed over labels) from /metrics, 0 if absent."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_for(self, name: str, at_least: float, seconds: float = 60.0) -> float:
+        """Poll counter ``name`` until it reaches ``at_least``; return its value."""
+        deadline = time.monotonic() + seconds
+        value = self.counter(name)
+        while value < at_least and time.monotonic() < deadline:
+            time.sleep(0.1)
+            value = self.counter(name)
+        return value
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.settings.web_port}/metrics"

@@ -1,4 +1,4 @@
-"""The agents themselves, through Faust's test_context() on memory:// tables."""
+"""The context agent itself, through Faust's test_context() on a memory:// table."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from agents import context as context_module
 from agents.context import context, profiles
-from agents.ingest import ingest_location
 from streams import topics
-from streams.codecs import dumps, header_map, loads
+from streams.codecs import dumps, loads
 
 FLATIRON = (40.7411, -73.9897)
 
@@ -33,6 +33,15 @@ def outputs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recorder]:
     recorders = {"events": Recorder(), "moments": Recorder(), "dlq": Recorder()}
     for name, recorder in recorders.items():
         monkeypatch.setattr(getattr(topics, name), "send", recorder.send)
+    changelog = Recorder()
+
+    async def write_batch(app: Any, table: Any, partition: int, changes: Any) -> Any:
+        for key, value in changes:
+            table.data[key] = value  # the store; no producer runs in test_context()
+        return await changelog.send(partition=partition, changes=changes)
+
+    monkeypatch.setattr(context_module, "write_batch", write_batch)
+    recorders["changelog"] = changelog
     return recorders
 
 
@@ -44,26 +53,6 @@ async def settle(condition: Any) -> None:
     raise AssertionError("the agent did not get there")
 
 
-def test_ingest_rekeys_valid_pings_and_dead_letters_bad_ones(outputs: dict[str, Recorder]) -> None:
-    async def scenario() -> None:
-        async with ingest_location.test_context() as agent:
-            good = {"userId": "u1", "lat": 40.0, "lon": -73.0, "timestamp": "2026-11-21T10:00:00Z"}
-            await agent.put(dumps(good), key=b"producer-key")
-            await agent.put(b'{"userId": "u1", "lat": 95, "lon": 0}', key=None)
-            await settle(lambda: outputs["events"].sent and outputs["dlq"].sent)
-
-    asyncio.run(scenario())
-    [forwarded] = outputs["events"].sent
-    assert forwarded["key"] == b"u1"  # re-keyed by user, not by the producer's key
-    event = loads(forwarded["value"])
-    assert (event["kind"], event["user"], event["props"]["lat"]) == ("location", "u1", 40.0)
-    [dead] = outputs["dlq"].sent
-    assert dead["value"] == b'{"userId": "u1", "lat": 95, "lon": 0}'
-    headers = header_map(dead["headers"])
-    assert headers["kairos.dlq.reason"] == "'lat' must be between -90 and 90"
-    assert headers["kairos.dlq.stage"] == "ingest"
-
-
 def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -> None:
     def event(n: int, kind: str, **fields: Any) -> bytes:
         base = {"v": 1, "id": f"e{n}", "kind": kind, "user": "u2", "ts": 1_800_000_000_000 + n,
@@ -73,9 +62,9 @@ def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -
     async def scenario() -> None:
         async with context.test_context() as agent:
             props = {"product_id": "p-101", "category": "running"}
-            await agent.put(event(1, "track", name="Product Viewed", props=props), key=b"u2")
-            ping = {"lat": FLATIRON[0], "lon": FLATIRON[1]}
-            await agent.put(event(2, "location", props=ping), key=b"u2")
+            view = event(1, "track", name="Product Viewed", props=props)
+            ping = event(2, "location", props={"lat": FLATIRON[0], "lon": FLATIRON[1]})
+            await agent.put(b"[" + view + b"," + ping + b"]", key=None)  # one bundle
             await settle(lambda: outputs["moments"].sent)
 
     asyncio.run(scenario())
@@ -88,5 +77,7 @@ def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -
         "e2",
     )
     assert moment["profile"]["views"][0][1] == "p-101"
+    [write] = outputs["changelog"].sent  # one write for the user's two events
+    assert [key for key, _ in write["changes"]] == [b"u2"]
     stored = loads(profiles[b"u2"])
     assert stored["visit"][0] == "s-flatiron" and stored["visit"][4] is True

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
+from streams.codecs import dumps
+from streams.events import decode
 from streams.producer import plan_file, route
 from streams.reference import load_reference
 from streams.synthetic import plan
@@ -21,15 +24,42 @@ def test_synthetic_plan_is_seeded_ordered_and_bounded() -> None:
     assert times == sorted(times) and times[0] >= 0 and times[-1] < 12
 
 
+def person(event: dict[str, Any]) -> str:
+    """The shopper an event belongs to, whether it was sent anonymously or not."""
+    return event.get("userId") or "u-" + event["anonymousId"].removeprefix("anon-")
+
+
 def test_every_interested_shopper_browses_before_walking_in() -> None:
     planned = plan(REF, Population(20, 10, 0, 1))
-    for user in {p.event["userId"] for p in planned if isinstance(p.event, dict)}:
-        mine = [p for p in planned if isinstance(p.event, dict) and p.event.get("userId") == user]
+    for user in {person(p.event) for p in planned if isinstance(p.event, dict)}:
+        mine = [p for p in planned if isinstance(p.event, dict) and person(p.event) == user]
         views = [p.at for p in mine if p.event.get("event") == "Product Viewed"]
         pings = [p for p in mine if p.source == "location"]
         assert len(pings) >= 2, "every shopper passes by a store, even in a short run"
         inside = pings[1].at
         assert all(at < inside for at in views)
+
+
+def test_shoppers_log_in_late_and_the_crm_speaks_too() -> None:
+    planned = plan(REF, Population(40, 60, 0, 7))
+    events = [p.event for p in planned if isinstance(p.event, dict)]
+    anonymous_views = [
+        e for e in events if e.get("event") == "Product Viewed" and "userId" not in e
+    ]
+    assert anonymous_views, "some shoppers browse before logging in"
+    for view in anonymous_views:
+        [login] = [e for e in events if e["type"] == "identify"
+                   and e["anonymousId"] == view["anonymousId"]]  # fmt: skip
+        assert login["userId"] == person(view)
+    crm = {e["type"] for p in planned if p.source == "crm" for e in [p.event]}
+    assert crm == {"order", "loyalty", "ticket"}
+    for item in planned:  # all of it is what kairos reads, bar the deliberate junk
+        if isinstance(item.event, dict) and ("userId" in item.event or "anonymousId" in item.event):
+            body = dumps({**item.event, "timestamp": "2026-11-21T10:00:00Z"})
+            if item.event.get("type") != "track" or "event" in item.event:
+                assert decode(item.source, body)["kind"] in ("track", "page", "identify",
+                                                             "location", "order", "loyalty",
+                                                             "ticket")  # fmt: skip
 
 
 def test_background_traffic_includes_malformed_records() -> None:
