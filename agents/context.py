@@ -45,7 +45,7 @@ from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
 from streams.bundles import bundles
-from streams.changelog import write_batch
+from streams.changelog import read, write_batch
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
 from streams.keys import Partitioner
@@ -170,7 +170,7 @@ class Fold:
 
 
 def _load(key: str) -> Profile | None:
-    stored = profiles.get(key.encode())
+    stored = read(profiles, key.encode())
     return upgraded(loads(stored)) if stored else None
 
 

@@ -1,4 +1,4 @@
-"""Table writes in batches: the local store, then one changelog batch per partition.
+"""Table reads and writes for a batch: one lookup per read, one store write per batch.
 
 A Faust table sends one changelog message per assignment, each through
 Faust's producer buffer, a FutureMessage and a delivery callback that also
@@ -8,8 +8,9 @@ does what a run of ``table[key] = value`` does, with the same bytes on the
 same changelog partition, so Faust's recovery and standbys read it as their
 own:
 
-1. each value goes into the table's store (the partition of the event
-   being processed, as Faust's store picks it);
+1. the values go into the table's store in the partition of the event being
+   processed, as Faust's store picks it: on RocksDB as one write batch, the
+   way Faust's own recovery writes them;
 2. the values go to the changelog partition as aiokafka record batches;
 3. once delivered, the persisted offset (where local state is up to, so a
    restart reads only the changelog after it) is set once, to the last
@@ -25,10 +26,20 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import rocksdict
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
 # Fewer changes than this go as single records.
 BATCH_FROM = 64
+
+
+def read(table: Any, key: bytes) -> bytes | None:
+    """``table.get(key)`` in one store lookup instead of two (contains, then get)."""
+    store = table.data
+    if isinstance(store, RocksDBStore):
+        return store._get(key)
+    return store.get(key)
 
 
 async def write_batch(
@@ -36,8 +47,15 @@ async def write_batch(
 ) -> asyncio.Future[None]:
     """Write ``changes`` (key, value) to ``table`` in ``partition``; the delivery future."""
     store = table.data
-    for key, value in changes:
-        store[key] = value
+    if isinstance(store, RocksDBStore):
+        writes = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in changes:
+            writes.put(key, value)
+            store._key_index[key] = partition
+        store._db_for_partition(partition).write(writes)
+    else:
+        for key, value in changes:
+            store[key] = value
     producer = app.producer._ensure_producer()  # the app's aiokafka producer
     topic = table.changelog_topic.get_topic_name()
     sent: list[tuple[asyncio.Future[Any], int]] = []

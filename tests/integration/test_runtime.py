@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from streams.admin import create_topics, missing_topics
+from streams.codecs import header_map
 from streams.broker import BrokerError, start_broker
 from streams.topics import topic_specs
-from tests.support.stack import REPO, Worker, produce, settings_env, settings_for_test
+from tests.support.stack import REPO, Worker, consume, produce, settings_env, settings_for_test
 
 pytestmark = pytest.mark.broker
 NO_LLM = "http://127.0.0.1:9/v1"
@@ -49,6 +50,46 @@ def test_broker_port_in_use_is_a_clear_error(broker: str, tmp_path: Path) -> Non
     port = int(broker.rsplit(":", 1)[1])
     with pytest.raises(BrokerError, match=f"port {port} is already in use"):
         start_broker(port, tmp_path / "broker.log")
+
+
+POISON = {
+    "oversized": b'{"type": "page", "userId": "u1", "name": "' + b"x" * 70_000 + b'"}',
+    "not_utf8": b'{"type": "page", "userId": "\xff\xfe"}',
+    "too_deep": b'{"type": "page", "userId": "u1", "properties": ' + b"[" * 50 + b"]" * 50 + b"}",
+    "unknown_type": b'{"type": "shout", "userId": "u1"}',
+    "bad_timestamp": b'{"type": "page", "userId": "u1", "timestamp": "next tuesday"}',
+    "wrong_type": b'{"type": "track", "event": "X", "userId": "u1", "properties": [1]}',
+    "missing_field": b'{"type": "track", "userId": "u1", "timestamp": 1795000000000}',
+    "invalid_json": b'{"type": "page",',
+    "empty": b"",
+}
+
+
+def test_every_kind_of_bad_input_is_kept_and_the_stream_goes_on(
+    broker: str, tmp_path: Path
+) -> None:
+    settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
+    worker = Worker(settings)
+    worker.start()
+    good = {"type": "page", "userId": "u1", "timestamp": 1795000000000, "messageId": "g"}
+    try:
+        asyncio.run(produce(settings, [("clickstream", raw) for raw in POISON.values()]))
+        asyncio.run(produce(settings, [("clickstream", good)]))
+        assert worker.wait_for("kairos_state_updates_total", 1) == 1
+        dead = asyncio.run(
+            consume(settings, settings.topics.dlq, lambda r: len(r) >= len(POISON), seconds=30)
+        )
+    finally:
+        worker.stop()
+    letters = {header_map(r.headers)["kairos.dlq.code"]: r for r in dead}
+    assert sorted(letters) == sorted(POISON)
+    for code, raw in POISON.items():
+        letter = letters[code]
+        headers = header_map(letter.headers)
+        assert (letter.value or b"") == raw  # the original bytes, as they were
+        assert headers["kairos.dlq.topic"] == settings.topics.clickstream
+        assert headers["kairos.dlq.reason"] and headers["kairos.dlq.stage"] == "ingest"
+    assert "limit is 65536" in header_map(letters["oversized"].headers)["kairos.dlq.reason"]
 
 
 def test_worker_serves_ready_and_counts_dead_letters(broker: str, tmp_path: Path) -> None:
