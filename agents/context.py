@@ -31,6 +31,9 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agents.features import BEHAVIOUR, features, lateness
+from agents.features import add as add_to_tiles
+from agents.features import merge as merge_features
 from agents.moments import store_entry, update_visit
 from agents.profile import (
     PROFILE_VERSION,
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 200
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
+ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
 
 partition_for = Partitioner(settings.partitions)
 
@@ -71,11 +75,15 @@ profiles = app.Table(
 
 def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
     """Fold ``event`` into ``profile``; return a moment if one fires."""
+    if event["kind"] in BEHAVIOUR:
+        add_to_tiles(profile, event)
     if event["kind"] == "location":
         update_visit(profile, event, cached_reference(settings.reference_dir))
         profile["n"] += 1
     elif event["kind"] == "absorb":
-        merge_profiles(profile, upgraded(event["profile"]))
+        source = upgraded(event["profile"])
+        merge_profiles(profile, source)
+        merge_features(profile, source)
     else:
         apply_event(profile, event)
     return store_entry(
@@ -119,6 +127,13 @@ class Fold:
                 self._forward(event, into)
         elif not first_sight(profile, event["id"]):
             self.duplicates += 1
+        elif (late := lateness(profile, event)) > ALLOWED_LATENESS_MS:
+            self.dirty.add(key)  # the id is remembered: a resend is a duplicate
+            reason = (
+                f"{event['kind']} event is {late / 60_000:.0f} min older than this person's "
+                f"latest; windows accept up to {ALLOWED_LATENESS_MS // 60_000} min"
+            )
+            self.dead.append((event, "too_late", reason))
         else:
             self.dirty.add(key)
             if event["kind"] == "absorb":
@@ -128,6 +143,9 @@ class Fold:
             moment = update(profile, event)
             if moment is not None:
                 moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
+                moment["features"] = features(
+                    profile, event["ts"], cached_reference(settings.reference_dir)
+                )
                 self.moments.append((event, moment))
 
     def _merge(self, profile: Profile, event: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ or replayed events cannot overwrite newer values.
      "outcomes": {offer_id: {action: ts}},          # offer feedback, at most MAX_OUTCOMES
      "ids": ["a-7f3", ...],                         # other ids merged into this one
      "seen": [hash, ...],                           # last DEDUPE_WINDOW event ids applied
+     "tiles": {...}, "session": [...],              # windowed features (agents/features.py)
      "n": events applied, "updated": ts}
 
 A profile merged into another keeps only ``{"user", "merged_into", ...}``:

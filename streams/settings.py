@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     llm_max_tokens: Annotated[int, Field(ge=8, le=4096)] = 128
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
 
+    # A behavioural event this much older than the person's latest is too
+    # late for the windows and goes to the dead-letter topic.
+    allowed_lateness_s: Positive = 3600.0
+
     # Moments and offers.
     recent_interest_s: Positive = 24 * 3600.0
     moment_cooldown_s: Positive = 6 * 3600.0

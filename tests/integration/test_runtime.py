@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from streams.admin import create_topics, missing_topics
-from streams.codecs import header_map
 from streams.broker import BrokerError, start_broker
+from streams.codecs import header_map
 from streams.topics import topic_specs
 from tests.support.stack import REPO, Worker, consume, produce, settings_env, settings_for_test
 

@@ -77,6 +77,7 @@ def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -
         "e2",
     )
     assert moment["profile"]["views"][0][1] == "p-101"
+    assert moment["features"]["windows"]["1h"] == {"events": 2, "products": 1, "categories": 1}
     [write] = outputs["changelog"].sent  # one write for the user's two events
     assert [key for key, _ in write["changes"]] == [b"u2"]
     stored = loads(profiles[b"u2"])
