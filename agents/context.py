@@ -187,16 +187,21 @@ class Fold:
         self.forwards.append(dict(event, user=into, hops=hops))
 
 
-def _load(key: str) -> Profile | None:
-    stored = read(profiles, key.encode())
-    return upgraded(loads(stored)) if stored else None
+def loader(partition: int) -> Callable[[str], Profile | None]:
+    """Reads profiles of ``partition`` (the bundle's) from the table."""
+
+    def load(key: str) -> Profile | None:
+        stored = read(profiles, partition, key.encode())
+        return upgraded(loads(stored)) if stored else None
+
+    return load
 
 
 @app.agent(topics.events, name="kairos.context")
 async def context(stream: Any) -> None:
     async def handle(record: Any) -> Awaitable[Any]:
         message = record.message
-        fold = Fold(_load)
+        fold = Fold(loader(message.partition))
         try:
             events = loads(message.value)
         except Exception as exc:

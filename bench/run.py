@@ -3,8 +3,8 @@
 Ingest: a fresh embedded broker; a backlog of N source events from U users
 (clickstream, location and CRM, with anonymous visitors who identify, 1%
 producer retries and 1% invalid records) is produced first; then one worker
-process (the demo's settings) drains it. The clock starts when the worker
-has applied its first event and stops when ``kairos_state_updates_total``
+process (the demo's settings) drains it. The clock starts when the worker's
+ingest has taken its first batch and stops when ``kairos_state_updates_total``
 counts every valid, distinct event: decoded, validated, deduplicated,
 identity-resolved and folded into its person's RocksDB profile, with the
 changelog written. Worker peak RSS comes from /proc. Results go to
@@ -41,7 +41,7 @@ from streams.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
-EVENTS = 200_000
+EVENTS = 300_000
 USERS = 20_000
 RUNS = 3
 # Keys earlier versions of this benchmark wrote, measured differently.
@@ -182,8 +182,8 @@ def ingest(events: int, users: int) -> dict[str, float]:
             except httpx.HTTPError:
                 text = ""
             now, done = time.monotonic(), counter(text, "kairos_state_updates_total")
-            if first is None and done > 0:
-                first = (now, done)
+            if first is None and counter(text, "kairos_ingest_batch_records_count") > 0:
+                first = (now, done)  # ingest has taken its first batch: the clock starts
             if done >= expected:
                 break
             if now > deadline:
@@ -259,8 +259,8 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
   dead-letter, bundle per partition, dedupe by event id, identity merges
   and forwards, moment rules, one RocksDB write and one changelog record per
   person per bundle. Target: at least 20,000 per worker process. Applied
-  events divided by the time from the first
-  applied event to the last.
+  events divided by the time from the ingest's first batch to the last
+  event applied, so both stages of the one process are in the figure.
 - `ingest_state_writes_per_event`: profile writes per applied event. Users
   are drawn uniformly, so a person rarely has two events in one bundle: this
   is close to the worst case of one write per event.

@@ -34,11 +34,15 @@ from faust.types import TP
 BATCH_FROM = 64
 
 
-def read(table: Any, key: bytes) -> bytes | None:
-    """``table.get(key)`` in one store lookup instead of two (contains, then get)."""
+def read(table: Any, partition: int, key: bytes) -> bytes | None:
+    """``table.get(key)`` for a key of ``partition``, in one store lookup.
+
+    (``Mapping.get`` looks twice, contains then get, and Faust's store finds
+    the partition again for each.)
+    """
     store = table.data
     if isinstance(store, RocksDBStore):
-        return store._get(key)
+        return store._db_for_partition(partition).get(key)
     return store.get(key)
 
 
@@ -51,7 +55,6 @@ async def write_batch(
         writes = rocksdict.WriteBatch(raw_mode=True)
         for key, value in changes:
             writes.put(key, value)
-            store._key_index[key] = partition
         store._db_for_partition(partition).write(writes)
     else:
         for key, value in changes:
