@@ -6,6 +6,7 @@
     kairos llm             the embedded vLLM server with SmolLM2, in the foreground
     kairos produce synthetic  shoppers browsing and visiting stores, seedable, rate-controlled
     kairos produce file F  JSON lines (a Segment export, .gz too), routed by event type
+    kairos load traits F   traits from CSV or JSON lines, as CRM trait records
     kairos topics create   create every declared topic (idempotent)
     kairos topics list     the declared topics and whether they exist
 
@@ -83,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from_file.add_argument("--rate", type=float, help="events per second (as fast as possible)")
     from_file.set_defaults(run=run_produce_file)
+
+    load = sub.add_parser("load", help="batch loads")
+    load_sub = load.add_subparsers(required=True, metavar="WHAT")
+    traits = load_sub.add_parser("traits", help="traits from CSV or JSON lines (.gz ok)")
+    traits.add_argument("path", type=Path)
+    traits.add_argument(
+        "--timestamp",
+        help="when the traits were true, ISO-8601, for rows without their own (now)",
+    )
+    traits.add_argument("--rate", type=float, help="records per second (as fast as possible)")
+    traits.set_defaults(run=run_load_traits)
 
     topics = sub.add_parser("topics", help="manage the declared topics")
     topics_sub = topics.add_subparsers(required=True, metavar="ACTION")
@@ -177,6 +189,24 @@ def run_produce_file(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(f"{args.path}: no such file")
     progress = CountProgress(args.path.name, count_lines(args.path))
     return _replay(settings, plan_file(args.path, args.source, args.rate), progress)
+
+
+def run_load_traits(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from streams.console import CountProgress
+    from streams.producer import count_lines, iso_now, plan_traits
+
+    if not args.path.is_file():
+        raise CommandError(f"{args.path}: no such file")
+    if args.timestamp:
+        try:
+            datetime.fromisoformat(args.timestamp)
+        except ValueError:
+            raise CommandError(f"--timestamp {args.timestamp!r} is not an ISO-8601 time") from None
+    rows = count_lines(args.path) - (1 if ".csv" in args.path.suffixes else 0)
+    planned = plan_traits(args.path, args.timestamp or iso_now(), args.rate)
+    return _replay(settings, planned, CountProgress(args.path.name, rows))
 
 
 def _replay(settings: Settings, planned: Any, progress: Any) -> int:

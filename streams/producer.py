@@ -8,7 +8,9 @@ keep their order in one partition (kairos itself never relies on it).
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
+import io
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -111,6 +113,70 @@ def route(line: bytes) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         return "clickstream"
     return TYPE_SOURCES.get(kind, "clickstream") if isinstance(kind, str) else "clickstream"
+
+
+USER_COLUMNS = ("userId", "user_id")
+
+
+def plan_traits(path: Path, timestamp: str, rate: float | None = None) -> Iterator[Planned]:
+    """A batch load of traits as CRM ``traits`` records, one per row or line.
+
+    CSV (by extension ``.csv``, ``.csv.gz``): a ``userId`` or ``user_id``
+    column and one column per trait; numbers become numbers, ``true`` and
+    ``false`` booleans, and empty cells are left out. JSON lines: either
+    ``{"userId": ..., "traits": {...}}`` or a flat object of traits with a
+    ``userId`` or ``user_id``. Every record gets ``timestamp`` (when the
+    traits were true) unless it has its own, so the load does not overwrite
+    newer values. A row without a user still goes out, and kairos
+    dead-letters it with the reason; a line that is not JSON goes out as it
+    is, for the same.
+    """
+    rows = _csv_rows(path) if ".csv" in path.suffixes else _json_rows(path)
+    for n, row in enumerate(rows):
+        at = n / rate if rate else 0.0
+        if isinstance(row, bytes):
+            yield Planned(at, "crm", row)
+            continue
+        if isinstance(row.get("traits"), dict):
+            traits = row["traits"]
+        else:
+            traits = {k: v for k, v in row.items() if k not in (*USER_COLUMNS, "timestamp")}
+        user = next((row[c] for c in USER_COLUMNS if row.get(c) not in (None, "")), None)
+        record: dict[str, Any] = {"type": "traits", "traits": traits}
+        record["timestamp"] = row.get("timestamp") or timestamp
+        if user is not None:
+            record["userId"] = user
+        yield Planned(at, "crm", record)
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+    with _open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        for row in csv.DictReader(text):
+            yield {k: _cell(v) for k, v in row.items() if k and v not in (None, "")}
+
+
+def _cell(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _json_rows(path: Path) -> Iterator[dict[str, Any] | bytes]:
+    with _open(path) as lines:
+        for line in lines:
+            raw = line.strip()
+            if not raw:
+                continue
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                row = None
+            yield row if isinstance(row, dict) else raw
 
 
 def _open(path: Path) -> Any:

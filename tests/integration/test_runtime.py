@@ -111,3 +111,27 @@ def test_worker_serves_ready_and_counts_dead_letters(broker: str, tmp_path: Path
         assert 'kairos_events_in_total{kind="page",source="clickstream"} 1.0' in text
     finally:
         worker.stop()
+
+
+def test_load_traits_command_feeds_profiles(broker: str, tmp_path: Path) -> None:
+    settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
+    table = tmp_path / "traits.csv"
+    table.write_text("userId,first_name,loyalty_tier\nu1,Alice,gold\nu2,Bob,\n,Nobody,silver\n")
+    worker = Worker(settings)
+    worker.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "load", "traits", str(table)],
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "sent 3 events" in result.stdout
+        assert worker.wait_for("kairos_state_updates_total", 2) == 2
+        assert worker.wait_for("kairos_dead_letters_total", 1) == 1  # the row with no user
+    finally:
+        worker.stop()

@@ -6,9 +6,11 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from streams.codecs import dumps
-from streams.events import decode
-from streams.producer import plan_file, route
+from streams.events import InvalidEvent, decode
+from streams.producer import plan_file, plan_traits, route
 from streams.reference import load_reference
 from streams.synthetic import plan
 from streams.traffic import Population
@@ -93,3 +95,37 @@ def test_file_lines_keep_their_bytes_and_route_by_type(tmp_path: Path) -> None:
     assert [p.at for p in planned] == [0.0, 0.1, 0.2, 0.3, 0.4]
     assert {p.source for p in plan_file(path, source="crm")} == {"crm"}
     assert route(b"{}") == "clickstream"
+
+
+def test_traits_load_from_csv_and_json_lines(tmp_path: Path) -> None:
+    csv_path = tmp_path / "traits.csv"
+    csv_path.write_text(
+        "user_id,first_name,loyalty_points,vip,favorite_category\n"
+        "u1,Alice,1200,true,running\n"
+        "u2,Bruno,,false,\n"
+        ",Nobody,3,,\n"
+    )
+    planned = list(plan_traits(csv_path, "2026-11-20T00:00:00Z"))
+    assert {p.source for p in planned} == {"crm"}
+    first, second, nobody = (p.event for p in planned)
+    assert first == {"type": "traits", "userId": "u1", "timestamp": "2026-11-20T00:00:00Z",
+                     "traits": {"first_name": "Alice", "loyalty_points": 1200, "vip": True,
+                                "favorite_category": "running"}}  # fmt: skip
+    assert second["traits"] == {"first_name": "Bruno", "vip": False}  # empty cells left out
+    assert decode("crm", dumps(first))["traits"]["loyalty_points"] == 1200
+    with pytest.raises(InvalidEvent, match="CRM traits record has no 'userId'"):
+        decode("crm", dumps(nobody))  # still sent: kairos dead-letters it with the reason
+
+    jsonl = tmp_path / "traits.jsonl.gz"
+    with gzip.open(jsonl, "wb") as out:
+        nested_line = {
+            "userId": "u3",
+            "traits": {"tier": "gold"},
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
+        out.write(dumps(nested_line) + b'\n{"user_id": "u4", "tier": "silver"}\n\nnot json\n')
+    nested, flat, junk = (p.event for p in plan_traits(jsonl, "2026-11-20T00:00:00Z"))
+    assert nested == {"type": "traits", "userId": "u3", "traits": {"tier": "gold"},
+                      "timestamp": "2026-01-01T00:00:00Z"}  # fmt: skip
+    assert flat["traits"] == {"tier": "silver"} and flat["userId"] == "u4"
+    assert junk == b"not json"
