@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,7 @@ from streams.admin import create_topics, missing_topics
 from streams.broker import BrokerError, start_broker
 from streams.codecs import header_map
 from streams.topics import topic_specs
-from tests.support.stack import REPO, Worker, consume, produce, settings_env, settings_for_test
+from tests.support.stack import Worker, consume, produce, run_cli, settings_for_test
 
 pytestmark = pytest.mark.broker
 NO_LLM = "http://127.0.0.1:9/v1"
@@ -32,15 +30,7 @@ def test_topics_create_is_idempotent(broker: str, tmp_path: Path) -> None:
 
 def test_worker_refuses_to_start_without_topics(broker: str, tmp_path: Path) -> None:
     settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(settings, "worker")
     assert result.returncode == 1
     assert "these topics do not exist" in result.stderr
     assert "kairos topics create" in result.stderr
@@ -120,15 +110,7 @@ def test_load_traits_command_feeds_profiles(broker: str, tmp_path: Path) -> None
     worker = Worker(settings)
     worker.start()
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "load", "traits", str(table)],
-            env=settings_env(settings),
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli(settings, "load", "traits", str(table))
         assert result.returncode == 0, result.stderr
         assert "sent 3 events" in result.stdout
         assert worker.wait_for("kairos_state_updates_total", 2) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -66,6 +67,19 @@ def settings_for_test(
         llm_url=llm_url,
         llm_model=llm_model,
         llm_timeout_s=120.0,
+    )
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kairos ARGS`` in a subprocess with ``settings``; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
 
 
