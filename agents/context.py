@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,7 +47,7 @@ from agents.profile import (
 from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
-from streams.bundles import bundles
+from streams.bundles import bundles_by_partition
 from streams.changelog import read, write_batch
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
@@ -230,12 +230,8 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
     for outcome, count in fold.merges.items():
         metrics.identity_merges.labels(outcome).inc(count)
     sends: list[Any] = [written]
-    by_partition: defaultdict[int, list[bytes]] = defaultdict(list)
-    for event in fold.forwards:
-        by_partition[partition_for(event["user"])].append(dumps(event))
-    for partition, encoded in by_partition.items():
-        for bundle in bundles(encoded):
-            sends.append(await topics.events.send(value=bundle, partition=partition))
+    for partition, bundle in bundles_by_partition(fold.forwards, partition_for):
+        sends.append(await topics.events.send(value=bundle, partition=partition))
     for event, code, reason in fold.dead:
         sends.append(
             await dead_letter(

@@ -52,9 +52,7 @@ def add(profile: Profile, event: dict[str, Any]) -> None:
     category = props.get("category")
     product = product if isinstance(product, str) else None
     category = category if isinstance(category, str) else None
-    tiles = profile.get("tiles")
-    if tiles is None:
-        tiles = profile["tiles"] = {"m": [], "h": []}
+    tiles = _tiles(profile)
     _add_to_tile(tiles["m"], ts // MINUTE_MS, product, category, KEEP["m"])
     _add_to_tile(tiles["h"], ts // HOUR_MS, product, category, KEEP["h"])
     _session(profile, ts)
@@ -78,9 +76,23 @@ def _add_to_tile(
             if tile[0] <= newest - keep:
                 return  # older than anything a window reads
     tile[1] += 1
-    for value, seen in ((product, tile[2]), (category, tile[3])):
-        if value is not None and value not in seen and len(seen) < MAX_DISTINCT:
-            seen.append(value)
+    if product is not None:
+        _remember(tile[2], product)
+    if category is not None:
+        _remember(tile[3], category)
+
+
+def _remember(seen: list[str], value: str) -> None:
+    """Add ``value`` to a tile's distinct values, up to MAX_DISTINCT."""
+    if value not in seen and len(seen) < MAX_DISTINCT:
+        seen.append(value)
+
+
+def _tiles(profile: Profile) -> dict[str, list[list[Any]]]:
+    tiles = profile.get("tiles")
+    if tiles is None:
+        tiles = profile["tiles"] = {"m": [], "h": []}
+    return tiles
 
 
 def lateness(profile: Profile, event: dict[str, Any]) -> int:
@@ -94,18 +106,16 @@ def merge(target: Profile, source: Profile) -> None:
     """Fold ``source``'s tiles and session into ``target`` (identity merges)."""
     theirs = source.get("tiles")
     if theirs:
-        tiles = target.setdefault("tiles", {"m": [], "h": []})
+        tiles = _tiles(target)
         for kind in TILE_MS:
             mine = {tile[0]: tile for tile in tiles[kind]}
             for index, count, products, categories in theirs[kind]:
                 tile = mine.setdefault(index, [index, 0, [], []])
                 tile[1] += count
                 for value in products:
-                    if value not in tile[2] and len(tile[2]) < MAX_DISTINCT:
-                        tile[2].append(value)
+                    _remember(tile[2], value)
                 for value in categories:
-                    if value not in tile[3] and len(tile[3]) < MAX_DISTINCT:
-                        tile[3].append(value)
+                    _remember(tile[3], value)
             merged = sorted(mine.values(), key=lambda tile: tile[0])
             tiles[kind] = [t for t in merged if t[0] > merged[-1][0] - KEEP[kind]]
     if "session" in source:

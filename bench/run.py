@@ -206,17 +206,6 @@ def ingest(events: int, users: int) -> dict[str, float]:
     }
 
 
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _metrics(web: int) -> str:
-    return httpx.get(f"http://127.0.0.1:{web}/metrics", timeout=5).text
-
-
 def write(figures: dict[str, float], low: float, high: float) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results = {key: value for key, value in results.items() if key not in RETIRED}

@@ -8,7 +8,10 @@ unless a single event is larger.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from streams.codecs import dumps
 
 MAX_BUNDLE_BYTES = 512 * 1024
 
@@ -25,3 +28,15 @@ def bundles(events: Iterable[bytes], limit: int = MAX_BUNDLE_BYTES) -> Iterator[
         size += len(event) + 1
     if chunk:
         yield b"[" + b",".join(chunk) + b"]"
+
+
+def bundles_by_partition(
+    events: Iterable[dict[str, Any]], partition_for: Callable[[str], int]
+) -> Iterator[tuple[int, bytes]]:
+    """Normalized events as (partition, bundle), grouped by their profile id's partition."""
+    grouped: dict[int, list[bytes]] = {}
+    for event in events:
+        grouped.setdefault(partition_for(event["user"]), []).append(dumps(event))
+    for partition, encoded in grouped.items():
+        for bundle in bundles(encoded):
+            yield partition, bundle

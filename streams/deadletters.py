@@ -7,7 +7,6 @@ the stage, and the source topic, partition and offset.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import Any
@@ -39,13 +38,6 @@ async def dead_letter(
             stage=stage,
         ),
     )
-
-
-def nothing_to_wait_for() -> asyncio.Future[None]:
-    """A completed future, for an event whose work is already done."""
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
 
 
 async def crash_worker(exc: BaseException) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from agents.context import MAX_HOPS, Fold
 from agents.ingest import Router
-from streams.bundles import bundles
+from streams.bundles import bundles, bundles_by_partition
 from streams.codecs import dumps, loads
 from streams.keys import Partitioner
 
@@ -63,10 +63,7 @@ class Harness:
         self.duplicates += fold.duplicates
         self.merges.update(fold.merges)
         self.dead.extend(fold.dead)
-        by_partition: dict[int, list[bytes]] = {}
-        for event in fold.forwards:
-            by_partition.setdefault(self.partition_for(event["user"]), []).append(dumps(event))
-        queue.extend(b for encoded in by_partition.values() for b in bundles(encoded))
+        queue.extend(b for _, b in bundles_by_partition(fold.forwards, self.partition_for))
 
     def send(self, *items: tuple[str, dict[str, Any]]) -> None:
         self.deliver([self.record(source, body) for source, body in items])
