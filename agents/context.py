@@ -126,6 +126,9 @@ class Fold:
             else:
                 self._forward(event, into)
         elif not first_sight(profile, event["id"]):
+            # Written again: a redelivered bundle may be one whose changelog
+            # records never landed, though the local store kept its effects.
+            self.dirty.add(key)
             self.duplicates += 1
         elif (late := lateness(profile, event)) > ALLOWED_LATENESS_MS:
             self.dirty.add(key)  # the id is remembered: a resend is a duplicate

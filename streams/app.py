@@ -33,6 +33,7 @@ app = app_class(settings.fetch_wait_ms)(
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     consumer_auto_offset_reset="earliest",
     producer_linger_ms=settings.producer_linger_ms,
+    producer_max_batch_size=settings.producer_batch_bytes,
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     # How long the worker's producer waits to fill a batch: changelog writes
     # of one bundle then travel in a few requests instead of one each.
     producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+    # Largest record batch the producer builds per partition. A partition
+    # has one open batch, and a full one waits for a broker round trip, so
+    # the client default (16 KiB, about 25 profile writes) would make a
+    # bundle's changelog writes wait dozens of round trips. Kept under the
+    # producer's 1,000,000-byte request limit and Kafka's message.max.bytes.
+    producer_batch_bytes: Annotated[int, Field(ge=16_384, le=900_000)] = 524_288
     # Records the ingest consumer takes from the source topics at a time.
     ingest_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 5000
 
