@@ -2,9 +2,9 @@
 
 Importing this package registers every agent with the app:
 ingest (source topics -> internal events), context (profiles and moments),
-offers (moments -> LLM -> kairos.offers).
+offers (moments -> LLM -> kairos.offers); and the Profile API (api).
 """
 
-from agents import context, ingest, offers
+from agents import api, context, ingest, offers
 
-__all__ = ["context", "ingest", "offers"]
+__all__ = ["api", "context", "ingest", "offers"]

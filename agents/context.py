@@ -34,7 +34,7 @@ from typing import Any
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
-from agents.moments import store_entry, update_visit
+from agents.moments import offer_id, store_entry, update_visit
 from agents.profile import (
     PROFILE_VERSION,
     Profile,
@@ -42,6 +42,7 @@ from agents.profile import (
     first_sight,
     merge_profiles,
     new_profile,
+    remember_offer,
     upgraded,
 )
 from streams import topics
@@ -149,6 +150,7 @@ class Fold:
                 moment["features"] = features(
                     profile, event["ts"], cached_reference(settings.reference_dir)
                 )
+                remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"])
                 self.moments.append((event, moment))
 
     def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
@@ -158,7 +160,9 @@ class Fold:
         if held is not None:
             self.merges["already" if held == into else "conflict"] += 1
             return
-        self.profiles[old] = {"v": PROFILE_VERSION, "user": old, "merged_into": into}
+        self.profiles[old] = {
+            "v": PROFILE_VERSION, "user": old, "merged_into": into, "updated": event["ts"]
+        }  # fmt: skip
         self.dirty.add(old)
         self._forward(
             {"v": event["v"], "id": f"absorb:{old}:{into}", "kind": "absorb", "user": into,

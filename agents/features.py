@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from agents.profile import Profile, trait
+from agents.profile import Profile, code, trait
 from streams.reference import Reference
 
 MINUTE_MS = 60_000
@@ -48,10 +48,8 @@ def add(profile: Profile, event: dict[str, Any]) -> None:
     """Count a behavioural event in its tiles and its session."""
     ts = event["ts"]
     props = event.get("props") or {}
-    product = props.get("product_id")
-    category = props.get("category")
-    product = product if isinstance(product, str) else None
-    category = category if isinstance(category, str) else None
+    product = code(props.get("product_id"))
+    category = code(props.get("category"))
     tiles = _tiles(profile)
     _add_to_tile(tiles["m"], ts // MINUTE_MS, product, category, KEEP["m"])
     _add_to_tile(tiles["h"], ts // HOUR_MS, product, category, KEEP["h"])

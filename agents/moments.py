@@ -34,6 +34,11 @@ def moment_id(kind: str, user: str, subject: str, trigger_id: str) -> str:
     return f"m-{digest[:24]}"
 
 
+def offer_id(moment_id: str) -> str:
+    """The id of the offer a moment leads to: consumers' idempotency key."""
+    return "o-" + moment_id.removeprefix("m-")
+
+
 def update_visit(profile: Profile, event: dict[str, Any], reference: Reference) -> None:
     """Track which store the user is in from a location ping."""
     ts = event["ts"]

@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from agents.coupons import coupon_code, discount_pct
+from agents.moments import offer_id
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice, select_context
 from models.guardrails import Draft, Rejected, check, fallback
@@ -31,10 +32,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "push"
-
-
-def offer_id(moment_id: str) -> str:
-    return "o-" + moment_id.removeprefix("m-")
 
 
 def build_offer(

@@ -7,36 +7,57 @@ or replayed events cannot overwrite newer values.
     {"v": 2, "user": "u1",
      "traits": {"name": ["Alice", 1763712000000], ...},
      "views": [[ts, product_id, category], ...],    # newest last, at most MAX_VIEWS
+     "recent": ["ts|kind|product|label", ...],      # recent events, oldest first, MAX_RECENT
      "cart": {product_id: [quantity, ts]},
      "visit": [store_id or null, entered_ts, last_ts, trigger_id, fired],
      "moments": {moment_type: ts},                  # last moment of each type
      "orders": [count, total, last_ts],
      "tickets": {ticket_id: [status, ts]},          # at most MAX_TICKETS
+     "offers": [[offer_id, moment_type, ts], ...],  # offers made, at most MAX_OFFERS
      "outcomes": {offer_id: {action: ts}},          # offer feedback, at most MAX_OUTCOMES
      "ids": ["a-7f3", ...],                         # other ids merged into this one
-     "seen": [hash, ...],                           # last DEDUPE_WINDOW event ids applied
+     "seen": "AbC-12_x...",                         # last DEDUPE_WINDOW event ids, 8 chars each
      "tiles": {...}, "session": [...],              # windowed features (agents/features.py)
      "n": events applied, "updated": ts}
 
 A profile merged into another keeps only ``{"user", "merged_into", ...}``:
 events that still arrive for the old id are forwarded to the new one.
+
+Every field is bounded, so a profile is too: :func:`max_profile_bytes` is
+the bound, and tests/unit/test_profile.py fills a profile to it. Few
+objects per profile matter as much as few bytes, since each bundle decodes
+and re-encodes the profiles it touches: remembered event ids are one string
+and recent events one string each.
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 from typing import Any
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 MAX_VIEWS = 20
+MAX_RECENT = 16
+MAX_OFFERS = 16
 MAX_TRAITS = 64
+# Characters kept of a trait's name and of a string trait's value.
+MAX_TRAIT_NAME = 64
+MAX_TRAIT_TEXT = 256
+MAX_LABEL = 64
+# Product ids, categories, ticket and offer ids longer than this are not kept.
+MAX_CODE = 64
 MAX_CART = 32
 MAX_TICKETS = 16
 MAX_OUTCOMES = 32
 MAX_IDS = 32
 # A duplicate is dropped if its id is among the profile's last this many.
 DEDUPE_WINDOW = 128
+# The largest a profile can be, with every field full of the longest values
+# kept (tests/unit/test_profile.py builds one). A typical one is 1-3 KB.
+MAX_PROFILE_BYTES = 600_000
+TOKEN = 8  # characters per remembered event id: 48 bits, URL-safe base64
 VIEW_EVENTS = frozenset({"Product Viewed", "Product Clicked"})
 
 Profile = dict[str, Any]
@@ -48,14 +69,16 @@ def new_profile(user: str) -> Profile:
         "user": user,
         "traits": {},
         "views": [],
+        "recent": [],
         "cart": {},
         "visit": [None, 0, 0, "", False],
         "moments": {},
         "orders": [0, 0.0, 0],
         "tickets": {},
+        "offers": [],
         "outcomes": {},
         "ids": [],
-        "seen": [],
+        "seen": "",
         "n": 0,
         "updated": 0,
     }
@@ -64,26 +87,41 @@ def new_profile(user: str) -> Profile:
 def upgraded(profile: Profile) -> Profile:
     """A profile stored by an older version, with the fields it lacks."""
     if profile.get("v") != PROFILE_VERSION and "merged_into" not in profile:
+        if isinstance(profile.get("seen"), list):  # version 2: 56-bit integers
+            profile["seen"] = "".join(
+                _token(h.to_bytes(7, "big")) for h in profile["seen"][-DEDUPE_WINDOW:]
+            )
         for field, value in new_profile(profile["user"]).items():
             profile.setdefault(field, value)
         profile["v"] = PROFILE_VERSION
     return profile
 
 
-def event_hash(event_id: str) -> int:
-    """56 bits of the event id: small to keep, exact enough to compare."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=7).digest())
+def event_token(event_id: str) -> str:
+    """48 bits of the event id, as :data:`TOKEN` characters."""
+    return _token(hashlib.blake2b(event_id.encode(), digest_size=7).digest())
+
+
+def _token(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest[:6]).decode()
+
+
+def _remembered(seen: str, token: str) -> bool:
+    at = seen.find(token)
+    while at != -1:
+        if at % TOKEN == 0:
+            return True
+        at = seen.find(token, at + 1)
+    return False
 
 
 def first_sight(profile: Profile, event_id: str) -> bool:
     """Record ``event_id`` as applied; False if it already was (a duplicate)."""
-    digest = event_hash(event_id)
+    token = event_token(event_id)
     seen = profile["seen"]
-    if digest in seen:
+    if _remembered(seen, token):
         return False
-    seen.append(digest)
-    if len(seen) > DEDUPE_WINDOW:
-        del seen[0]
+    profile["seen"] = (seen + token)[-DEDUPE_WINDOW * TOKEN :]
     return True
 
 
@@ -101,21 +139,65 @@ def apply_event(profile: Profile, event: dict[str, Any]) -> None:
         profile["orders"] = [count + 1, round(total + props["total"], 2), max(last, ts)]
         _drop_older(profile["cart"], ts)
     elif kind == "ticket":
-        _bounded_put(profile["tickets"], props["ticket_id"], [props["status"], ts], MAX_TICKETS)
+        ticket = code(props["ticket_id"])
+        if ticket is not None:
+            _bounded_put(profile["tickets"], ticket, [str(props["status"])[:MAX_CODE], ts],
+                         MAX_TICKETS)  # fmt: skip
     elif kind == "loyalty":
         _merge_traits(profile, {"loyalty_tier": props["tier"]}, ts)
         if props.get("points") is not None:
             _merge_traits(profile, {"loyalty_points": props["points"]}, ts)
     elif kind == "group":
         _merge_traits(profile, {"group_id": props["group_id"]}, ts)
-    elif kind == "feedback":
-        outcome = profile["outcomes"].get(props["offer_id"])
+    elif kind == "feedback" and (offer := code(props["offer_id"])) is not None:
+        outcome = profile["outcomes"].get(offer)
         if outcome is None:
             outcome = {}
-            _bounded_put(profile["outcomes"], props["offer_id"], outcome, MAX_OUTCOMES)
+            _bounded_put(profile["outcomes"], offer, outcome, MAX_OUTCOMES)
         outcome[event["name"]] = min(ts, outcome.get(event["name"], ts))
+    _remember_event(profile, event)
     profile["n"] += 1
     profile["updated"] = max(profile["updated"], ts)
+
+
+def code(value: Any) -> str | None:
+    """An id or a category short enough to keep in state, else None."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_CODE else None
+
+
+def _remember_event(profile: Profile, event: dict[str, Any]) -> None:
+    """Keep the event in the profile's recent events, in event-time order."""
+    props = event.get("props") or {}
+    product = (code(props.get("product_id")) or "").replace("|", "/")
+    label = event.get("name") or props.get("order_id") or props.get("ticket_id") or ""
+    entry = f"{event['ts']}|{event['kind']}|{product}|{str(label)[:MAX_LABEL]}"
+    recent = profile["recent"]
+    if not recent or entry >= recent[-1]:  # event times have 13 digits: text order is time order
+        recent.append(entry)
+    else:
+        bisect.insort(recent, entry)
+    del recent[:-MAX_RECENT]
+
+
+def recent_events(profile: Profile) -> list[dict[str, Any]]:
+    """The recent events, newest first, as the Profile API shows them."""
+    out = []
+    for entry in reversed(profile.get("recent") or []):
+        ts, kind, product, label = entry.split("|", 3)
+        event: dict[str, Any] = {"timestamp": int(ts), "type": kind}
+        if label:
+            event["name"] = label
+        if product:
+            event["product_id"] = product
+        out.append(event)
+    return out
+
+
+def remember_offer(profile: Profile, offer_id: str, moment_type: str, ts: int) -> None:
+    offers = profile["offers"]
+    if not any(held[0] == offer_id for held in offers):
+        offers.append([offer_id, moment_type, ts])
+        del offers[:-MAX_OFFERS]
 
 
 def merge_profiles(target: Profile, source: Profile) -> None:
@@ -128,6 +210,9 @@ def merge_profiles(target: Profile, source: Profile) -> None:
     views = sorted({tuple(v): v for v in target["views"] + source["views"]}.values(),
                    key=lambda view: view[0])  # fmt: skip
     target["views"] = views[-MAX_VIEWS:]
+    target["recent"] = sorted(set(target["recent"] + source["recent"]))[-MAX_RECENT:]
+    offers = {held[0]: held for held in target["offers"] + source["offers"]}
+    target["offers"] = sorted(offers.values(), key=lambda held: held[2])[-MAX_OFFERS:]
     for product, held in source["cart"].items():
         mine = target["cart"].get(product)
         if (mine is None and len(target["cart"]) < MAX_CART) or (
@@ -152,8 +237,11 @@ def merge_profiles(target: Profile, source: Profile) -> None:
         del target["outcomes"][next(iter(target["outcomes"]))]
     ids = [source["user"], *source["ids"], *target["ids"]]
     target["ids"] = list(dict.fromkeys(i for i in ids if i != target["user"]))[:MAX_IDS]
-    seen = [h for h in source["seen"] if h not in target["seen"]] + target["seen"]
-    target["seen"] = seen[-DEDUPE_WINDOW:]
+    mine = target["seen"]
+    theirs = (source["seen"][i : i + TOKEN] for i in range(0, len(source["seen"]), TOKEN))
+    target["seen"] = ("".join(t for t in theirs if not _remembered(mine, t)) + mine)[
+        -DEDUPE_WINDOW * TOKEN :
+    ]
     target["n"] += source["n"]
     target["updated"] = max(target["updated"], source["updated"])
 
@@ -183,18 +271,21 @@ def _merge_traits_held(profile: Profile, held: dict[str, list[Any]]) -> None:
 
 
 def _merge_traits(profile: Profile, traits: dict[str, Any], ts: int) -> None:
-    # Nested values are not used by any rule or prompt.
-    scalars = {name: [value, ts] for name, value in traits.items()
-               if value is None or isinstance(value, str | int | float | bool)}  # fmt: skip
+    # Nested values are not used by any rule or prompt; long text is cut.
+    scalars = {
+        name[:MAX_TRAIT_NAME]: [value[:MAX_TRAIT_TEXT] if isinstance(value, str) else value, ts]
+        for name, value in traits.items()
+        if value is None or isinstance(value, str | int | float | bool)
+    }
     _merge_traits_held(profile, scalars)
 
 
 def _track(profile: Profile, name: str, props: dict[str, Any], ts: int) -> None:
-    product = props.get("product_id")
-    if not isinstance(product, str):
+    product = code(props.get("product_id"))
+    if product is None:
         return
     if name in VIEW_EVENTS:
-        category = props.get("category") if isinstance(props.get("category"), str) else None
+        category = code(props.get("category"))
         views = profile["views"]
         bisect.insort(views, [ts, product, category], key=lambda view: view[0])
         del views[:-MAX_VIEWS]

@@ -36,6 +36,7 @@ app = app_class(settings.fetch_wait_ms)(
     producer_max_batch_size=settings.producer_batch_bytes,
     web_host=settings.web_host,
     web_port=settings.web_port,
+    canonical_url=settings.advertised_web_url,
     web_in_thread=False,
     autodiscover=False,
     key_serializer="raw",

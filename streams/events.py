@@ -232,7 +232,7 @@ def _feedback(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
     _version(body, "feedback event")
     event = _base(body, "feedback", record_ts)
     action = body.get("action")
-    if action not in FEEDBACK_ACTIONS:
+    if not isinstance(action, str) or action not in FEEDBACK_ACTIONS:
         raise InvalidEvent(
             "wrong_value",
             f"feedback 'action' must be one of {sorted(FEEDBACK_ACTIONS)}, got {_short(action)}",

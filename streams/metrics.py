@@ -53,6 +53,13 @@ class Metrics:
             "Profile table writes (one per user per bundle, each one changelog message).",
             registry=registry,
         )
+        self.api_requests = Counter(
+            "kairos_api_requests_total",
+            "Profile API requests, by view and outcome (ok, forwarded, not_found, moved, "
+            "unauthorized, bad_request, unavailable).",
+            ["view", "outcome"],
+            registry=registry,
+        )
         self.ingest_batches = Histogram(
             "kairos_ingest_batch_records",
             "Records per batch the ingest consumer took from the source topics.",

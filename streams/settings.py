@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".kairos")
     web_host: str = "127.0.0.1"
     web_port: Port = 6066
+    # The URL other workers use to reach this one's web server (the Profile
+    # API forwards a request to the worker holding the person's partition).
+    # Default: http://web_host:web_port.
+    web_url: str | None = None
+    # Required by the Profile API when set (bearer token or basic-auth user).
+    api_token: SecretStr | None = None
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     reference_dir: Path | None = None
     # How long the worker's producer waits to fill a batch: changelog writes
@@ -141,6 +147,13 @@ class Settings(BaseSettings):
             raise ValueError(f"expected an http(s) URL such as http://vllm:8000/v1, got {value!r}")
         return value.rstrip("/") if value else value
 
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+:\d+/?$", value):
+            raise ValueError(f"expected http(s)://host:port, got {value!r}")
+        return value.rstrip("/") if value else value
+
     @field_validator("store")
     @classmethod
     def _store_url(cls, value: str) -> str:
@@ -166,6 +179,10 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url is None
+
+    @property
+    def advertised_web_url(self) -> str:
+        return self.web_url or f"http://{self.web_host}:{self.web_port}"
 
     @property
     def embedded_llm(self) -> bool:

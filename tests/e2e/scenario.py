@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.coupons import coupon_code
-from agents.moments import moment_id
-from agents.offers import offer_id
+from agents.moments import moment_id, offer_id
 from streams.codecs import header_map, loads
 from streams.reference import load_reference
 from streams.settings import Settings

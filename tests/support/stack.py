@@ -35,7 +35,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if name == "topics":
             for topic, topic_name in value.items():
                 env[f"KAIROS_TOPICS__{topic.upper()}"] = topic_name
-        elif name in ("coupon_secret", "llm_api_key"):
+        elif name in ("coupon_secret", "llm_api_key", "api_token"):
             env[f"KAIROS_{name.upper()}"] = getattr(settings, name).get_secret_value()
         else:
             env[f"KAIROS_{name.upper()}"] = str(value)

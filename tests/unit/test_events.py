@@ -208,6 +208,12 @@ def test_missing_timestamp_falls_back_to_record_time() -> None:
         ),
         (
             "feedback",
+            enc({"type": "feedback", "action": [], "offer_id": "o", "userId": "u"}),
+            "wrong_value",
+            "feedback 'action' must be one of",
+        ),
+        (
+            "feedback",
             enc({"type": "feedback", "action": "opened", "userId": "u", "timestamp": TS}),
             "missing_field",
             "feedback event has no 'offer_id'",

@@ -7,69 +7,14 @@ partition, and profiles are stored as the bytes the table would hold.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-import orjson
-from aiokafka.structs import ConsumerRecord, TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.context import MAX_HOPS, Fold
-from agents.ingest import Router
-from streams.bundles import bundles, bundles_by_partition
-from streams.codecs import dumps, loads
-from streams.keys import Partitioner
-
-SOURCES = {"clickstream": "clickstream", "crm": "crm", "location": "location"}
-T0 = 1_795_000_000_000
-
-
-class Harness:
-    def __init__(self, partitions: int = 4) -> None:
-        self.router = Router(SOURCES, partitions)
-        self.partition_for = Partitioner(partitions)
-        self.store: dict[str, bytes] = {}
-        self.offsets: Counter[tuple[str, int]] = Counter()
-        self.duplicates = 0
-        self.merges: Counter[str] = Counter()
-        self.dead: list[tuple[dict[str, Any], str, str]] = []
-
-    def record(self, source: str, body: dict[str, Any] | bytes, partition: int = 0) -> Any:
-        value = body if isinstance(body, bytes) else orjson.dumps(body)
-        offset = self.offsets[source, partition]
-        self.offsets[source, partition] += 1
-        return ConsumerRecord(
-            source, partition, offset, T0, 0, None, value, None, 0, len(value), ()
-        )
-
-    def deliver(self, records: list[Any]) -> None:
-        """One ingest batch, then every bundle and forward until nothing moves."""
-        batch: dict[TopicPartition, list[Any]] = {}
-        for record in records:
-            batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
-        routed = self.router.route(batch)
-        queue = [b for encoded in routed.bundles.values() for b in bundles(encoded)]
-        while queue:
-            self.fold(loads(queue.pop(0)), queue)
-
-    def fold(self, events: list[dict[str, Any]], queue: list[bytes]) -> None:
-        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None)
-        for event in events:
-            assert self.partition_for(event["user"]) == self.partition_for(events[0]["user"])
-            fold.apply(event)
-        for key in fold.dirty:
-            self.store[key] = dumps(fold.profiles[key])
-        self.duplicates += fold.duplicates
-        self.merges.update(fold.merges)
-        self.dead.extend(fold.dead)
-        queue.extend(b for _, b in bundles_by_partition(fold.forwards, self.partition_for))
-
-    def send(self, *items: tuple[str, dict[str, Any]]) -> None:
-        self.deliver([self.record(source, body) for source, body in items])
-
-    def profile(self, user: str) -> dict[str, Any]:
-        return loads(self.store[user])
+from streams.codecs import loads
+from tests.support.harness import T0, Harness
 
 
 def view(n: int, product: str = "p-101", **ids: str) -> tuple[str, dict[str, Any]]:
@@ -104,7 +49,7 @@ def test_late_identify_brings_anonymous_history_to_the_user() -> None:
     assert [v[1] for v in user["views"]] == ["p-100", "p-101", "p-102", "p-109"]
     assert user["traits"]["first_name"][0] == "Alice"
     assert user["ids"] == ["a1"]
-    assert h.profile("a1") == {"v": 2, "user": "a1", "merged_into": "u1"}
+    assert h.profile("a1") == {"v": 3, "user": "a1", "merged_into": "u1", "updated": T0 + 10}
     assert h.merges == {"merged": 1}
 
 

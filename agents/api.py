@@ -1,0 +1,188 @@
+"""Profile API: read-only views of a person's state, over the worker's web server.
+
+In the spirit of Segment's Profiles API, one resource per person and view:
+
+    GET /v1/profiles/{id}/traits       traits, with the event time of each
+    GET /v1/profiles/{id}/events       recent events, newest first
+    GET /v1/profiles/{id}/identities   the canonical id and the ids merged into it
+    GET /v1/profiles/{id}/features     session features; ?at=<ms> (event time), default now
+    GET /v1/profiles/{id}/offers       offers made, their outcomes, consent
+
+A profile lives in one partition of the profiles table, and each partition
+on one worker. Any worker answers: a request for a key another worker owns
+is forwarded once to that worker (found by the partition assignment, at the
+URL each worker advertises, ``KAIROS_WEB_URL``) and its answer returned as
+it is. While partitions move, the answer is 503 with Retry-After. An id
+merged into another answers 307 with the canonical id's URL.
+
+With ``KAIROS_API_TOKEN`` set, every request needs it, as a bearer token or
+as the user name of basic auth (as Segment's API takes it); without it,
+401. /metrics and /ready stay open for scrapers and probes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.web import Request, Response
+from yarl import URL
+
+from agents.context import profiles
+from agents.features import features
+from agents.moments import OPT_OUT_TRAITS
+from agents.profile import MAX_RECENT, Profile, recent_events, upgraded
+from streams.app import app, metrics, settings
+from streams.changelog import read
+from streams.codecs import dumps, loads, now_ms
+from streams.keys import Partitioner
+from streams.reference import cached_reference
+
+PREFIX = "/v1/profiles"
+partition_for = Partitioner(settings.partitions)
+
+
+def traits_view(profile: Profile) -> dict[str, Any]:
+    held = profile["traits"]
+    return {
+        "traits": {name: value for name, (value, _ts) in held.items()},
+        "updated_at": {name: ts for name, (_value, ts) in held.items()},
+    }
+
+
+def events_view(profile: Profile) -> dict[str, Any]:
+    return {"events": recent_events(profile), "limit": MAX_RECENT}
+
+
+def identities_view(profile: Profile) -> dict[str, Any]:
+    return {"identities": [profile["user"], *profile["ids"]]}
+
+
+def features_view(profile: Profile, at: int) -> dict[str, Any]:
+    return {"at": at, "features": features(profile, at, cached_reference(settings.reference_dir))}
+
+
+def offers_view(profile: Profile) -> dict[str, Any]:
+    outcomes = profile["outcomes"]
+    offers = [
+        {"offer_id": offer, "moment": moment, "offered_at": ts, "outcomes": outcomes.get(offer, {})}
+        for offer, moment, ts in reversed(profile["offers"])
+    ]
+    made = {offer["offer_id"] for offer in offers}
+    return {
+        "offers": offers,
+        # Feedback for offers older than the ones remembered.
+        "other_outcomes": {offer: seen for offer, seen in outcomes.items() if offer not in made},
+        "last_moment": profile["moments"],
+        "consent": {"opted_out": any(bool(_trait(profile, name)) for name in OPT_OUT_TRAITS)},
+    }
+
+
+def _trait(profile: Profile, name: str) -> Any:
+    held = profile["traits"].get(name)
+    return held[0] if held else None
+
+
+VIEWS: dict[str, Callable[..., dict[str, Any]]] = {
+    "traits": traits_view,
+    "events": events_view,
+    "identities": identities_view,
+    "features": features_view,
+    "offers": offers_view,
+}
+
+
+def authorized(request: Request, token: str | None) -> bool:
+    """The request carries ``token`` as a bearer token or basic-auth user name."""
+    if token is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            credentials = base64.b64decode(credentials, validate=True).decode().split(":", 1)[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
+def lookup(profile_id: str) -> Profile | None:
+    """The stored profile for ``profile_id`` on this worker, if any."""
+    stored = read(profiles, partition_for(profile_id), profile_id.encode())
+    return upgraded(loads(stored)) if stored else None
+
+
+FORWARDED = "X-Kairos-Forwarded"
+PASSED_HEADERS = frozenset({"Location", "Retry-After", "WWW-Authenticate"})
+
+
+def _same_worker(a: URL, b: URL) -> bool:
+    return (a.host, a.port) == (b.host, b.port)
+
+
+@app.page(PREFIX + "/{profile_id}/{view}")
+class ProfileView(faust.web.View):
+    async def get(self, request: Request, profile_id: str, view: str) -> Response:
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        if not authorized(request, token):
+            return self._answer(
+                view, "unauthorized", 401, {"error": "a valid API token is required"},
+                {"WWW-Authenticate": 'Bearer realm="kairos"'},
+            )  # fmt: skip
+        if view not in VIEWS:
+            return self._answer("unknown", "not_found", 404,
+                                {"error": f"no view {view!r}; one of {sorted(VIEWS)}"})  # fmt: skip
+        at = request.query.get("at", "")
+        if at and not at.isdigit():
+            return self._answer(view, "bad_request", 400,
+                                {"error": "'at' must be a time in epoch milliseconds"})  # fmt: skip
+        try:
+            owner = app.router.key_store(profiles.name, profile_id)
+        except KeyError:
+            owner = None
+        here = owner is not None and _same_worker(owner, app.conf.canonical_url)
+        if owner is None or (not here and request.headers.get(FORWARDED)):
+            # Mid-rebalance: no owner yet, or the owner we forwarded to has moved on.
+            busy = {"error": "partitions are being assigned; retry"}
+            return self._answer(view, "unavailable", 503, busy, {"Retry-After": "1"})
+        if not here:
+            return await self._forward(request, owner, view)
+        return self._serve(profile_id, view, int(at) if at else now_ms(), request.query_string)
+
+    def _serve(self, profile_id: str, view: str, at: int, query: str) -> Response:
+        profile = lookup(profile_id)
+        if profile is None:
+            return self._answer(view, "not_found", 404, {"error": f"no profile for {profile_id!r}"})
+        into = profile.get("merged_into")
+        if into is not None:
+            location = f"{PREFIX}/{into}/{view}" + (f"?{query}" if query else "")
+            return self._answer(view, "moved", 307, {"id": profile_id, "merged_into": into},
+                                {"Location": location})  # fmt: skip
+        body = features_view(profile, at) if view == "features" else VIEWS[view](profile)
+        return self._answer(view, "ok", 200, {"id": profile["user"], **body})
+
+    async def _forward(self, request: Request, owner: URL, view: str) -> Response:
+        headers = {FORWARDED: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        url = owner.with_path(request.url.path).with_query(request.query)
+        async with app.http_client.get(url, headers=headers, allow_redirects=False) as response:
+            body = await response.read()
+            passed = {k: v for k, v in response.headers.items() if k in PASSED_HEADERS}
+            metrics.api_requests.labels(view, "forwarded").inc()
+            return self.bytes(body, status=response.status, headers=passed,
+                              content_type=response.content_type)  # fmt: skip
+
+    def _answer(
+        self, view: str, outcome: str, status: int, body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
+        metrics.api_requests.labels(view, outcome).inc()
+        return self.bytes(dumps(body), status=status, content_type="application/json",
+                          headers=headers)  # fmt: skip

@@ -1,0 +1,142 @@
+"""The profile's layout: remembered ids, recent events, offers, the size bound."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from agents.profile import (
+    DEDUPE_WINDOW,
+    MAX_CODE,
+    MAX_PROFILE_BYTES,
+    MAX_RECENT,
+    first_sight,
+    merge_profiles,
+    new_profile,
+    recent_events,
+    remember_offer,
+    upgraded,
+)
+from streams.codecs import dumps
+from tests.support.harness import T0, Harness
+
+HOUR = 3_600_000
+
+
+def track(n: int, ts: int, name: str = "Product Viewed", **props: Any) -> tuple[str, dict]:
+    return "clickstream", {
+        "type": "track", "event": name, "userId": "u1", "messageId": f"t{n}",
+        "timestamp": ts, "properties": props,
+    }  # fmt: skip
+
+
+def test_a_version_2_profile_keeps_its_remembered_ids() -> None:
+    ids = [f"m{n}" for n in range(5)]
+    v2 = {
+        "v": 2, "user": "u1", "traits": {}, "views": [], "cart": {},
+        "visit": [None, 0, 0, "", False], "moments": {}, "orders": [0, 0.0, 0],
+        "tickets": {}, "outcomes": {}, "ids": [], "n": 5, "updated": T0,
+        "seen": [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=7).digest())
+                 for i in ids],
+    }  # fmt: skip
+    profile = upgraded(v2)
+    assert profile["v"] == 3 and profile["recent"] == [] and profile["offers"] == []
+    assert not any(first_sight(profile, i) for i in ids)
+    assert first_sight(profile, "m5")
+    assert not first_sight(profile, "m5")
+
+
+def test_remembered_ids_are_bounded_and_forgotten_oldest_first() -> None:
+    profile = new_profile("u1")
+    for n in range(DEDUPE_WINDOW + 10):
+        assert first_sight(profile, f"e{n}")
+    assert len(profile["seen"]) == DEDUPE_WINDOW * 8
+    assert not first_sight(profile, f"e{DEDUPE_WINDOW + 9}")
+    assert first_sight(profile, "e0")  # forgotten: applied again
+
+
+def test_recent_events_are_newest_first_bounded_and_in_event_time_order() -> None:
+    h = Harness()
+    # Out of order, and more than are kept.
+    times = [T0 + n * 1000 for n in range(MAX_RECENT + 4)]
+    order = times[1::2] + times[::2]
+    h.send(*(track(n, ts, product_id=f"p-{n}") for n, ts in enumerate(order)))
+    events = recent_events(h.profile("u1"))
+    assert [e["timestamp"] for e in events] == sorted(times, reverse=True)[:MAX_RECENT]
+    assert events[0] == {
+        "timestamp": times[-1], "type": "track", "name": "Product Viewed",
+        "product_id": f"p-{order.index(times[-1])}",
+    }  # fmt: skip
+
+
+def test_offers_are_remembered_once_and_merged_by_id() -> None:
+    a, b = new_profile("a1"), new_profile("u1")
+    remember_offer(a, "o-1", "store_entry", T0)
+    remember_offer(a, "o-1", "store_entry", T0)
+    remember_offer(b, "o-2", "store_entry", T0 + 5)
+    merge_profiles(b, a)
+    assert b["offers"] == [["o-1", "store_entry", T0], ["o-2", "store_entry", T0 + 5]]
+
+
+def test_codes_too_long_to_keep_are_left_out() -> None:
+    h = Harness()
+    h.send(track(1, T0, product_id="p" * (MAX_CODE + 1), category="c" * (MAX_CODE + 1)))
+    profile = h.profile("u1")
+    assert profile["views"] == [] and profile["n"] == 1
+    assert profile["tiles"]["m"][0][2:] == [[], []]
+
+
+def worst_case() -> dict[str, Any]:
+    """A person who fills every bounded field with the longest values kept."""
+    h = Harness()
+    long = "x" * 300
+    n = 0
+    items: list[tuple[str, dict]] = []
+
+    def add(source: str, body: dict) -> None:
+        nonlocal n
+        n += 1
+        items.append((source, {"messageId": f"w{n}-{long[:200]}", **body}))
+
+    start, week = T0 - 168 * HOUR, T0  # records are stamped T0: nothing is in the future
+
+    # Every hour tile of a week and every minute tile of the last hour, each
+    # with as many distinct long products and categories as a tile keeps.
+    def product(name: str, tag: str, ts: int) -> None:
+        props = {"product_id": tag.ljust(MAX_CODE, "p"), "category": tag.ljust(MAX_CODE, "c")}
+        add("clickstream", {"type": "track", "event": name, "userId": "u1", "timestamp": ts,
+                            "properties": props})  # fmt: skip
+
+    for tile in range(168):
+        for k in range(20):
+            product("Product Viewed", f"{tile}-{k}-", start + tile * HOUR + k)
+    for minute in range(60):
+        for k in range(20):
+            product("Product Added", f"m{minute}-{k}-", week - HOUR + minute * 60_000 + k)
+    traits = {f"{t}".ljust(80, "t"): long for t in range(80)}
+    add("clickstream", {"type": "identify", "userId": "u1", "traits": traits, "timestamp": week})
+    for t in range(20):
+        add("crm", {"type": "ticket", "userId": "u1", "ticket_id": f"{t}".ljust(MAX_CODE, "k"),
+                    "status": "open", "timestamp": week})  # fmt: skip
+    for o in range(40):
+        offer = f"{o}".ljust(MAX_CODE, "o")
+        for action in ("delivered", "opened", "clicked", "redeemed", "dismissed"):
+            add("feedback", {"type": "feedback", "userId": "u1", "action": action,
+                             "offer_id": offer, "timestamp": week})  # fmt: skip
+    for i in range(40):
+        add("clickstream", {"type": "alias", "userId": "u1",
+                            "previousId": f"{i}".ljust(256, "a"), "timestamp": week})  # fmt: skip
+    for start in range(0, len(items), 2000):
+        h.send(*items[start : start + 2000])
+    profile = h.profile("u1")
+    for o in range(20):
+        remember_offer(profile, f"o-{o}".ljust(26, "o"), "store_entry", week)
+    return profile
+
+
+def test_a_profile_stays_within_its_documented_bound() -> None:
+    profile = worst_case()
+    assert len(profile["tiles"]["h"]) == 168 and len(profile["tiles"]["m"]) == 60
+    assert len(profile["traits"]) == 64 and len(profile["cart"]) == 32
+    assert len(profile["outcomes"]) == 32 and len(profile["ids"]) == 32
+    assert MAX_PROFILE_BYTES * 0.8 < len(dumps(profile)) <= MAX_PROFILE_BYTES
