@@ -21,6 +21,13 @@ Per event, in order:
 - Otherwise the event is folded in and the moment rules run; a moment
   carries the profile as it was at that instant, so the offer stage needs no
   second lookup.
+
+Expiry: every ``sweep_interval_s`` each worker sends a sweep marker to each
+partition it owns; on it, the agent reads the next :data:`SWEEP_BATCH`
+profiles of the partition and deletes those idle longer than
+``profile_ttl_s`` (a tombstone in the changelog). Going through the stream
+keeps the sweep in order with the partition's updates, so it cannot delete a
+profile an event has just touched.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
 from streams.bundles import bundles_by_partition
-from streams.changelog import read, write_batch
+from streams.changelog import read, scan, write_batch
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
 from streams.keys import Partitioner
@@ -58,6 +65,9 @@ from streams.reference import cached_reference
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = 200
+SWEEP = "sweep"
+SWEEP_BATCH = 2000
+TTL_MS = int(settings.profile_ttl_s * 1000)
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
 ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
@@ -216,6 +226,8 @@ async def context(stream: Any) -> None:
                 message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
                 stage="context",
             )  # fmt: skip
+        if events and events[0].get("kind") == SWEEP:
+            return await sweep(message.partition, now_ms())
         for event in events:
             try:
                 fold.apply(event)
@@ -227,6 +239,37 @@ async def context(stream: Any) -> None:
         return await _emit(message, fold, written)
 
     await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
+
+
+def expired(entries: list[tuple[bytes, bytes]], now: int, ttl_ms: int) -> list[bytes]:
+    """Keys of the profiles (and merge stubs) without an event for longer than ``ttl_ms``."""
+    return [key for key, value in entries if now - loads(value).get("updated", 0) > ttl_ms]
+
+
+_swept: dict[int, bytes] = {}  # per partition, the last key the sweep read
+
+
+async def sweep(partition: int, now: int) -> asyncio.Future[None]:
+    """Delete the expired profiles among the partition's next SWEEP_BATCH."""
+    entries = scan(
+        profiles, partition, _swept.get(partition, b""), SWEEP_BATCH,
+        lambda key: partition_for(key.decode()),
+    )  # fmt: skip
+    _swept[partition] = entries[-1][0] if len(entries) == SWEEP_BATCH else b""  # else: wrap
+    gone = expired(entries, now, TTL_MS)
+    if gone:
+        metrics.profiles_expired.inc(len(gone))
+        log.info("expired %d profiles in partition %d", len(gone), partition)
+    return await write_batch(app, profiles, partition, [(key, None) for key in gone])
+
+
+@app.timer(interval=settings.sweep_interval_s)
+async def sweep_owned_partitions() -> None:
+    """A sweep marker to each partition of the internal events this worker owns."""
+    name = topics.events.get_topic_name()
+    for tp in app.assignor.assigned_actives():
+        if tp.topic == name:
+            await topics.events.send(value=dumps([{"kind": SWEEP}]), partition=tp.partition)
 
 
 async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awaitable[Any]:

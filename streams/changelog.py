@@ -23,13 +23,15 @@ then.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import rocksdict
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
+# Faust's own entries in a partition's store (the persisted offset).
+FAUST_KEYS = b"__faust"
 # Fewer changes than this go as single records.
 BATCH_FROM = 64
 
@@ -46,19 +48,53 @@ def read(table: Any, partition: int, key: bytes) -> bytes | None:
     return store.get(key)
 
 
+def scan(
+    table: Any, partition: int, after: bytes, limit: int, partition_of: Callable[[bytes], int]
+) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` entries of ``partition`` with keys after ``after``, in key order.
+
+    ``partition_of`` is the key's partition, for stores that keep every
+    partition together (the in-memory store).
+    """
+    store = table.data
+    entries: Iterable[tuple[bytes, bytes]]
+    if isinstance(store, RocksDBStore):
+        entries = store._db_for_partition(partition).items(from_key=after)
+    else:
+        entries = sorted((k, v) for k, v in store.data.items() if partition_of(k) == partition)
+    found: list[tuple[bytes, bytes]] = []
+    for key, value in entries:
+        if key <= after or key.startswith(FAUST_KEYS):
+            continue
+        found.append((key, value))
+        if len(found) == limit:
+            break
+    return found
+
+
 async def write_batch(
-    app: Any, table: Any, partition: int, changes: Sequence[tuple[bytes, bytes]]
+    app: Any, table: Any, partition: int, changes: Sequence[tuple[bytes, bytes | None]]
 ) -> asyncio.Future[None]:
-    """Write ``changes`` (key, value) to ``table`` in ``partition``; the delivery future."""
+    """Write ``changes`` (key, value; None deletes) to ``table`` in ``partition``.
+
+    Returns the delivery future. A deletion goes to the changelog as a
+    tombstone, which recovery applies as a delete (and compaction drops).
+    """
     store = table.data
     if isinstance(store, RocksDBStore):
         writes = rocksdict.WriteBatch(raw_mode=True)
         for key, value in changes:
-            writes.put(key, value)
+            if value is None:
+                writes.delete(key)
+            else:
+                writes.put(key, value)
         store._db_for_partition(partition).write(writes)
     else:
         for key, value in changes:
-            store[key] = value
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
     producer = app.producer._ensure_producer()  # the app's aiokafka producer
     topic = table.changelog_topic.get_topic_name()
     sent: list[tuple[asyncio.Future[Any], int]] = []
@@ -75,7 +111,9 @@ async def write_batch(
                              batch.record_count()))  # fmt: skip
                 batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a {len(value)}-byte value does not fit a record batch")
+                    raise ValueError(
+                        f"a {len(value or b'')}-byte value does not fit a record batch"
+                    )
         if batch.record_count():
             sent.append((await producer.send_batch(batch, topic, partition=partition),
                          batch.record_count()))  # fmt: skip

@@ -53,6 +53,11 @@ class Metrics:
             "Profile table writes (one per user per bundle, each one changelog message).",
             registry=registry,
         )
+        self.profiles_expired = Counter(
+            "kairos_profiles_expired_total",
+            "Profiles deleted after KAIROS_PROFILE_TTL_S without an event.",
+            registry=registry,
+        )
         self.api_requests = Counter(
             "kairos_api_requests_total",
             "Profile API requests, by view and outcome (ok, forwarded, not_found, moved, "

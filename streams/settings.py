@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # late for the windows and goes to the dead-letter topic.
     allowed_lateness_s: Positive = 3600.0
 
+    # A person's state is deleted after this long without an event (event
+    # time), checked a slice of each partition at a time, every sweep interval.
+    profile_ttl_s: Positive = 90 * 86400.0
+    sweep_interval_s: Positive = 60.0
+
     # Moments and offers.
     recent_interest_s: Positive = 24 * 3600.0
     moment_cooldown_s: Positive = 6 * 3600.0
