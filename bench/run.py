@@ -45,6 +45,7 @@ REPORT = ROOT / "docs" / "BENCHMARKS.md"
 EVENTS = 300_000
 USERS = 20_000
 RUNS = 3
+RESTART_USERS = 100_000
 # Keys earlier versions of this benchmark wrote, measured differently.
 RETIRED = {"feature_path_events_per_s"}
 
@@ -208,6 +209,135 @@ def ingest(events: int, users: int) -> dict[str, float]:
     }
 
 
+def people(users: int, seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
+    """Each of ``users`` people: traits, three product views, a page, a store ping."""
+    rng = random.Random(seed)
+    base = 1_795_000_000_000
+    out: list[tuple[str, dict[str, Any]]] = []
+    for u in range(users):
+        user, ts = f"u{u}", base + u * 10
+        out.append(("clickstream", {"type": "identify", "userId": user, "timestamp": ts,
+                                    "messageId": f"i{u}", "traits": {"first_name": f"N{u}",
+                                    "loyalty_tier": rng.choice(["gold", "silver"])}}))  # fmt: skip
+        for k in range(3):
+            out.append(("clickstream", {"type": "track", "event": "Product Viewed", "userId": user,
+                                        "timestamp": ts + 1 + k, "messageId": f"v{u}-{k}",
+                                        "properties": {"product_id": f"p-{100 + rng.randrange(18)}",
+                                                       "category": "running"}}))  # fmt: skip
+        out.append(("clickstream", {"type": "page", "name": "/catalog", "userId": user,
+                                    "timestamp": ts + 5, "messageId": f"g{u}"}))  # fmt: skip
+        out.append(("location", {"userId": user, "lat": 40.0 + rng.random(), "lon": -73.5,
+                                 "timestamp": ts + 6, "messageId": f"l{u}"}))  # fmt: skip
+    return out
+
+
+def restart(users: int) -> dict[str, float]:
+    """State of ``users`` people in one worker; then a clean restart, timed to /ready."""
+    workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
+    port, web = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    env.update(KAIROS_BROKER_PORT=str(port), KAIROS_WEB_PORT=str(web),
+               KAIROS_DATA_DIR=str(workdir))  # fmt: skip
+    settings = Settings(broker_port=port, web_port=web, data_dir=workdir)
+    items = people(users)
+    broker = start_broker(port, workdir / "broker.log")
+    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    worker = ManagedProcess("worker", argv, workdir / "worker.log", env=env)
+    client = httpx.Client(timeout=5)
+
+    def ready() -> bool:
+        try:
+            return client.get(f"http://127.0.0.1:{web}/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        asyncio.run(create_topics(settings))
+        asyncio.run(produce_all(settings, items))  # type: ignore[arg-type]
+        worker.start()
+        deadline = time.monotonic() + 900
+        while counter(client.get(f"http://127.0.0.1:{web}/metrics").text if ready() else "",
+                      "kairos_state_updates_total") < len(items):  # fmt: skip
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker did not apply the restart benchmark's events")
+            time.sleep(0.2)
+        worker.stop()
+        tables = workdir / "worker" / "v1" / "tables"
+        disk = sum(f.stat().st_size for f in tables.rglob("*") if f.is_file())
+        stored = stored_profiles(tables)
+        worker.start()
+        ready_s = worker.wait_ready(ready, timeout=120, interval=0.05)
+        metrics = client.get(f"http://127.0.0.1:{web}/metrics").text
+        replayed = counter(metrics, "kairos_state_updates_total")
+    finally:
+        worker.stop()
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    count, total = stored
+    return {
+        "restart_ready_s": round(ready_s, 2),
+        "restart_users": count,
+        "restart_events_reapplied": replayed,
+        "state_bytes_per_user": round(total / count),
+        "state_disk_bytes_per_user": round(disk / count),
+    }
+
+
+def stored_profiles(tables: Path) -> tuple[int, int]:
+    """Profiles in the worker's RocksDB partitions, and their value bytes."""
+    import rocksdict
+
+    count = total = 0
+    for path in sorted(tables.glob("profiles-*.db")):
+        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
+                             access_type=rocksdict.AccessType.read_only())  # fmt: skip
+        for key, value in db.items():
+            if not key.startswith(b"__faust"):
+                count += 1
+                total += len(value)
+        db.close()
+    return count, total
+
+
+def state_cost(events: int, users: int) -> dict[str, float]:
+    """In-process CPU of the context fold per event: decode profile, apply, encode."""
+    import gc
+
+    from aiokafka.structs import ConsumerRecord, TopicPartition
+
+    from agents.context import Fold
+    from agents.ingest import Router
+    from streams.bundles import bundles
+
+    names = {f"kairos.{s}": s for s in ("clickstream", "crm", "location", "feedback")}
+    router = Router(names, 4)
+    routed = []
+    items = workload(events, users)
+    for start in range(0, len(items), 5000):
+        batch: dict[TopicPartition, list[Any]] = {}
+        for offset, (source, event) in enumerate(items[start : start + 5000], start):
+            value = event if isinstance(event, bytes) else orjson.dumps(event)
+            record = ConsumerRecord(f"kairos.{source}", 0, offset, 1_795_000_000_000, 0, None,
+                                    value, None, 0, len(value), ())  # fmt: skip
+            batch.setdefault(TopicPartition(record.topic, 0), []).append(record)
+        routed.append(router.route(batch))
+    encoded = [b for r in routed for _, e in sorted(r.bundles.items()) for b in bundles(e)]
+    store: dict[str, bytes] = {}
+    gc.freeze()  # as the worker does after start-up
+    applied = 0
+    started = time.process_time()
+    for bundle in encoded:
+        fold = Fold(lambda key: orjson.loads(store[key]) if key in store else None)
+        for event in orjson.loads(bundle):
+            fold.apply(event)
+        for key in fold.dirty:
+            store[key] = orjson.dumps(fold.profiles[key])
+        applied += fold.applied
+    elapsed = time.process_time() - started
+    gc.unfreeze()
+    return {"state_update_us_per_event": round(elapsed / applied * 1e6, 1)}
+
+
 def write(figures: dict[str, float], low: float, high: float) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results = {key: value for key, value in results.items() if key not in RETIRED}
@@ -258,6 +388,23 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - `ingest_duplicates_dropped`: events dropped as already applied (the 1% of
   retries).
 - `producer_events_per_s`: one aiokafka producer writing the backlog.
+- `state_update_us_per_event`: CPU microseconds per applied event of the
+  context fold alone, in one process without a broker: read the person's
+  profile (orjson), dedupe, identity, tiles, moment rules, encode it again
+  once per bundle. Same workload as `ingest_events_per_s`.
+- `restart_ready_s`: {RESTART_USERS:,} people's state (6 events each: traits,
+  three product views, a page, a store ping) in one worker, which is then
+  stopped and started again on its own RocksDB: seconds from the new
+  process's start to `/ready`, including Python start-up and joining the
+  consumer group. Target: at most 10 s, with no full changelog replay.
+- `restart_users`: profiles in the worker's store when it restarted.
+- `restart_events_reapplied`: events the restarted worker applied before it
+  was ready (0: its state came from local RocksDB, not from a replay).
+- `state_bytes_per_user`: mean encoded profile (the value in RocksDB and in
+  each changelog record) over those people. The bound on one profile,
+  whatever its history, is `MAX_PROFILE_BYTES` in agents/profile.py.
+- `state_disk_bytes_per_user`: the RocksDB directories on disk (compressed
+  files and write-ahead log) divided by the people.
 - `worker_peak_rss_mib`: the worker's peak resident memory (VmHWM).
 """)
 
@@ -271,6 +418,9 @@ def main() -> int:
         runs.append(ingest(EVENTS, USERS))
         print(f"  ingest_events_per_s {runs[-1]['ingest_events_per_s']:g}")
     figures = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    print(f"state: {RESTART_USERS:,} people in one worker, then a clean restart...")
+    figures.update(restart(RESTART_USERS))
+    figures.update(state_cost(EVENTS, USERS))
     for key, value in figures.items():
         print(f"  {key:30} {value:g}")
     rates = [run["ingest_events_per_s"] for run in runs]
