@@ -2,9 +2,10 @@
 
 Importing this package registers every agent with the app:
 ingest (source topics -> internal events), context (profiles and moments),
-offers (moments -> LLM -> kairos.offers); and the Profile API (api).
+offers (moments -> LLM -> kairos.offers); the reference follower (stores
+and products updated through a topic); and the Profile API (api).
 """
 
-from agents import api, context, ingest, offers
+from agents import api, context, ingest, offers, reference
 
-__all__ = ["api", "context", "ingest", "offers"]
+__all__ = ["api", "context", "ingest", "offers", "reference"]

@@ -40,7 +40,7 @@ from streams.app import app, metrics, settings
 from streams.changelog import read
 from streams.codecs import dumps, loads, now_ms
 from streams.keys import Partitioner
-from streams.reference import cached_reference
+from streams.reference import current_reference
 
 PREFIX = "/v1/profiles"
 partition_for = Partitioner(settings.partitions)
@@ -63,7 +63,7 @@ def identities_view(profile: Profile) -> dict[str, Any]:
 
 
 def features_view(profile: Profile, at: int) -> dict[str, Any]:
-    return {"at": at, "features": features(profile, at, cached_reference(settings.reference_dir))}
+    return {"at": at, "features": features(profile, at, current_reference(settings.reference_dir))}
 
 
 def offers_view(profile: Profile) -> dict[str, Any]:

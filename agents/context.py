@@ -60,7 +60,7 @@ from streams.changelog import read, scan, write_batch
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
 from streams.keys import Partitioner
-from streams.reference import cached_reference
+from streams.reference import current_reference
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
     if event["kind"] in BEHAVIOUR:
         add_to_tiles(profile, event)
     if event["kind"] == "location":
-        update_visit(profile, event, cached_reference(settings.reference_dir))
+        update_visit(profile, event, current_reference(settings.reference_dir))
         profile["n"] += 1
     elif event["kind"] == "absorb":
         source = upgraded(event["profile"])
@@ -158,7 +158,7 @@ class Fold:
             if moment is not None:
                 moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
                 moment["features"] = features(
-                    profile, event["ts"], cached_reference(settings.reference_dir)
+                    profile, event["ts"], current_reference(settings.reference_dir)
                 )
                 remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"])
                 self.moments.append((event, moment))

@@ -26,7 +26,7 @@ from streams.acks import process_in_order
 from streams.app import app, metrics, settings
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
-from streams.reference import cached_reference
+from streams.reference import current_reference
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def build_offer(
 async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, Any]:
     """Select context, prompt the model, check its answer, or fall back."""
     started = now_ms()
-    reference = cached_reference(settings.reference_dir)
+    reference = current_reference(settings.reference_dir)
     context = select_context(
         moment["profile"],
         moment,

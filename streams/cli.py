@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     traits.add_argument("--rate", type=float, help="records per second (as fast as possible)")
     traits.set_defaults(run=run_load_traits)
 
+    reference = sub.add_parser("reference", help="update stores and products at runtime")
+    reference_sub = reference.add_subparsers(required=True, metavar="ACTION")
+    ref_load = reference_sub.add_parser(
+        "load", help="send stores or products (a JSON list, or JSON lines) to the reference topic"
+    )
+    ref_load.add_argument("kind", choices=["stores", "products"])
+    ref_load.add_argument("path", type=Path)
+    ref_load.set_defaults(run=run_reference_load)
+
     topics = sub.add_parser("topics", help="manage the declared topics")
     topics_sub = topics.add_subparsers(required=True, metavar="ACTION")
     topics_sub.add_parser("create", help="create missing topics").set_defaults(
@@ -222,6 +231,34 @@ def _replay(settings: Settings, planned: Any, progress: Any) -> int:
     except BrokerUnavailable as exc:
         raise CommandError(str(exc)) from None
     print(f"sent {sent} events to {settings.bootstrap_servers}")
+    return 0
+
+
+def run_reference_load(settings: Settings, args: argparse.Namespace) -> int:
+    """Every row is checked first; one bad row and nothing is sent."""
+    from streams.admin import BrokerUnavailable
+    from streams.producer import send_reference
+    from streams.reference import ReferenceError, parse_product, parse_store, read_rows
+
+    kind = "store" if args.kind == "stores" else "product"
+    parse = parse_store if kind == "store" else parse_product
+    try:
+        rows = read_rows(args.path)
+    except ReferenceError as exc:
+        raise CommandError(str(exc)) from None
+    problems = []
+    for n, row in enumerate(rows, 1):
+        try:
+            parse(row)
+        except ReferenceError as exc:
+            problems.append(f"row {n}: {exc}")
+    if problems:
+        raise CommandError(f"{args.path}: nothing sent; " + "; ".join(problems[:10]))
+    try:
+        asyncio.run(send_reference(settings, kind, rows))
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    print(f"sent {len(rows)} {args.kind} to {settings.topics.reference}")
     return 0
 
 

@@ -58,6 +58,13 @@ class Metrics:
             "Profiles deleted after KAIROS_PROFILE_TTL_S without an event.",
             registry=registry,
         )
+        self.reference_updates = Counter(
+            "kairos_reference_updates_total",
+            "Store and product records read from the reference topic, by kind and outcome "
+            "(applied, removed, rejected).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
         self.api_requests = Counter(
             "kairos_api_requests_total",
             "Profile API requests, by view and outcome (ok, forwarded, not_found, moved, "

@@ -203,3 +203,19 @@ def plan_file(path: Path, source: str = "auto", rate: float | None = None) -> It
             at = n / rate if rate else 0.0
             yield Planned(at, route(raw) if source == "auto" else source, raw)
             n += 1
+
+
+async def send_reference(settings: Settings, kind: str, rows: list[dict[str, Any]]) -> None:
+    """Each row to the reference topic, keyed ``kind:id``; delivered when this returns."""
+    from streams.admin import connect_admin
+
+    await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for row in rows:
+            await producer.send(settings.topics.reference, dumps(row),
+                                key=f"{kind}:{row['id']}".encode())  # fmt: skip
+        await producer.flush()
+    finally:
+        await producer.stop()

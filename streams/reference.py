@@ -2,14 +2,17 @@
 
 Loaded from JSON files: the demo data shipped in streams/data, or the folder
 named by ``KAIROS_REFERENCE_DIR`` (``stores.json`` and ``catalog.json``).
+Updated at runtime from the reference topic (agents/reference.py): every
+worker reads all of it, so each holds the same stores and products.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -40,19 +43,113 @@ class Product:
     price: float
 
 
+# Stores are indexed by grid cell (this many degrees a side), so finding the
+# store at a point reads one cell, however many stores there are.
+CELL_DEG = 0.01
+METRES_PER_DEG = 111_320.0
+
+
 @dataclass(frozen=True)
 class Reference:
     stores: dict[str, Store]
     products: dict[str, Product]
+    cells: dict[tuple[int, int], tuple[Store, ...]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, stores: Iterable[Store], products: Iterable[Product]) -> Reference:
+        by_id = {store.id: store for store in stores}
+        cells: dict[tuple[int, int], list[Store]] = {}
+        for store in by_id.values():
+            for cell in _cells_of(store):
+                cells.setdefault(cell, []).append(store)
+        return cls(by_id, {p.id: p for p in products}, {c: tuple(v) for c, v in cells.items()})
 
     def store_at(self, lat: float, lon: float) -> Store | None:
         """The store whose geofence contains the point (the nearest, if several)."""
         best: tuple[float, Store] | None = None
-        for store in self.stores.values():
+        for store in self.cells.get(_cell(lat, lon), ()):
             distance = distance_m(lat, lon, store.lat, store.lon)
             if distance <= store.radius_m and (best is None or distance < best[0]):
                 best = (distance, store)
         return best[1] if best else None
+
+    def updated(self, kind: str, key: str, row: dict[str, Any] | None) -> Reference:
+        """A copy with one store or product replaced, added, or (``row`` None) removed."""
+        stores, products = dict(self.stores), dict(self.products)
+        table: dict[str, Any] = stores if kind == "store" else products
+        table.pop(key, None)
+        if row is not None:
+            item = parse_store(row) if kind == "store" else parse_product(row)
+            if item.id != key:
+                raise ReferenceError(f"{kind} record keyed {key!r} has id {item.id!r}")
+            table[key] = item
+        return Reference.of(stores.values(), products.values())
+
+
+def _cell(lat: float, lon: float) -> tuple[int, int]:
+    return math.floor(lat / CELL_DEG), math.floor(lon / CELL_DEG)
+
+
+def _cells_of(store: Store) -> Iterator[tuple[int, int]]:
+    """Every cell the store's geofence reaches into."""
+    dlat = store.radius_m / METRES_PER_DEG
+    dlon = store.radius_m / (METRES_PER_DEG * max(0.01, math.cos(math.radians(store.lat))))
+    low, high = _cell(store.lat - dlat, store.lon - dlon), _cell(store.lat + dlat, store.lon + dlon)
+    for i in range(low[0], high[0] + 1):
+        for j in range(low[1], high[1] + 1):
+            yield i, j
+
+
+def parse_store(row: Any) -> Store:
+    """A store from its JSON object; ReferenceError says what is wrong."""
+    try:
+        store = Store(
+            id=_text(row, "id"),
+            name=_text(row, "name"),
+            lat=float(row["lat"]),
+            lon=float(row["lon"]),
+            radius_m=float(row["radius_m"]),
+            hours=str(row.get("hours", "")),
+            categories=tuple(str(c) for c in row.get("categories", ())),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReferenceError(f"store {_name(row)}: {_problem(exc)}") from None
+    if not (-90 <= store.lat <= 90 and -180 <= store.lon <= 180):
+        raise ReferenceError(f"store {store.id!r}: lat/lon out of range")
+    if not 0 < store.radius_m <= 10_000:
+        raise ReferenceError(f"store {store.id!r}: radius_m must be in (0, 10000] metres")
+    return store
+
+
+def parse_product(row: Any) -> Product:
+    """A product from its JSON object; ReferenceError says what is wrong."""
+    try:
+        product = Product(_text(row, "id"), _text(row, "name"), _text(row, "category"),
+                          float(row["price"]))  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReferenceError(f"product {_name(row)}: {_problem(exc)}") from None
+    if not (product.price >= 0 and math.isfinite(product.price)):
+        raise ReferenceError(f"product {product.id!r}: price must be a non-negative number")
+    return product
+
+
+def _text(row: Any, field: str) -> str:
+    value = row[field]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{field!r} must be non-empty text")
+    return value
+
+
+def _name(row: Any) -> str:
+    return repr(row.get("id")) if isinstance(row, dict) and "id" in row else "(no id)"
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing {exc.args[0]!r}"
+    if isinstance(exc, TypeError):
+        return "expected a JSON object with the documented fields"
+    return str(exc)
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -65,23 +162,27 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def load_reference(folder: Path | None = None) -> Reference:
     folder = folder or DEMO_DIR
-    stores = [
-        Store(
-            id=str(s["id"]),
-            name=str(s["name"]),
-            lat=float(s["lat"]),
-            lon=float(s["lon"]),
-            radius_m=float(s["radius_m"]),
-            hours=str(s.get("hours", "")),
-            categories=tuple(s.get("categories", ())),
-        )
-        for s in _read(folder / "stores.json")
-    ]
-    products = [
-        Product(str(p["id"]), str(p["name"]), str(p["category"]), float(p["price"]))
-        for p in _read(folder / "catalog.json")
-    ]
-    return Reference({s.id: s for s in stores}, {p.id: p for p in products})
+    stores = [parse_store(row) for row in _read(folder / "stores.json")]
+    products = [parse_product(row) for row in _read(folder / "catalog.json")]
+    return Reference.of(stores, products)
+
+
+def read_rows(path: Path) -> list[Any]:
+    """Rows of a JSON list file, or of a JSON-lines file."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ReferenceError(f"cannot read {path}: {exc}") from None
+    if text.lstrip().startswith(b"["):
+        return _read(path)
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise ReferenceError(f"{path}, line {n}: not valid JSON: {exc}") from None
+    return rows
 
 
 def _read(path: Path) -> list[dict]:
@@ -94,6 +195,17 @@ def _read(path: Path) -> list[dict]:
     return rows
 
 
-@lru_cache(maxsize=4)
-def cached_reference(folder: Path | None) -> Reference:
-    return load_reference(folder)
+_current: dict[Path | None, Reference] = {}
+
+
+def current_reference(folder: Path | None) -> Reference:
+    """The reference data in force: the files, with the updates applied since."""
+    reference = _current.get(folder)
+    if reference is None:
+        reference = _current[folder] = load_reference(folder)
+    return reference
+
+
+def apply_update(folder: Path | None, kind: str, key: str, row: dict[str, Any] | None) -> None:
+    """Replace, add or remove one store or product in the reference in force."""
+    _current[folder] = current_reference(folder).updated(kind, key, row)

@@ -46,6 +46,8 @@ class TopicNames(BaseModel):
     feedback: str = "kairos.feedback"
     offers: str = "kairos.offers"
     dlq: str = "kairos.dlq"
+    # Store and product updates: keyed "store:<id>" or "product:<id>", compacted.
+    reference: str = "kairos.reference"
     internal_prefix: str = "kairos.internal."
 
     @field_validator("*")

@@ -56,6 +56,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.feedback, n, retention),
         TopicSpec(t.offers, n, retention),
         TopicSpec(t.dlq, n, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(t.reference, 1, {"cleanup.policy": "compact"}),
         TopicSpec(internal_name(settings, "events"), n, retention),
         TopicSpec(internal_name(settings, "moments"), n, retention),
         TopicSpec(internal_name(settings, "profiles-changelog"), n, {"cleanup.policy": "compact"}),

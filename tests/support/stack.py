@@ -54,6 +54,7 @@ def settings_for_test(
         feedback=f"{tag}.feedback",
         offers=f"{tag}.offers",
         dlq=f"{tag}.dlq",
+        reference=f"{tag}.reference",
         internal_prefix=f"{tag}.internal.",
     )
     return Settings(

@@ -1,0 +1,112 @@
+"""Reference updates: stores and products changed at runtime through a topic.
+
+Every worker reads the whole reference topic (no consumer group: each needs
+every store, whichever partitions it owns), from the start at start-up, and
+is not ready until it has caught up. Then it follows the topic.
+
+A record is keyed ``store:<id>`` or ``product:<id>``; its value is the JSON
+object of that store or product, as in stores.json and catalog.json, and an
+empty value (a tombstone) removes it. The topic is compacted, so it keeps
+the latest record per key. ``kairos reference load stores|products FILE``
+writes one. A record that cannot be read goes to the dead-letter topic with
+its reason, and the reference in force is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import mode
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.app import app, metrics, ready_checks, settings
+from streams.codecs import dead_letter_headers, loads
+from streams.reference import ReferenceError, apply_update
+
+log = logging.getLogger(__name__)
+KINDS = ("store", "product")
+
+
+def read_update(key: bytes | None, value: bytes | None) -> tuple[str, str, dict[str, Any] | None]:
+    """(kind, id, row or None to remove) from a record; ReferenceError if unreadable."""
+    kind, _, item = (key or b"").decode("utf-8", "replace").partition(":")
+    if kind not in KINDS or not item:
+        raise ReferenceError(f"key must be 'store:<id>' or 'product:<id>', got {key!r}")
+    if not value:
+        return kind, item, None
+    try:
+        row = loads(value)
+    except ValueError as exc:
+        raise ReferenceError(f"{kind} {item!r} is not valid JSON: {exc}") from None
+    if not isinstance(row, dict):
+        raise ReferenceError(f"{kind} {item!r}: expected a JSON object")
+    return kind, item, row
+
+
+@app.service
+class ReferenceFollower(mode.Service):
+    """Applies the reference topic to the reference data in force."""
+
+    def __post_init__(self) -> None:
+        self.consumer: AIOKafkaConsumer | None = None
+        self.caught_up = False
+        ready_checks.append(lambda: self.caught_up)
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_wait_ms,
+            client_id=f"{settings.app_id}-reference",
+        )
+        await self.consumer.start()
+        topic = settings.topics.reference
+        partitions = self.consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await self.consumer.stop()
+            raise ReferenceError(f"topic {topic!r} does not exist: run `kairos topics create`")
+        self.consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        await self.consumer.seek_to_beginning()
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    @mode.Service.task
+    async def _follow(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            batch = await self.consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    await self.apply(record)
+            if not self.caught_up and await self._at_end():
+                self.caught_up = True
+                log.info("reference data caught up with %s", settings.topics.reference)
+
+    async def _at_end(self) -> bool:
+        """At the high watermark of the last fetch (right on every broker)."""
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is None or await self.consumer.position(tp) < end:
+                return False
+        return True
+
+    async def apply(self, record: Any) -> None:
+        try:
+            kind, item, row = read_update(record.key, record.value)
+            apply_update(settings.reference_dir, kind, item, row)
+            metrics.reference_updates.labels(kind, "removed" if row is None else "applied").inc()
+        except ReferenceError as exc:
+            metrics.reference_updates.labels("unknown", "rejected").inc()
+            headers = dead_letter_headers(
+                code="bad_reference", reason=str(exc), topic=record.topic,
+                partition=record.partition, offset=record.offset, stage="reference",
+            )  # fmt: skip
+            await app.producer.send(settings.topics.dlq, record.key, record.value, None, None,
+                                    headers)  # fmt: skip
+            metrics.dead_letters.labels("reference", "bad_reference").inc()
