@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from streams.admin import create_topics
@@ -115,6 +116,14 @@ def omar_at(settings: Any, store: str) -> dict[str, Any]:
     return moment["profile"]
 
 
+def omar_features(settings: Any) -> dict[str, Any]:
+    """Omar's session features at a fixed event time, from the Profile API."""
+    url = f"http://127.0.0.1:{settings.web_port}/v1/profiles/omar/features?at={T0 + 60_000}"
+    answer = httpx.get(url, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["features"]
+
+
 def test_state_survives_sigkill_lost_disk_and_restart(broker: str, tmp_path: Path) -> None:
     settings = settings_for_test(broker, NO_LLM, "none", tmp_path, partitions=4)
     items, applied = history()
@@ -125,10 +134,13 @@ def test_state_survives_sigkill_lost_disk_and_restart(broker: str, tmp_path: Pat
     try:
         assert worker.wait_for("kairos_state_updates_total", applied) == applied
         assert worker.counter("kairos_duplicates_total") == 4
+        features = omar_features(settings)
+        assert features["windows"]["15m"] == {"events": 12, "products": 6, "categories": 1}
         worker.kill()
         shutil.rmtree(settings.data_dir / "worker")  # local state gone: changelog only
 
         worker.start()
+        assert omar_features(settings) == features
         asyncio.run(produce(settings, [ping(FLATIRON, T0 + HOUR, "ping-1")]))
         profile = omar_at(settings, "s-flatiron")
         assert profile["n"] == 12 + 1 + 3 + 1
