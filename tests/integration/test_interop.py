@@ -35,8 +35,13 @@ def test_librdkafka_producer_to_offer_through_the_llm_fallback(broker: str, tmp_
             (t.location, {"userId": "rd1", "lat": FLATIRON.lat, "lon": FLATIRON.lon,
                           "messageId": "rd-ping", "timestamp": "2026-11-21T10:00:00Z"}),
         ]  # fmt: skip
-        for topic, event in events:
-            producer.produce(topic, orjson.dumps(event))  # no key: kairos must not need one
+        # The identify lands first: across topics, arrival order is not event
+        # order, and the offer must carry the name.
+        producer.produce(events[0][0], orjson.dumps(events[0][1]))  # no key: none needed
+        assert producer.flush(30) == 0
+        assert worker.wait_for("kairos_state_updates_total", 1) == 1
+        for topic, event in events[1:]:
+            producer.produce(topic, orjson.dumps(event))
         producer.produce(t.location, GARBAGE, key=b"rd1")
         assert producer.flush(30) == 0
 
