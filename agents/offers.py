@@ -150,6 +150,8 @@ def llm_client() -> LLMClient:
         timeout_s=settings.llm_timeout_s,
         retries=settings.llm_retries,
         max_in_flight=settings.llm_max_in_flight,
+        breaker_failures=settings.llm_breaker_failures,
+        breaker_cooldown_s=settings.llm_breaker_cooldown_s,
         metrics=metrics,
     )
 

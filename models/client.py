@@ -5,6 +5,12 @@ vLLM batches the requests it has in flight, so the client keeps up to
 covers its retries; transport errors, timeouts and 5xx answers are retried
 with exponential backoff; everything else fails at once. Errors are mapped
 onto :class:`LLMError`, so callers handle one tree.
+
+A circuit breaker stops asking a server that is down: after
+``breaker_failures`` requests in a row fail (unreachable, 5xx or timeout),
+requests fail at once for ``breaker_cooldown_s``, so callers fall back
+without waiting out deadlines; then one trial request goes through, and its
+outcome closes the circuit or opens it again.
 """
 
 from __future__ import annotations
@@ -41,6 +47,58 @@ class LLMBadResponse(LLMError):
     reason = "bad_response"
 
 
+class CircuitOpen(LLMUnavailable):
+    reason = "circuit_open"
+
+
+CLOSED, HALF_OPEN, OPEN = 0, 1, 2  # the circuit-state gauge's values
+
+
+class Breaker:
+    """Closed, open after ``failures`` failures in a row, half-open after ``cooldown_s``."""
+
+    def __init__(
+        self, failures: int, cooldown_s: float, clock: Any = time.monotonic,
+        on_change: Any = None,
+    ) -> None:  # fmt: skip
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.on_change = on_change
+        self.state = CLOSED
+        self._failed = 0
+        self._opened_at = 0.0
+        self._trial = False
+
+    def allow(self) -> bool:
+        """May a request go now? In half-open state only one trial at a time."""
+        if self.state == OPEN and self.clock() - self._opened_at >= self.cooldown_s:
+            self._set(HALF_OPEN)
+        if self.state == CLOSED:
+            return True
+        if self.state == HALF_OPEN and not self._trial:
+            self._trial = True
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self._failed, self._trial = 0, False
+        self._set(CLOSED)
+
+    def failed(self) -> None:
+        self._failed += 1
+        self._trial = False
+        if self.state == HALF_OPEN or self._failed >= self.failures:
+            self._opened_at = self.clock()
+            self._set(OPEN)
+
+    def _set(self, state: int) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_change is not None:
+                self.on_change(state)
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -66,6 +124,8 @@ class LLMClient:
         max_in_flight: int = 4,
         metrics: Metrics | None = None,
         backoff_s: float = 0.2,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -75,6 +135,8 @@ class LLMClient:
         self.backoff_s = backoff_s
         self.metrics = metrics
         self._slots = asyncio.Semaphore(max_in_flight)
+        self.breaker = Breaker(breaker_failures, breaker_cooldown_s, on_change=self._circuit)
+        self._circuit(CLOSED)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
@@ -109,15 +171,25 @@ class LLMClient:
                 "json_schema": {"name": "offer", "schema": json_schema},
             }
         async with self._slots:
+            if not self.breaker.allow():
+                self._count(CircuitOpen.reason)
+                raise CircuitOpen("the LLM server failed repeatedly; not asking for a while")
             started = time.monotonic()
             try:
                 completion = await asyncio.wait_for(self._with_retries(body), self.timeout_s)
             except TimeoutError:
+                self.breaker.failed()
                 self._count("timeout")
                 raise LLMTimeout(f"no answer within {self.timeout_s:g} s") from None
-            except LLMError as exc:
+            except (LLMUnavailable, LLMTimeout) as exc:
+                self.breaker.failed()
                 self._count(exc.reason)
                 raise
+            except LLMError as exc:
+                self.breaker.succeeded()  # it answered: up, if not helpful
+                self._count(exc.reason)
+                raise
+            self.breaker.succeeded()
             self._observe(completion, time.monotonic() - started)
             return completion
 
@@ -164,6 +236,10 @@ class LLMClient:
             )
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LLMBadResponse(f"not a chat completion: {exc!r}") from None
+
+    def _circuit(self, state: int) -> None:
+        if self.metrics:
+            self.metrics.llm_circuit.set(state)
 
     def _count(self, outcome: str) -> None:
         if self.metrics:

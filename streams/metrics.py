@@ -7,7 +7,7 @@ query only these names.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Seconds; stages range from sub-millisecond state updates to CPU generation.
 LATENCY_BUCKETS = (
@@ -97,6 +97,11 @@ class Metrics:
             "kairos_llm_requests_total",
             "Requests to the LLM endpoint, by outcome.",
             ["outcome"],
+            registry=registry,
+        )
+        self.llm_circuit = Gauge(
+            "kairos_llm_circuit_state",
+            "The LLM client's circuit breaker: 0 closed, 1 half-open (one trial), 2 open.",
             registry=registry,
         )
         self.llm_tokens = Counter(

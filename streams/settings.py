@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     llm_timeout_s: Positive = 30.0
     llm_retries: Annotated[int, Field(ge=0, le=10)] = 2
     llm_max_in_flight: Annotated[int, Field(ge=1, le=1024)] = 4
+    # Failed requests in a row that open the circuit, and how long it stays open.
+    llm_breaker_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    llm_breaker_cooldown_s: Positive = 10.0
     llm_max_tokens: Annotated[int, Field(ge=8, le=4096)] = 128
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
 

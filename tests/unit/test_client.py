@@ -106,3 +106,66 @@ def test_in_flight_requests_are_bounded() -> None:
 
     asyncio.run(burst())
     assert peak == 3
+
+
+def test_circuit_opens_fails_fast_then_closes_after_a_good_trial() -> None:
+    calls = []
+    up = False
+    now = [0.0]
+    metrics = Metrics(CollectorRegistry())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json=OK) if up else httpx.Response(502)
+
+    def state() -> float | None:
+        return metrics.registry.get_sample_value("kairos_llm_circuit_state")
+
+    async def scenario() -> list[str]:
+        nonlocal up
+        c = client(handler, retries=0, breaker_failures=3, breaker_cooldown_s=10, metrics=metrics)
+        c.breaker.clock = lambda: now[0]
+        outcomes = []
+
+        async def one() -> None:
+            try:
+                await c.chat([{"role": "user", "content": "hi"}], max_tokens=8)
+                outcomes.append("ok")
+            except LLMUnavailable as exc:
+                outcomes.append(exc.reason)
+
+        for _ in range(5):
+            await one()  # three failures open it; two fail at once
+        assert state() == 2
+        now[0] = 9.9
+        await one()  # still open
+        now[0] = 10.0
+        await one()  # the trial: fails, open again for another 10 s
+        now[0] = 15.0
+        await one()
+        up, now[0] = True, 20.0
+        await one()  # the trial succeeds: closed
+        await one()
+        await c.aclose()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes == ["unavailable"] * 3 + ["circuit_open"] * 3 + ["unavailable"] + [
+        "circuit_open", "ok", "ok",
+    ]  # fmt: skip
+    assert len(calls) == 3 + 1 + 2  # nothing was sent while the circuit was open
+    assert state() == 0
+    count = metrics.registry.get_sample_value
+    assert count("kairos_llm_requests_total", {"outcome": "circuit_open"}) == 4
+
+
+def test_a_bad_answer_does_not_open_the_circuit() -> None:
+    async def scenario() -> int:
+        c = client(lambda r: httpx.Response(200, json={"nope": 1}), breaker_failures=1)
+        for _ in range(3):
+            with pytest.raises(LLMBadResponse):
+                await c.chat([{"role": "user", "content": "hi"}], max_tokens=8)
+        await c.aclose()
+        return c.breaker.state
+
+    assert asyncio.run(scenario()) == 0
