@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     traits.add_argument("--rate", type=float, help="records per second (as fast as possible)")
     traits.set_defaults(run=run_load_traits)
 
+    tail = sub.add_parser("tail", help="print offers as a consumer would, deduplicated by offer id")
+    tail.add_argument("--from-beginning", action="store_true", help="not only new offers")
+    tail.add_argument("--group", help="consumer group (commits its position); none by default")
+    tail.add_argument("--count", type=int, help="stop after this many distinct offers")
+    tail.add_argument("--idle", type=float, help="stop after this many seconds without a record")
+    tail.add_argument("--json", action="store_true", help="print each offer's JSON record")
+    tail.set_defaults(run=run_tail)
+
     reference = sub.add_parser("reference", help="update stores and products at runtime")
     reference_sub = reference.add_subparsers(required=True, metavar="ACTION")
     ref_load = reference_sub.add_parser(
@@ -231,6 +239,25 @@ def _replay(settings: Settings, planned: Any, progress: Any) -> int:
     except BrokerUnavailable as exc:
         raise CommandError(str(exc)) from None
     print(f"sent {sent} events to {settings.bootstrap_servers}")
+    return 0
+
+
+def run_tail(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import BrokerUnavailable, connect_admin
+    from streams.tail import tail
+
+    async def go() -> tuple[int, int]:
+        await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
+        return await tail(
+            settings, lambda line: print(line, flush=True), from_beginning=args.from_beginning,
+            group=args.group, count=args.count, idle_s=args.idle, as_json=args.json,
+        )  # fmt: skip
+
+    try:
+        printed, duplicates = asyncio.run(go())
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{printed} offers, {duplicates} duplicates dropped", file=sys.stderr)
     return 0
 
 

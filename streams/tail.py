@@ -1,0 +1,100 @@
+"""``kairos tail``: a sample downstream consumer of kairos.offers.
+
+What a notification service does with the topic: read offers, drop the ones
+it has already handled (the offer id is the idempotency key: kairos is
+at-least-once, so a replay after a crash can deliver an offer twice), and
+act on the rest; here, print them. The ids seen are kept in a bounded
+memory, as a real consumer would keep them in its own store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streams.settings import Settings
+
+REMEMBERED = 100_000
+
+
+class SeenOffers:
+    """The last ``limit`` offer ids handled."""
+
+    def __init__(self, limit: int = REMEMBERED) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first_time(self, offer_id: str) -> bool:
+        if offer_id in self._ids:
+            self._ids.move_to_end(offer_id)
+            return False
+        self._ids[offer_id] = None
+        if len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+        return True
+
+
+def describe(offer: dict[str, Any]) -> str:
+    """One line per offer: when, who, where, what."""
+    at = time.strftime("%H:%M:%S", time.localtime(offer["timings"]["emitted_at"] / 1000))
+    coupon = offer["coupon"]
+    source = offer["source"] + (f" ({offer['fallback_reason']})" if offer.get("fallback_reason")
+                                else "")  # fmt: skip
+    return (
+        f"{at} {offer['offer_id']} {offer['user']} @ {offer['store']['name']}: "
+        f"{offer['headline']} | {offer['message']} "
+        f"[{coupon['code']}, {coupon['discount_pct']}% off] {source}"
+    )
+
+
+async def tail(
+    settings: Settings,
+    out: Callable[[str], None],
+    *,
+    from_beginning: bool,
+    group: str | None,
+    count: int | None,
+    idle_s: float | None,
+    as_json: bool,
+) -> tuple[int, int]:
+    """Print distinct offers until ``count`` or ``idle_s`` without one; (printed, duplicates)."""
+    consumer = AIOKafkaConsumer(
+        settings.topics.offers,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=group is not None,
+    )
+    await consumer.start()
+    seen = SeenOffers()
+    printed = duplicates = 0
+    last = time.monotonic()
+    try:
+        while count is None or printed < count:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    last = time.monotonic()
+                    try:
+                        offer = orjson.loads(record.value)
+                        offer_id = offer["offer_id"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        out(f"(unreadable record at offset {record.offset} skipped)")
+                        continue
+                    if not seen.first_time(offer_id):
+                        duplicates += 1
+                        continue
+                    out(record.value.decode() if as_json else describe(offer))
+                    printed += 1
+                    if printed == count:
+                        return printed, duplicates
+            if idle_s is not None and time.monotonic() - last > idle_s:
+                break
+    finally:
+        await consumer.stop()
+    return printed, duplicates
