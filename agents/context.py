@@ -41,7 +41,7 @@ from typing import Any
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
-from agents.moments import offer_id, store_entry, update_visit
+from agents.moments import STORE_ENTRY, offer_id, store_entry, update_visit
 from agents.profile import (
     PROFILE_VERSION,
     Profile,
@@ -52,6 +52,7 @@ from agents.profile import (
     remember_offer,
     upgraded,
 )
+from agents.rules import cached_rules, suppression
 from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
@@ -73,6 +74,7 @@ MAX_HOPS = 4
 ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
 
 partition_for = Partitioner(settings.partitions)
+RULES = cached_rules(settings.rules_file)
 
 profiles = app.Table(
     "profiles",
@@ -97,11 +99,26 @@ def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
         merge_features(profile, source)
     else:
         apply_event(profile, event)
-    return store_entry(
+    rule = RULES.rules.store_entry
+    if not rule.enabled:
+        return None
+    cooldown_from = profile["moments"].get(STORE_ENTRY)
+    moment = store_entry(
         profile,
-        recent_interest_ms=int(settings.recent_interest_s * 1000),
-        cooldown_ms=int(settings.moment_cooldown_s * 1000),
+        recent_interest_ms=rule.recent_interest_ms,
+        cooldown_ms=rule.cooldown_ms,
+        opt_out_traits=RULES.opt_out_traits,
     )
+    if moment is not None:
+        reason = suppression(profile, moment, RULES)
+        if reason is not None:
+            moment["suppressed"] = reason
+        if reason in ("quiet_hours", "frequency_cap"):  # nothing sent: no cooldown
+            if cooldown_from is None:
+                del profile["moments"][STORE_ENTRY]
+            else:
+                profile["moments"][STORE_ENTRY] = cooldown_from
+    return moment
 
 
 class Fold:
@@ -160,7 +177,10 @@ class Fold:
                 moment["features"] = features(
                     profile, event["ts"], current_reference(settings.reference_dir)
                 )
-                remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"])
+                if "suppressed" not in moment:
+                    remember_offer(
+                        profile, offer_id(moment["id"]), moment["type"], moment["event_ts"]
+                    )
                 self.moments.append((event, moment))
 
     def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
@@ -292,6 +312,8 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
     for event, moment in fold.moments:
         moment.update(ingested_at=event["at"], detected_at=detected)
         metrics.moments.labels(moment["type"]).inc()
+        if "suppressed" in moment:
+            metrics.moments_suppressed.labels(moment["type"], moment["suppressed"]).inc()
         metrics.stage_latency.labels("event_to_moment").observe(
             max(0, detected - event["ts"]) / 1000
         )

@@ -1,9 +1,10 @@
 """Moment rules: when a user's state says "now is the time to reach out".
 
 In-store entry: a location ping puts the user inside a store's geofence
-(coming from elsewhere), and the user showed interest (a product view within
-``recent_interest_s`` before the visit) or has a known favorite category;
-not opted out; not within the cooldown since the last in-store moment.
+(coming from elsewhere), and the user showed interest (a product view
+within the rules file's ``recent_interest_minutes`` before the visit) or
+has a known favorite category; not opted out; not within the cooldown since
+the last in-store moment. Holdout, quiet hours and caps: agents/rules.py.
 
 Rules are judged in event time, on the user's state after every event, not
 only on the ping: clickstream and location arrive on different topics, so a
@@ -56,13 +57,17 @@ def update_visit(profile: Profile, event: dict[str, Any], reference: Reference) 
 
 
 def store_entry(
-    profile: Profile, *, recent_interest_ms: int, cooldown_ms: int
+    profile: Profile,
+    *,
+    recent_interest_ms: int,
+    cooldown_ms: int,
+    opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS,
 ) -> dict[str, Any] | None:
     """The store-entry moment, if the current visit now meets the rule."""
     store_id, entered, last, trigger, fired = profile["visit"]
     if store_id is None or fired or profile["updated"] - last > SAME_VISIT_MS:
         return None
-    if any(trait(profile, name) for name in OPT_OUT_TRAITS):
+    if any(trait(profile, name) for name in opt_out_traits):
         return None
     interested = recent_views(profile, last, recent_interest_ms)
     if not interested and not trait(profile, "favorite_category"):

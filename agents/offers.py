@@ -17,6 +17,7 @@ from typing import Any
 
 from agents.coupons import coupon_code, discount_pct
 from agents.moments import offer_id
+from agents.rules import cached_rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice, select_context
 from models.guardrails import Draft, Rejected, check, fallback
@@ -80,7 +81,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         moment["profile"],
         moment,
         reference,
-        recent_interest_ms=int(settings.recent_interest_s * 1000),
+        recent_interest_ms=cached_rules(settings.rules_file).rules.store_entry.recent_interest_ms,
     )
     pct = discount_pct(context.loyalty_tier)
     prompt = store_entry_prompt(context, pct)
@@ -129,6 +130,8 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
 async def deliver(client: LLMClient, message: Any) -> None:
     try:
         moment = loads(message.value)
+        if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
+            return
         offer = await write_offer(client, moment)
     except Exception as exc:  # a bug must not lose the moment
         log.exception("offer failed for moment at %s/%s", message.topic, message.offset)

@@ -14,6 +14,7 @@ import contextlib
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +47,7 @@ class DemoOptions:
 class Tally:
     events: int = 0
     moments: int = 0
+    held_back: Counter[str] = field(default_factory=Counter)  # moments without an offer, by reason
     dead_letters: int = 0
     offers: list[dict[str, Any]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -188,7 +190,10 @@ async def _wait_for_offers(tally: Tally, settings: Settings) -> None:
     """After the traffic, give the moments in flight time to become offers."""
     deadline = time.monotonic() + max(60.0, 3 * settings.llm_timeout_s)
     await asyncio.sleep(2.0)  # the last events' moments are still on their way
-    while len(tally.seen) < tally.moments and (left := deadline - time.monotonic()) > 0:
+    while (
+        len(tally.seen) < tally.moments - sum(tally.held_back.values())
+        and (left := deadline - time.monotonic()) > 0
+    ):
         tally.changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tally.changed.wait(), left)
@@ -201,6 +206,9 @@ async def _watch(
     async for record in consumer:
         if record.topic == moments_topic:
             tally.moments += 1
+            reason = loads(record.value).get("suppressed")
+            if reason:
+                tally.held_back[reason] += 1
         elif record.topic == settings.topics.dlq:
             tally.dead_letters += 1
         else:
@@ -255,7 +263,8 @@ def _summary(tally: Tally) -> None:
     say("\nsummary")
     say(f"  events produced   {tally.events}")
     say(f"  dead letters      {tally.dead_letters}")
-    say(f"  moments           {tally.moments}")
+    held = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.held_back.items()))
+    say(f"  moments           {tally.moments}" + (f" ({held}: no offer)" if held else ""))
     say(f"  offers            {len(tally.offers)} ({by_model} written by the model, "
         f"{len(tally.offers) - by_model} fallback)")  # fmt: skip
     if not tally.offers:

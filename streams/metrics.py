@@ -81,6 +81,13 @@ class Metrics:
         self.moments = Counter(
             "kairos_moments_total", "Moments detected, by type.", ["moment"], registry=registry
         )
+        self.moments_suppressed = Counter(
+            "kairos_moments_suppressed_total",
+            "Moments recorded without an offer, by type and reason (holdout, quiet_hours, "
+            "frequency_cap).",
+            ["moment", "reason"],
+            registry=registry,
+        )
         self.offers = Counter(
             "kairos_offers_total",
             "Offers emitted, by moment type and message source (model or fallback).",

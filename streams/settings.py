@@ -134,8 +134,8 @@ class Settings(BaseSettings):
     sweep_interval_s: Positive = 60.0
 
     # Moments and offers.
-    recent_interest_s: Positive = 24 * 3600.0
-    moment_cooldown_s: Positive = 6 * 3600.0
+    # Moment rules and their policy (agents/rules.py); unset: streams/data/rules.yaml.
+    rules_file: Path | None = None
     coupon_secret: SecretStr = SecretStr("kairos-dev-coupon-secret")
     coupon_ttl_s: Positive = 4 * 3600.0
 

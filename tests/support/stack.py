@@ -26,6 +26,7 @@ from streams.settings import Settings, TopicNames
 from streams.traffic import Planned
 
 REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "tests" / "support" / "rules.yaml"  # no holdout: every moment gets its offer
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -68,6 +69,7 @@ def settings_for_test(
         llm_url=llm_url,
         llm_model=llm_model,
         llm_timeout_s=120.0,
+        rules_file=RULES,
     )
 
 

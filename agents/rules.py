@@ -1,0 +1,133 @@
+"""Moment rules' settings and policy, declared in a YAML file.
+
+The file (streams/data/rules.yaml, or ``KAIROS_RULES_FILE``) sets each
+rule's conditions and the policy over all of them: quiet hours, a cap on
+offers per person per day, the traits that opt a person out, and each
+rule's holdout share. A moment that fires but must not lead to an offer is
+still recorded, marked ``suppressed`` with the reason: ``holdout`` (the
+control group; its cooldown runs as if an offer had gone, so both groups
+meet the same moments), or ``quiet_hours`` and ``frequency_cap`` (nothing
+was sent, so the cooldown does not start).
+A bad file stops start-up with a message naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streams.settings import SettingsError
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / "streams" / "data" / "rules.yaml"
+DAY_MS = 86_400_000
+
+
+class RulesError(SettingsError):
+    """The rules file is missing or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuietHours(_Strict):
+    start: time
+    end: time
+
+    def covers(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end  # across midnight
+
+
+class StoreEntry(_Strict):
+    enabled: bool = True
+    recent_interest_minutes: float = Field(default=1440, gt=0)
+    cooldown_minutes: float = Field(default=360, ge=0)
+    holdout_pct: float = Field(default=10, ge=0, le=100)
+
+    @property
+    def recent_interest_ms(self) -> int:
+        return int(self.recent_interest_minutes * 60_000)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return int(self.cooldown_minutes * 60_000)
+
+
+class RuleSet(_Strict):
+    store_entry: StoreEntry = StoreEntry()
+
+
+class Rules(_Strict):
+    version: Literal[1] = 1
+    timezone: str = "UTC"
+    quiet_hours: QuietHours | None = None
+    max_offers_per_day: int | None = Field(default=None, ge=1)
+    opt_out_traits: tuple[str, ...] = ("marketing_opt_out", "unsubscribed")
+    rules: RuleSet = RuleSet()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def holdout_pct(self, moment_type: str) -> float:
+        rule = getattr(self.rules, moment_type, None)
+        return rule.holdout_pct if rule is not None else 0.0
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    path = path or DEFAULT_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise RulesError(f"rules file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise RulesError(f"rules file {path} is not valid YAML: {exc}") from None
+    try:
+        return Rules.model_validate(data or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise RulesError(f"rules file {path}: {problems}") from None
+
+
+@lru_cache(maxsize=4)
+def cached_rules(path: Path | None) -> Rules:
+    return load_rules(path)
+
+
+def in_holdout(user: str, moment_type: str, pct: float) -> bool:
+    """Fixed per person and moment type: the same people are always the control."""
+    digest = hashlib.sha256(f"holdout|{moment_type}|{user}".encode()).digest()
+    return int.from_bytes(digest[:4]) % 10_000 < pct * 100
+
+
+def suppression(profile: dict[str, Any], moment: dict[str, Any], rules: Rules) -> str | None:
+    """Why this moment must not lead to an offer, or None."""
+    if rules.quiet_hours is not None:
+        at = datetime.fromtimestamp(moment["event_ts"] / 1000, UTC)
+        if rules.quiet_hours.covers(at.astimezone(ZoneInfo(rules.timezone)).time()):
+            return "quiet_hours"
+    if rules.max_offers_per_day is not None:
+        since = moment["event_ts"] - DAY_MS
+        sent = sum(1 for _offer, _type, ts in profile["offers"] if since < ts <= moment["event_ts"])
+        if sent >= rules.max_offers_per_day:
+            return "frequency_cap"
+    if in_holdout(profile["user"], moment["type"], rules.holdout_pct(moment["type"])):
+        return "holdout"
+    return None
