@@ -6,6 +6,7 @@ LLM_VENV := .venv-llm
 STAMP := $(VENV)/.installed
 LLM_STAMP := $(LLM_VENV)/.installed
 KAIROS := $(VENV)/bin/kairos
+PROMTOOL := .tools/promtool
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 PIP := pip install --quiet --disable-pip-version-check
@@ -32,8 +33,15 @@ $(LLM_STAMP): pyproject.toml
 demo: env
 	$(KAIROS) demo $(DEMO_ARGS)
 
-test: env
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+test: env $(PROMTOOL)
+	PROMTOOL=$(PROMTOOL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# promtool, from Debian's prometheus package, unpacked (no root, no install):
+# the tests check deploy/prometheus with it.
+$(PROMTOOL):
+	rm -rf .tools/deb && mkdir -p .tools/deb
+	cd .tools/deb && apt-get download prometheus >/dev/null && dpkg -x prometheus_*.deb root
+	cp .tools/deb/root/usr/bin/promtool $@ && rm -rf .tools/deb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -48,4 +56,4 @@ bench: env
 	$(VENV)/bin/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(LLM_VENV) .kairos .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LLM_VENV) .tools .kairos .pytest_cache .mypy_cache .ruff_cache

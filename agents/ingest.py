@@ -163,6 +163,7 @@ class Ingest(mode.Service):
                 batch = await self.consumer.getmany(
                     timeout_ms=500, max_records=settings.ingest_batch_max
                 )
+                await self.report_lag()
                 async with self.lock:
                     if batch:
                         self.pending.append(await self.send(self.router.route(batch)))
@@ -177,6 +178,15 @@ class Ingest(mode.Service):
             # Output was lost or the consumer broke: stop before anything after it commits.
             log.critical("stopping the worker: ingest failed: %r", exc)
             await app.crash(exc)
+
+    async def report_lag(self) -> None:
+        """Records between each partition's end (as of its last fetch) and our position."""
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                lag = max(0, end - await self.consumer.position(tp))
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def send(self, routed: Routed) -> tuple[list[Any], dict[TopicPartition, int]]:
         """Hand the batch's output to the producer; its delivery futures and the offsets."""

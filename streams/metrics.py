@@ -72,6 +72,12 @@ class Metrics:
             ["view", "outcome"],
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "kairos_consumer_lag",
+            "Records behind the end of each source partition this worker reads (ingest).",
+            ["topic", "partition"],
+            registry=registry,
+        )
         self.ingest_batches = Histogram(
             "kairos_ingest_batch_records",
             "Records per batch the ingest consumer took from the source topics.",

@@ -1,0 +1,87 @@
+"""deploy/: Prometheus config and rules pass promtool, manifests pass the
+Kubernetes schemas, and every kairos metric a dashboard or an alert queries
+is served by a live worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.support.stack import REPO, Worker, produce, settings_for_test
+
+DEPLOY = REPO / "deploy"
+PROMTOOL = os.environ.get("PROMTOOL", str(REPO / ".tools" / "promtool"))
+METRIC = re.compile(r"\bkairos_[a-z_]+")
+SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, check=False)
+
+
+def test_prometheus_config_and_rules_pass_promtool() -> None:
+    config = promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    assert config.returncode == 0, config.stdout + config.stderr
+    assert "SUCCESS: 6 rules found" in config.stdout + config.stderr
+
+
+def test_promtool_does_reject_a_broken_rule(tmp_path: Path) -> None:
+    rules = (DEPLOY / "prometheus" / "alerts.yml").read_text()
+    broken = tmp_path / "alerts.yml"
+    broken.write_text(rules.replace("> 50000", "> > 50000", 1))
+    assert promtool("check", "rules", str(broken)).returncode != 0
+
+
+@pytest.mark.parametrize("path", sorted((DEPLOY / "k8s").glob("*.yaml")), ids=lambda p: p.name)
+def test_manifests_pass_the_kubernetes_schemas(path: Path) -> None:
+    for resource in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(resource, "1.31", strict=True)
+
+
+def queried_metrics() -> set[str]:
+    """kairos metric families named by the dashboards and the alert rules."""
+    exprs: list[str] = []
+    for dashboard in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
+        panels = json.loads(dashboard.read_text())["panels"]
+        exprs += [target["expr"] for panel in panels for target in panel["targets"]]
+    for group in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]:
+        exprs += [rule["expr"] for rule in group["rules"]]
+    names = {name for expr in exprs for name in METRIC.findall(expr)}
+    for suffix in SUFFIXES:
+        names = {n.removesuffix(suffix) for n in names}
+    return names
+
+
+@pytest.mark.broker
+def test_every_queried_metric_is_served_by_a_live_worker(broker: str, tmp_path: Path) -> None:
+    settings = settings_for_test(broker, "http://127.0.0.1:9/v1", "none", tmp_path)
+    worker = Worker(settings)
+    worker.start()
+    try:
+        page = {"type": "page", "name": "/", "userId": "u1", "messageId": "m1"}
+        asyncio.run(produce(settings, [("clickstream", page)]))
+        assert worker.wait_for("kairos_state_updates_total", 1) == 1
+        time.sleep(1)  # the next fetch reports the partition's end
+        text = httpx.get(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5).text
+    finally:
+        worker.stop()
+    served = set(re.findall(r"^# TYPE (kairos_\w+) ", text, re.MULTILINE))
+    served |= {name.removesuffix("_total") for name in served}
+    served |= {name + "_total" for name in served}
+    wanted = queried_metrics()
+    assert len(wanted) >= 15
+    assert wanted <= served, f"not served: {sorted(wanted - served)}"
+    # The ingest consumer reports its lag per source partition: all caught up.
+    lags = re.findall(r'^kairos_consumer_lag\{partition="\d+",topic="([^"]+)"\} (\S+)$', text, re.M)
+    assert (settings.topics.clickstream, "0.0") in lags
+    assert all(value == "0.0" for _topic, value in lags)
