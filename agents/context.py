@@ -41,7 +41,15 @@ from typing import Any
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
-from agents.moments import STORE_ENTRY, offer_id, store_entry, update_visit
+from agents.moments import (
+    CART_ABANDONED,
+    STORE_ENTRY,
+    cart_abandoned,
+    cart_changed_at,
+    offer_id,
+    store_entry,
+    update_visit,
+)
 from agents.profile import (
     PROFILE_VERSION,
     Profile,
@@ -67,6 +75,10 @@ log = logging.getLogger(__name__)
 
 IN_FLIGHT = 200
 SWEEP = "sweep"
+# Timers live in the profiles table under these keys, in due-time order:
+# b"\x00due:<13-digit due ms>:<profile id>", so a tick reads only what is due.
+TIMER_PREFIX = b"\x00due:"
+TIMERS_END = b"\x00due;"
 SWEEP_BATCH = 2000
 TTL_MS = int(settings.profile_ttl_s * 1000)
 # An event forwarded more often than this is caught in ids merged into each other.
@@ -102,23 +114,42 @@ def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
     rule = RULES.rules.store_entry
     if not rule.enabled:
         return None
-    cooldown_from = profile["moments"].get(STORE_ENTRY)
+    before = profile["moments"].get(STORE_ENTRY)
     moment = store_entry(
         profile,
         recent_interest_ms=rule.recent_interest_ms,
         cooldown_ms=rule.cooldown_ms,
         opt_out_traits=RULES.opt_out_traits,
     )
-    if moment is not None:
-        reason = suppression(profile, moment, RULES)
-        if reason is not None:
-            moment["suppressed"] = reason
-        if reason in ("quiet_hours", "frequency_cap"):  # nothing sent: no cooldown
-            if cooldown_from is None:
-                del profile["moments"][STORE_ENTRY]
-            else:
-                profile["moments"][STORE_ENTRY] = cooldown_from
+    return None if moment is None else judged(profile, moment, before)
+
+
+def judged(profile: Profile, moment: dict[str, Any], before: int | None) -> dict[str, Any]:
+    """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py).
+
+    ``before`` is the rule's last moment time before this one: when nothing
+    is sent (quiet hours, a cap), the cooldown does not start.
+    """
+    reason = suppression(profile, moment, RULES)
+    if reason is not None:
+        moment["suppressed"] = reason
+    if reason in ("quiet_hours", "frequency_cap"):
+        if before is None:
+            del profile["moments"][moment["type"]]
+        else:
+            profile["moments"][moment["type"]] = before
     return moment
+
+
+def timer_key(due: int, user: str) -> bytes:
+    return TIMER_PREFIX + f"{due:013d}:{user}".encode()
+
+
+def key_user(key: bytes) -> str:
+    """The profile id a table key belongs to (a timer's, or a profile's own)."""
+    if key.startswith(TIMER_PREFIX):
+        return key[len(TIMER_PREFIX) + 14 :].decode()
+    return key.decode()
 
 
 class Fold:
@@ -129,6 +160,7 @@ class Fold:
         self.profiles: dict[str, Profile] = {}
         self.dirty: set[str] = set()
         self.moments: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.timers: set[tuple[int, str]] = set()  # (due, profile id): check the cart then
         self.forwards: list[dict[str, Any]] = []
         self.dead: list[tuple[dict[str, Any], str, str]] = []
         self.applied = 0
@@ -171,17 +203,38 @@ class Fold:
                 self.merges["merged"] += 1
             else:
                 self.applied += 1
+            cart_before = cart_changed_at(profile)
             moment = update(profile, event)
             if moment is not None:
-                moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
-                moment["features"] = features(
-                    profile, event["ts"], current_reference(settings.reference_dir)
-                )
-                if "suppressed" not in moment:
-                    remember_offer(
-                        profile, offer_id(moment["id"]), moment["type"], moment["event_ts"]
-                    )
-                self.moments.append((event, moment))
+                self._record(profile, event, moment)
+            cart_after = cart_changed_at(profile)
+            if cart_after is not None and cart_after != cart_before:
+                self.timers.add((cart_after + RULES.rules.cart_abandoned.idle_ms, key))
+
+    def check_cart(self, key: str, now: int) -> None:
+        """A cart timer ran out: the cart-abandonment rule, judged at ``now``."""
+        rule = RULES.rules.cart_abandoned
+        profile = self.profile(key)
+        if not rule.enabled or "merged_into" in profile:
+            return  # a merged profile's cart moved with it, and its timer too
+        before = profile["moments"].get(CART_ABANDONED)
+        moment = cart_abandoned(
+            profile, now, idle_ms=rule.idle_ms, cooldown_ms=rule.cooldown_ms,
+            opt_out_traits=RULES.opt_out_traits,
+        )  # fmt: skip
+        if moment is not None:
+            self.dirty.add(key)
+            trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
+            self._record(profile, trigger, judged(profile, moment, before))
+
+    def _record(self, profile: Profile, event: dict[str, Any], moment: dict[str, Any]) -> None:
+        moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
+        moment["features"] = features(
+            profile, moment["event_ts"], current_reference(settings.reference_dir)
+        )
+        if "suppressed" not in moment:
+            remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"])
+        self.moments.append((event, moment))
 
     def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
         """Move the profile of ``event["user"]`` into ``event["into"]``."""
@@ -247,14 +300,17 @@ async def context(stream: Any) -> None:
                 stage="context",
             )  # fmt: skip
         if events and events[0].get("kind") == SWEEP:
-            return await sweep(message.partition, now_ms())
+            return await tick(message, fold, events[0].get("ts") or now_ms())
         for event in events:
             try:
                 fold.apply(event)
             except Exception as exc:  # a bug must not lose the event
                 log.exception("context update failed at %s/%s", message.topic, message.offset)
                 fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-        changes = [(key.encode(), dumps(fold.profiles[key])) for key in fold.dirty]
+        changes: list[tuple[bytes, bytes | None]] = [
+            (key.encode(), dumps(fold.profiles[key])) for key in fold.dirty
+        ]
+        changes += [(timer_key(due, key), CART_ABANDONED.encode()) for due, key in fold.timers]
         written = await write_batch(app, profiles, message.partition, changes)
         return await _emit(message, fold, written)
 
@@ -269,18 +325,30 @@ def expired(entries: list[tuple[bytes, bytes]], now: int, ttl_ms: int) -> list[b
 _swept: dict[int, bytes] = {}  # per partition, the last key the sweep read
 
 
-async def sweep(partition: int, now: int) -> asyncio.Future[None]:
-    """Delete the expired profiles among the partition's next SWEEP_BATCH."""
-    entries = scan(
-        profiles, partition, _swept.get(partition, b""), SWEEP_BATCH,
-        lambda key: partition_for(key.decode()),
-    )  # fmt: skip
-    _swept[partition] = entries[-1][0] if len(entries) == SWEEP_BATCH else b""  # else: wrap
-    gone = expired(entries, now, TTL_MS)
+async def tick(message: Any, fold: Fold, now: int) -> Awaitable[Any]:
+    """On a partition's tick: fire the timers due by ``now``, expire idle profiles."""
+    partition = message.partition
+    changes: list[tuple[bytes, bytes | None]] = []
+    until = TIMER_PREFIX + f"{now:013d};".encode()  # ';' sorts after ':'
+    for key, _value in scan(profiles, partition, TIMER_PREFIX, SWEEP_BATCH, _partition_of, until):
+        changes.append((key, None))  # spent, whatever the rule decides
+        fold.check_cart(key_user(key), now)
+    changes += [(key.encode(), dumps(fold.profiles[key])) for key in fold.dirty]
+
+    entries = scan(profiles, partition, _swept.get(partition, TIMERS_END), SWEEP_BATCH,
+                   _partition_of)  # fmt: skip
+    _swept[partition] = entries[-1][0] if len(entries) == SWEEP_BATCH else TIMERS_END  # wrap
+    gone = [key for key in expired(entries, now, TTL_MS) if key.decode() not in fold.dirty]
     if gone:
         metrics.profiles_expired.inc(len(gone))
         log.info("expired %d profiles in partition %d", len(gone), partition)
-    return await write_batch(app, profiles, partition, [(key, None) for key in gone])
+    changes += [(key, None) for key in gone]
+    written = await write_batch(app, profiles, partition, changes)
+    return await _emit(message, fold, written)
+
+
+def _partition_of(key: bytes) -> int:
+    return partition_for(key_user(key))
 
 
 @app.timer(interval=settings.sweep_interval_s)
@@ -289,7 +357,8 @@ async def sweep_owned_partitions() -> None:
     name = topics.events.get_topic_name()
     for tp in app.assignor.assigned_actives():
         if tp.topic == name:
-            await topics.events.send(value=dumps([{"kind": SWEEP}]), partition=tp.partition)
+            marker = dumps([{"kind": SWEEP, "ts": now_ms()}])
+            await topics.events.send(value=marker, partition=tp.partition)
 
 
 async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awaitable[Any]:
@@ -314,8 +383,9 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
         metrics.moments.labels(moment["type"]).inc()
         if "suppressed" in moment:
             metrics.moments_suppressed.labels(moment["type"], moment["suppressed"]).inc()
-        metrics.stage_latency.labels("event_to_moment").observe(
-            max(0, detected - event["ts"]) / 1000
-        )
+        if not event.get("timer"):  # a timer's moment has no event to measure from
+            metrics.stage_latency.labels("event_to_moment").observe(
+                max(0, detected - event["ts"]) / 1000
+            )
         sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
     return asyncio.gather(*sends)

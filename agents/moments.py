@@ -23,6 +23,7 @@ from agents.profile import Profile, recent_views, trait
 from streams.reference import Reference
 
 STORE_ENTRY = "store_entry"
+CART_ABANDONED = "cart_abandoned"
 # Pings in the same store closer than this belong to one visit, and a visit
 # is over this long after its last ping.
 SAME_VISIT_MS = 30 * 60 * 1000
@@ -84,4 +85,48 @@ def store_entry(
         "store_id": store_id,
         "event_ts": entered,
         "trigger_id": trigger,
+    }
+
+
+def cart_changed_at(profile: Profile) -> int | None:
+    """When the cart last changed, if it holds anything."""
+    cart = profile["cart"]
+    return max(ts for _quantity, ts in cart.values()) if cart else None
+
+
+def cart_abandoned(
+    profile: Profile,
+    now: int,
+    *,
+    idle_ms: int,
+    cooldown_ms: int,
+    opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS,
+) -> dict[str, Any] | None:
+    """The cart-abandonment moment, if the cart has sat unchanged for ``idle_ms`` by ``now``.
+
+    An order empties the cart (the items added before it), so a cart still
+    holding products after the idle time was left. Fires once per cart state:
+    the moment's time is when the idle time ran out, and the next one must be
+    ``cooldown_ms`` later.
+    """
+    changed = cart_changed_at(profile)
+    if changed is None or now < changed + idle_ms:
+        return None
+    if any(trait(profile, name) for name in opt_out_traits):
+        return None
+    due = changed + idle_ms
+    previous = profile["moments"].get(CART_ABANDONED)
+    if previous is not None and (previous >= due or due - previous < cooldown_ms):
+        return None
+    profile["moments"][CART_ABANDONED] = due
+    products = sorted(profile["cart"])
+    trigger = f"cart@{changed}"
+    return {
+        "id": moment_id(CART_ABANDONED, profile["user"], ",".join(products), trigger),
+        "type": CART_ABANDONED,
+        "user": profile["user"],
+        "store_id": None,
+        "event_ts": due,
+        "trigger_id": trigger,
+        "cart": products,
     }

@@ -21,7 +21,7 @@ from agents.rules import cached_rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice, select_context
 from models.guardrails import Draft, Rejected, check, fallback
-from models.prompts import store_entry_prompt
+from models.prompts import prompt_for
 from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
@@ -63,7 +63,7 @@ def build_offer(
             "expires_at": timings["emitted_at"] + int(settings.coupon_ttl_s * 1000),
         },
         "moment": {"id": moment["id"], "type": moment["type"], "store_id": moment["store_id"]},
-        "store": {"id": context.store.id, "name": context.store.name},
+        "store": {"id": context.store.id, "name": context.store.name} if context.store else None,
         "source": source,
         "fallback_reason": fallback_reason,
         "model": model,
@@ -84,7 +84,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         recent_interest_ms=cached_rules(settings.rules_file).rules.store_entry.recent_interest_ms,
     )
     pct = discount_pct(context.loyalty_tier)
-    prompt = store_entry_prompt(context, pct)
+    prompt = prompt_for(moment["type"], context, pct)
     source, reason, model = "model", None, client.model
     try:
         completion = await client.chat(

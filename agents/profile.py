@@ -281,6 +281,9 @@ def _merge_traits(profile: Profile, traits: dict[str, Any], ts: int) -> None:
 
 
 def _track(profile: Profile, name: str, props: dict[str, Any], ts: int) -> None:
+    if name == "Order Completed":  # Segment's order event names no single product
+        _drop_older(profile["cart"], ts)
+        return
     product = code(props.get("product_id"))
     if product is None:
         return
@@ -297,8 +300,6 @@ def _track(profile: Profile, name: str, props: dict[str, Any], ts: int) -> None:
             cart[product] = [cart.get(product, [0, 0])[0] + quantity, ts]
     elif name == "Product Removed":
         profile["cart"].pop(product, None)
-    elif name == "Order Completed":
-        _drop_older(profile["cart"], ts)
 
 
 def trait(profile: Profile, name: str) -> Any:

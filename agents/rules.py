@@ -62,8 +62,24 @@ class StoreEntry(_Strict):
         return int(self.cooldown_minutes * 60_000)
 
 
+class CartAbandoned(_Strict):
+    enabled: bool = True
+    idle_minutes: float = Field(default=30, gt=0)
+    cooldown_minutes: float = Field(default=1440, ge=0)
+    holdout_pct: float = Field(default=10, ge=0, le=100)
+
+    @property
+    def idle_ms(self) -> int:
+        return int(self.idle_minutes * 60_000)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return int(self.cooldown_minutes * 60_000)
+
+
 class RuleSet(_Strict):
     store_entry: StoreEntry = StoreEntry()
+    cart_abandoned: CartAbandoned = CartAbandoned()
 
 
 class Rules(_Strict):

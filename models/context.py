@@ -1,9 +1,10 @@
 """Context selection: the slice of a profile that matters to one moment.
 
 The prompt gets what bears on this moment, not the whole profile: the
-customer's first name and loyalty tier, and the few recently viewed products
-that relate to the store they walked into, ranked by relation to the store
-and recency. What was used is recorded in the offer.
+customer's first name and loyalty tier, and, for a store entry, the few
+recently viewed products that relate to the store they walked into, ranked
+by relation to the store and recency; for an abandoned cart, the products
+in the cart, dearest first. What was used is recorded in the offer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ MAX_NAME = 40
 
 @dataclass(frozen=True)
 class ContextSlice:
-    store: Store
+    store: Store | None  # None: not about a store (an abandoned cart)
     first_name: str | None
     loyalty_tier: str | None
     favorite_category: str | None
@@ -29,10 +30,11 @@ class ContextSlice:
 
     def as_prompt_data(self) -> dict[str, Any]:
         """The facts the model may use, as plain data."""
-        data: dict[str, Any] = {
-            "store": self.store.name,
-            "recently_viewed": [p.name for p in self.products],
-        }
+        data: dict[str, Any]
+        if self.store is None:
+            data = {"cart": [p.name for p in self.products]}
+        else:
+            data = {"store": self.store.name, "recently_viewed": [p.name for p in self.products]}
         if self.first_name:
             data["first_name"] = self.first_name
         if self.loyalty_tier:
@@ -45,6 +47,8 @@ class ContextSlice:
 def select_context(
     profile: Profile, moment: dict[str, Any], reference: Reference, *, recent_interest_ms: int
 ) -> ContextSlice:
+    if moment.get("type") == "cart_abandoned":
+        return _cart_context(profile, moment, reference)
     store = reference.stores[moment["store_id"]]
     used: list[str] = []
     first_name = _first_name(trait(profile, "first_name") or trait(profile, "name"))
@@ -59,6 +63,19 @@ def select_context(
     if favorite and not products:
         used.append("trait:favorite_category")
     return ContextSlice(store, first_name, tier, favorite, tuple(products), tuple(used))
+
+
+def _cart_context(profile: Profile, moment: dict[str, Any], reference: Reference) -> ContextSlice:
+    known = [reference.products[p] for p in moment["cart"] if p in reference.products]
+    products = sorted(known, key=lambda product: product.price, reverse=True)[:MAX_PRODUCTS]
+    used = [f"cart:{p.id}" for p in products]
+    first_name = _first_name(trait(profile, "first_name") or trait(profile, "name"))
+    if first_name:
+        used.insert(0, "trait:name")
+    tier = _short_text(trait(profile, "loyalty_tier"))
+    if tier:
+        used.insert(1 if first_name else 0, "trait:loyalty_tier")
+    return ContextSlice(None, first_name, tier, None, tuple(products), tuple(used))
 
 
 def _rank_products(

@@ -118,6 +118,16 @@ def _screen(text: str, discount_pct: int) -> None:
 
 def fallback(context: ContextSlice, discount_pct: int) -> Draft:
     """The template message used when the model's answer cannot be sent."""
+    if context.store is None:  # an abandoned cart
+        product = context.products[0] if context.products else None
+        name = f", {context.first_name}" if context.first_name else ""
+        item = f"The {product.name} is" if product else "Your picks are"
+        return Draft(
+            headline=f"Still thinking it over{name}?",
+            message=f"{item} still in your cart. Complete your order today for "
+            f"{discount_pct}% off.",
+            product_id=product.id if product else None,
+        )
     greeting = f"Welcome in, {context.first_name}!" if context.first_name else "Welcome in!"
     product = context.products[0] if context.products else None
     focus = f" The {product.name} you looked at is here to try." if product else ""

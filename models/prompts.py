@@ -69,12 +69,71 @@ def store_entry_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
     for facts, store, product, pct, answer in EXAMPLES:
         messages.append({"role": "user", "content": _task(facts, store, product, pct)})
         messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
+    assert context.store is not None
     task = _task(context.as_prompt_data(), context.store.name, focus, discount_pct)
     messages.append({"role": "user", "content": task})
     return Prompt(
         version="store_entry.v1",
         messages=messages,
         schema=offer_schema([p.id for p in context.products]),
+    )
+
+
+CART_SYSTEM = (
+    "You write one short, friendly reminder about items left in an online shopping cart. "
+    "Use only the facts in the customer data and call the customer by their first_name. "
+    "Never include links, prices or codes. Reply in JSON."
+)
+CART_EXAMPLES = (
+    (
+        {"cart": ["Canvas tote"], "first_name": "Sam"},
+        "Canvas tote",
+        10,
+        {"headline": "Sam, your tote is waiting",
+         "message": "Hi Sam, the Canvas tote is still in your cart. Finish your order today "
+                    "and enjoy 10% off.",
+         "product_id": "p-402"},
+    ),
+    (
+        {"cart": ["Daypack 22L", "Merino running socks"], "first_name": "Lena"},
+        "Daypack 22L",
+        15,
+        {"headline": "Lena, still want the Daypack?",
+         "message": "Your Daypack 22L is saved in your cart, Lena. Check out today with "
+                    "15% off.",
+         "product_id": "p-203"},
+    ),
+)  # fmt: skip
+
+
+def cart_abandoned_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+    focus = context.products[0].name if context.products else None
+    messages = [{"role": "system", "content": CART_SYSTEM}]
+    for facts, product, pct, answer in CART_EXAMPLES:
+        messages.append({"role": "user", "content": _cart_task(facts, product, pct)})
+        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
+    messages.append(
+        {"role": "user", "content": _cart_task(context.as_prompt_data(), focus, discount_pct)}
+    )
+    return Prompt(
+        version="cart_abandoned.v1",
+        messages=messages,
+        schema=offer_schema([p.id for p in context.products]),
+    )
+
+
+def prompt_for(moment_type: str, context: ContextSlice, discount_pct: int) -> Prompt:
+    if moment_type == "cart_abandoned":
+        return cart_abandoned_prompt(context, discount_pct)
+    return store_entry_prompt(context, discount_pct)
+
+
+def _cart_task(facts: dict[str, Any], product: str | None, discount_pct: int) -> str:
+    focus = f"Remind them the {product} is waiting." if product else "Remind them of their cart."
+    return (
+        f"Customer data: {orjson.dumps(facts).decode()}\n"
+        f"The customer left items in their cart. {focus} "
+        f"Say they get {discount_pct}% off if they complete the order today."
     )
 
 

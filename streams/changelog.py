@@ -49,9 +49,15 @@ def read(table: Any, partition: int, key: bytes) -> bytes | None:
 
 
 def scan(
-    table: Any, partition: int, after: bytes, limit: int, partition_of: Callable[[bytes], int]
+    table: Any,
+    partition: int,
+    after: bytes,
+    limit: int,
+    partition_of: Callable[[bytes], int],
+    until: bytes | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """Up to ``limit`` entries of ``partition`` with keys after ``after``, in key order.
+    """Up to ``limit`` entries of ``partition`` with keys after ``after`` (and before
+    ``until``), in key order.
 
     ``partition_of`` is the key's partition, for stores that keep every
     partition together (the in-memory store).
@@ -64,6 +70,8 @@ def scan(
         entries = sorted((k, v) for k, v in store.data.items() if partition_of(k) == partition)
     found: list[tuple[bytes, bytes]] = []
     for key, value in entries:
+        if until is not None and key >= until:
+            break
         if key <= after or key.startswith(FAUST_KEYS):
             continue
         found.append((key, value))

@@ -225,6 +225,12 @@ async def _watch(
         tally.changed.set()
 
 
+def _occasion(offer: dict[str, Any]) -> str:
+    if offer.get("store"):
+        return f"walked into {offer['store']['name']}"
+    return "left a cart" if offer["moment"]["type"] == "cart_abandoned" else offer["moment"]["type"]
+
+
 def _print_offer(offer: dict[str, Any]) -> None:
     t = offer["timings"]
     who = offer["user"]
@@ -232,7 +238,7 @@ def _print_offer(offer: dict[str, Any]) -> None:
         offer["model"] if offer["source"] == "model" else f"fallback: {offer['fallback_reason']}"
     )
     say(
-        f"\n[offer {offer['offer_id'][:14]}] {who} walked into {offer['store']['name']}\n"
+        f"\n[offer {offer['offer_id'][:14]}] {who} {_occasion(offer)}\n"
         f"  {offer['headline']}\n"
         f"  {offer['message']}\n"
         f"  coupon {offer['coupon']['code']} ({offer['coupon']['discount_pct']}% off)"

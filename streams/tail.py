@@ -43,10 +43,11 @@ def describe(offer: dict[str, Any]) -> str:
     """One line per offer: when, who, where, what."""
     at = time.strftime("%H:%M:%S", time.localtime(offer["timings"]["emitted_at"] / 1000))
     coupon = offer["coupon"]
+    where = offer["store"]["name"] if offer.get("store") else offer["moment"]["type"]
     source = offer["source"] + (f" ({offer['fallback_reason']})" if offer.get("fallback_reason")
                                 else "")  # fmt: skip
     return (
-        f"{at} {offer['offer_id']} {offer['user']} @ {offer['store']['name']}: "
+        f"{at} {offer['offer_id']} {offer['user']} @ {where}: "
         f"{offer['headline']} | {offer['message']} "
         f"[{coupon['code']}, {coupon['discount_pct']}% off] {source}"
     )

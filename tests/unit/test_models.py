@@ -9,7 +9,7 @@ from agents.coupons import coupon_code, discount_pct
 from agents.profile import apply_event, new_profile
 from models.context import select_context
 from models.guardrails import Rejected, check, fallback
-from models.prompts import store_entry_prompt
+from models.prompts import prompt_for, store_entry_prompt
 from streams.reference import load_reference
 
 REF = load_reference()
@@ -123,3 +123,36 @@ def test_coupons_are_minted_by_rule_and_secret() -> None:
     assert coupon_code("o-1", "s1") == coupon_code("o-1", "s1")
     assert coupon_code("o-1", "s1") != coupon_code("o-1", "s2")
     assert coupon_code("o-1", "s1") != coupon_code("o-2", "s1")
+
+
+CART_MOMENT = {"type": "cart_abandoned", "store_id": None, "event_ts": 100 * HOUR, "user": "u1",
+               "cart": ["p-103", "p-gone", "p-203", "p-101"]}  # fmt: skip
+
+
+def test_a_cart_moment_gets_the_cart_dearest_first_and_no_store() -> None:
+    context = select_context(
+        profile_with([], {"name": "Ana"}), CART_MOMENT, REF, recent_interest_ms=24 * HOUR
+    )
+    prices = [p.price for p in context.products]
+    assert context.store is None and prices == sorted(prices, reverse=True)
+    assert {p.id for p in context.products} == {"p-101", "p-103", "p-203"}  # unknown: dropped
+    assert context.used[0] == "trait:name" and context.used[1].startswith("cart:")
+    assert context.as_prompt_data()["cart"] == [p.name for p in context.products]
+
+    prompt = prompt_for("cart_abandoned", context, 10)
+    assert prompt.version == "cart_abandoned.v1"
+    assert "left items in their cart" in prompt.messages[-1]["content"]
+    top = context.products[0]
+    message = f"Your {top.name} is in your cart, Ana. Finish today with 10% off."
+    good = {"headline": "Ana, still want it?", "product_id": top.id, "message": message}
+    assert check(orjson.dumps(good).decode(), context, 10).product_id == top.id
+    faked = dict(good, message="Use code SAVE50NOW for 50% off your cart, Ana.")
+    with pytest.raises(Rejected):
+        check(orjson.dumps(faked).decode(), context, 10)
+
+    draft = fallback(context, 10)
+    assert draft.headline == "Still thinking it over, Ana?"
+    assert (
+        draft.message
+        == f"The {top.name} is still in your cart. Complete your order today for 10% off."
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.moments import moment_id, store_entry, update_visit
+from agents.moments import cart_abandoned, moment_id, store_entry, update_visit
 from agents.profile import MAX_VIEWS, apply_event, new_profile, trait
 from streams.reference import load_reference
 
@@ -113,3 +113,42 @@ def test_cart_add_remove_and_order() -> None:
     assert profile["cart"]["p-101"][0] == 2
     apply_event(profile, {**add, "name": "Order Completed", "ts": 3})
     assert profile["cart"] == {}
+
+
+def cart(ts: int, product: str = "p-101", name: str = "Product Added") -> dict[str, Any]:
+    return {"kind": "track", "name": name, "user": "u1", "ts": ts,
+            "props": {"product_id": product}}  # fmt: skip
+
+
+CART = {"idle_ms": 30 * 60_000, "cooldown_ms": 24 * HOUR}
+
+
+def test_a_cart_left_alone_fires_once_when_its_idle_time_runs_out() -> None:
+    profile = new_profile("u1")
+    apply_event(profile, cart(10 * HOUR))
+    apply_event(profile, cart(10 * HOUR + 60_000, "p-203"))
+    due = 10 * HOUR + 60_000 + CART["idle_ms"]
+    assert cart_abandoned(profile, due - 1, **CART) is None
+    moment = cart_abandoned(profile, due + 5000, **CART)
+    assert moment is not None
+    assert (moment["type"], moment["event_ts"], moment["cart"]) == (
+        "cart_abandoned", due, ["p-101", "p-203"],
+    )  # fmt: skip
+    assert cart_abandoned(profile, due + 60_000, **CART) is None  # once per cart
+    # A new cart the next day is a new moment; the same one an hour later is not.
+    apply_event(profile, cart(11 * HOUR, "p-102"))
+    assert cart_abandoned(profile, 12 * HOUR, **CART) is None  # within the cooldown
+    apply_event(profile, cart(36 * HOUR, "p-104"))
+    assert cart_abandoned(profile, 37 * HOUR, **CART) is not None
+
+
+def test_an_order_or_an_opt_out_means_no_cart_moment() -> None:
+    profile = new_profile("u1")
+    apply_event(profile, cart(10 * HOUR))
+    apply_event(profile, cart(10 * HOUR + 1000, product="", name="Order Completed"))
+    assert profile["cart"] == {}
+    assert cart_abandoned(profile, 12 * HOUR, **CART) is None
+    apply_event(profile, cart(13 * HOUR))
+    opted = {"kind": "traits", "user": "u1", "ts": 13 * HOUR, "traits": {"unsubscribed": True}}
+    apply_event(profile, opted)
+    assert cart_abandoned(profile, 14 * HOUR, **CART) is None
