@@ -87,6 +87,11 @@ ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
 
 partition_for = Partitioner(settings.partitions)
 RULES = cached_rules(settings.rules_file)
+STORE_RULE = RULES.rules.store_entry
+STORE_INTEREST_MS, STORE_COOLDOWN_MS = STORE_RULE.recent_interest_ms, STORE_RULE.cooldown_ms
+CART_IDLE_MS = RULES.rules.cart_abandoned.idle_ms
+# Kinds of event that can change a cart (an absorb brings the old id's cart).
+CART_KINDS = frozenset({"track", "absorb", "order"})
 
 profiles = app.Table(
     "profiles",
@@ -111,14 +116,13 @@ def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
         merge_features(profile, source)
     else:
         apply_event(profile, event)
-    rule = RULES.rules.store_entry
-    if not rule.enabled:
+    if not STORE_RULE.enabled:
         return None
     before = profile["moments"].get(STORE_ENTRY)
     moment = store_entry(
         profile,
-        recent_interest_ms=rule.recent_interest_ms,
-        cooldown_ms=rule.cooldown_ms,
+        recent_interest_ms=STORE_INTEREST_MS,
+        cooldown_ms=STORE_COOLDOWN_MS,
         opt_out_traits=RULES.opt_out_traits,
     )
     return None if moment is None else judged(profile, moment, before)
@@ -203,13 +207,13 @@ class Fold:
                 self.merges["merged"] += 1
             else:
                 self.applied += 1
-            cart_before = cart_changed_at(profile)
+            carts = event["kind"] in CART_KINDS
+            cart_before = cart_changed_at(profile) if carts else None
             moment = update(profile, event)
             if moment is not None:
                 self._record(profile, event, moment)
-            cart_after = cart_changed_at(profile)
-            if cart_after is not None and cart_after != cart_before:
-                self.timers.add((cart_after + RULES.rules.cart_abandoned.idle_ms, key))
+            if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
+                self.timers.add((cart_after + CART_IDLE_MS, key))
 
     def check_cart(self, key: str, now: int) -> None:
         """A cart timer ran out: the cart-abandonment rule, judged at ``now``."""
