@@ -44,11 +44,14 @@ from agents.features import merge as merge_features
 from agents.moments import (
     CART_ABANDONED,
     STORE_ENTRY,
+    WIN_BACK,
     cart_abandoned,
     cart_changed_at,
+    last_store_visit,
     offer_id,
     store_entry,
     update_visit,
+    win_back,
 )
 from agents.profile import (
     PROFILE_VERSION,
@@ -76,7 +79,8 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 200
 SWEEP = "sweep"
 # Timers live in the profiles table under these keys, in due-time order:
-# b"\x00due:<13-digit due ms>:<profile id>", so a tick reads only what is due.
+# b"\x00due:<13-digit due ms>:<rule>:<profile id>", so a tick reads only what
+# is due.
 TIMER_PREFIX = b"\x00due:"
 TIMERS_END = b"\x00due;"
 SWEEP_BATCH = 2000
@@ -90,8 +94,10 @@ RULES = cached_rules(settings.rules_file)
 STORE_RULE = RULES.rules.store_entry
 STORE_INTEREST_MS, STORE_COOLDOWN_MS = STORE_RULE.recent_interest_ms, STORE_RULE.cooldown_ms
 CART_IDLE_MS = RULES.rules.cart_abandoned.idle_ms
-# Kinds of event that can change a cart (an absorb brings the old id's cart).
+WIN_BACK_MS = RULES.rules.win_back.lapsed_ms
+# Kinds of event that can change a cart or a visit (an absorb brings the old id's).
 CART_KINDS = frozenset({"track", "absorb", "order"})
+VISIT_KINDS = frozenset({"location", "absorb"})
 
 profiles = app.Table(
     "profiles",
@@ -145,15 +151,23 @@ def judged(profile: Profile, moment: dict[str, Any], before: int | None) -> dict
     return moment
 
 
-def timer_key(due: int, user: str) -> bytes:
-    return TIMER_PREFIX + f"{due:013d}:{user}".encode()
+def timer_key(due: int, rule: str, user: str) -> bytes:
+    return TIMER_PREFIX + f"{due:013d}:{rule}:{user}".encode()
+
+
+def timer_writes(fold: Fold) -> list[tuple[bytes, bytes | None]]:
+    return [(timer_key(due, rule, key), b"") for due, rule, key in fold.timers]
+
+
+def parse_timer(key: bytes) -> tuple[int, str, str]:
+    """(due, rule, profile id) of a timer's key."""
+    due, rule, user = key[len(TIMER_PREFIX) :].decode().split(":", 2)
+    return int(due), rule, user
 
 
 def key_user(key: bytes) -> str:
     """The profile id a table key belongs to (a timer's, or a profile's own)."""
-    if key.startswith(TIMER_PREFIX):
-        return key[len(TIMER_PREFIX) + 14 :].decode()
-    return key.decode()
+    return parse_timer(key)[2] if key.startswith(TIMER_PREFIX) else key.decode()
 
 
 class Fold:
@@ -164,7 +178,7 @@ class Fold:
         self.profiles: dict[str, Profile] = {}
         self.dirty: set[str] = set()
         self.moments: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self.timers: set[tuple[int, str]] = set()  # (due, profile id): check the cart then
+        self.timers: set[tuple[int, str, str]] = set()  # (due, rule, profile id)
         self.forwards: list[dict[str, Any]] = []
         self.dead: list[tuple[dict[str, Any], str, str]] = []
         self.applied = 0
@@ -207,25 +221,43 @@ class Fold:
                 self.merges["merged"] += 1
             else:
                 self.applied += 1
-            carts = event["kind"] in CART_KINDS
+            carts, visits = event["kind"] in CART_KINDS, event["kind"] in VISIT_KINDS
             cart_before = cart_changed_at(profile) if carts else None
+            visit_before = last_store_visit(profile) if visits else None
             moment = update(profile, event)
             if moment is not None:
                 self._record(profile, event, moment)
             if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
-                self.timers.add((cart_after + CART_IDLE_MS, key))
+                self.timers.add((cart_after + CART_IDLE_MS, CART_ABANDONED, key))
+            if visits and (visit_after := last_store_visit(profile)) not in (None, visit_before):
+                self.timers.add((visit_after + WIN_BACK_MS, WIN_BACK, key))
 
-    def check_cart(self, key: str, now: int) -> None:
-        """A cart timer ran out: the cart-abandonment rule, judged at ``now``."""
-        rule = RULES.rules.cart_abandoned
+    def fire(self, rule: str, key: str, now: int) -> None:
+        """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``."""
         profile = self.profile(key)
-        if not rule.enabled or "merged_into" in profile:
-            return  # a merged profile's cart moved with it, and its timer too
-        before = profile["moments"].get(CART_ABANDONED)
-        moment = cart_abandoned(
-            profile, now, idle_ms=rule.idle_ms, cooldown_ms=rule.cooldown_ms,
-            opt_out_traits=RULES.opt_out_traits,
-        )  # fmt: skip
+        if "merged_into" in profile:
+            return  # the profile moved, with its cart and visits, and timers of its own
+        if rule == CART_ABANDONED and RULES.rules.cart_abandoned.enabled:
+            cart = RULES.rules.cart_abandoned
+            before = profile["moments"].get(CART_ABANDONED)
+            moment = cart_abandoned(
+                profile, now, idle_ms=cart.idle_ms, cooldown_ms=cart.cooldown_ms,
+                opt_out_traits=RULES.opt_out_traits,
+            )  # fmt: skip
+        elif rule == WIN_BACK and RULES.rules.win_back.enabled:
+            back = RULES.rules.win_back
+            held = profile.get("last_store")
+            if held and now < held[2] + back.lapsed_ms:  # the visit went on: wait for its end
+                self.timers.add((held[2] + back.lapsed_ms, WIN_BACK, key))
+                self.dirty.add(key)
+                return
+            before = profile["moments"].get(WIN_BACK)
+            moment = win_back(
+                profile, now, lapsed_ms=back.lapsed_ms, cooldown_ms=back.cooldown_ms,
+                opt_out_traits=RULES.opt_out_traits,
+            )  # fmt: skip
+        else:
+            return
         if moment is not None:
             self.dirty.add(key)
             trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
@@ -314,7 +346,7 @@ async def context(stream: Any) -> None:
         changes: list[tuple[bytes, bytes | None]] = [
             (key.encode(), dumps(fold.profiles[key])) for key in fold.dirty
         ]
-        changes += [(timer_key(due, key), CART_ABANDONED.encode()) for due, key in fold.timers]
+        changes += timer_writes(fold)
         written = await write_batch(app, profiles, message.partition, changes)
         return await _emit(message, fold, written)
 
@@ -336,8 +368,10 @@ async def tick(message: Any, fold: Fold, now: int) -> Awaitable[Any]:
     until = TIMER_PREFIX + f"{now:013d};".encode()  # ';' sorts after ':'
     for key, _value in scan(profiles, partition, TIMER_PREFIX, SWEEP_BATCH, _partition_of, until):
         changes.append((key, None))  # spent, whatever the rule decides
-        fold.check_cart(key_user(key), now)
+        _due, rule, user = parse_timer(key)
+        fold.fire(rule, user, now)
     changes += [(key.encode(), dumps(fold.profiles[key])) for key in fold.dirty]
+    changes += timer_writes(fold)
 
     entries = scan(profiles, partition, _swept.get(partition, TIMERS_END), SWEEP_BATCH,
                    _partition_of)  # fmt: skip

@@ -24,6 +24,7 @@ from streams.reference import Reference
 
 STORE_ENTRY = "store_entry"
 CART_ABANDONED = "cart_abandoned"
+WIN_BACK = "win_back"
 # Pings in the same store closer than this belong to one visit, and a visit
 # is over this long after its last ping.
 SAME_VISIT_MS = 30 * 60 * 1000
@@ -52,8 +53,10 @@ def update_visit(profile: Profile, event: dict[str, Any], reference: Reference) 
         profile["visit"] = [None, 0, ts, "", False]
     elif store.id == store_id and ts - last < SAME_VISIT_MS:
         profile["visit"][2] = ts
+        profile["last_store"] = [store.id, profile["visit"][1], ts]
     else:
         profile["visit"] = [store.id, ts, ts, event["id"], False]
+        profile["last_store"] = [store.id, ts, ts]
     profile["updated"] = max(profile["updated"], ts)
 
 
@@ -129,4 +132,41 @@ def cart_abandoned(
         "event_ts": due,
         "trigger_id": trigger,
         "cart": products,
+    }
+
+
+def last_store_visit(profile: Profile) -> int | None:
+    """When the latest store visit began, if there was one."""
+    held = profile.get("last_store")
+    return held[1] if held else None
+
+
+def win_back(
+    profile: Profile,
+    now: int,
+    *,
+    lapsed_ms: int,
+    cooldown_ms: int,
+    opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS,
+) -> dict[str, Any] | None:
+    """The win-back moment, if the latest store visit ended ``lapsed_ms`` before ``now``."""
+    held = profile.get("last_store")
+    if not held or now < held[2] + lapsed_ms:
+        return None  # never visited, or came back since: that visit has its own timer
+    if any(trait(profile, name) for name in opt_out_traits):
+        return None
+    store_id, entered, last = held
+    due = last + lapsed_ms
+    previous = profile["moments"].get(WIN_BACK)
+    if previous is not None and (previous >= due or due - previous < cooldown_ms):
+        return None
+    profile["moments"][WIN_BACK] = due
+    trigger = f"visit@{entered}"
+    return {
+        "id": moment_id(WIN_BACK, profile["user"], store_id, trigger),
+        "type": WIN_BACK,
+        "user": profile["user"],
+        "store_id": store_id,
+        "event_ts": due,
+        "trigger_id": trigger,
     }

@@ -10,6 +10,7 @@ or replayed events cannot overwrite newer values.
      "recent": ["ts|kind|product|label", ...],      # recent events, oldest first, MAX_RECENT
      "cart": {product_id: [quantity, ts]},
      "visit": [store_id or null, entered_ts, last_ts, trigger_id, fired],
+     "last_store": [store_id, entered_ts, last_ts] or null,   # the latest store visit
      "moments": {moment_type: ts},                  # last moment of each type
      "orders": [count, total, last_ts],
      "tickets": {ticket_id: [status, ts]},          # at most MAX_TICKETS
@@ -72,6 +73,7 @@ def new_profile(user: str) -> Profile:
         "recent": [],
         "cart": {},
         "visit": [None, 0, 0, "", False],
+        "last_store": None,
         "moments": {},
         "orders": [0, 0.0, 0],
         "tickets": {},
@@ -221,6 +223,9 @@ def merge_profiles(target: Profile, source: Profile) -> None:
             target["cart"][product] = held
     if source["visit"][2] > target["visit"][2]:
         target["visit"] = source["visit"]
+    theirs = source.get("last_store")
+    if theirs and (not target.get("last_store") or theirs[2] > target["last_store"][2]):
+        target["last_store"] = theirs
     for kind, ts in source["moments"].items():
         target["moments"][kind] = max(ts, target["moments"].get(kind, ts))
     count, total, last = source["orders"]

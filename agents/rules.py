@@ -77,9 +77,25 @@ class CartAbandoned(_Strict):
         return int(self.cooldown_minutes * 60_000)
 
 
+class WinBack(_Strict):
+    enabled: bool = True
+    lapsed_days: float = Field(default=30, gt=0)
+    cooldown_days: float = Field(default=30, ge=0)
+    holdout_pct: float = Field(default=10, ge=0, le=100)
+
+    @property
+    def lapsed_ms(self) -> int:
+        return int(self.lapsed_days * DAY_MS)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return int(self.cooldown_days * DAY_MS)
+
+
 class RuleSet(_Strict):
     store_entry: StoreEntry = StoreEntry()
     cart_abandoned: CartAbandoned = CartAbandoned()
+    win_back: WinBack = WinBack()
 
 
 class Rules(_Strict):

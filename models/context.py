@@ -27,6 +27,7 @@ class ContextSlice:
     favorite_category: str | None
     products: tuple[Product, ...]
     used: tuple[str, ...] = field(default=())
+    moment_type: str = "store_entry"
 
     def as_prompt_data(self) -> dict[str, Any]:
         """The facts the model may use, as plain data."""
@@ -49,6 +50,8 @@ def select_context(
 ) -> ContextSlice:
     if moment.get("type") == "cart_abandoned":
         return _cart_context(profile, moment, reference)
+    if moment.get("type") == "win_back":
+        return _win_back_context(profile, moment, reference)
     store = reference.stores[moment["store_id"]]
     used: list[str] = []
     first_name = _first_name(trait(profile, "first_name") or trait(profile, "name"))
@@ -75,7 +78,27 @@ def _cart_context(profile: Profile, moment: dict[str, Any], reference: Reference
     tier = _short_text(trait(profile, "loyalty_tier"))
     if tier:
         used.insert(1 if first_name else 0, "trait:loyalty_tier")
-    return ContextSlice(None, first_name, tier, None, tuple(products), tuple(used))
+    return ContextSlice(
+        None, first_name, tier, None, tuple(products), tuple(used), "cart_abandoned"
+    )
+
+
+# A lapsed shopper's views are old: any still remembered may be used.
+WIN_BACK_VIEWS_MS = 365 * 86_400_000
+
+
+def _win_back_context(
+    profile: Profile, moment: dict[str, Any], reference: Reference
+) -> ContextSlice:
+    store = reference.stores.get(moment["store_id"]) or next(iter(reference.stores.values()))
+    base = select_context(
+        profile, dict(moment, type="store_entry", store_id=store.id), reference,
+        recent_interest_ms=WIN_BACK_VIEWS_MS,
+    )  # fmt: skip
+    return ContextSlice(
+        store, base.first_name, base.loyalty_tier, base.favorite_category, base.products,
+        base.used, "win_back",
+    )  # fmt: skip
 
 
 def _rank_products(

@@ -118,6 +118,16 @@ def _screen(text: str, discount_pct: int) -> None:
 
 def fallback(context: ContextSlice, discount_pct: int) -> Draft:
     """The template message used when the model's answer cannot be sent."""
+    if context.moment_type == "win_back" and context.store is not None:
+        product = context.products[0] if context.products else None
+        hello = f"Hi {context.first_name}, it's" if context.first_name else "It's"
+        focus = f" The {product.name} is waiting." if product else ""
+        return Draft(
+            headline=f"We miss you at {context.store.name}",
+            message=f"{hello} been a while! Come back to {context.store.name} this week for "
+            f"{discount_pct}% off.{focus}",
+            product_id=product.id if product else None,
+        )
     if context.store is None:  # an abandoned cart
         product = context.products[0] if context.products else None
         name = f", {context.first_name}" if context.first_name else ""

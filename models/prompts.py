@@ -122,9 +122,57 @@ def cart_abandoned_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
     )
 
 
+WIN_BACK_SYSTEM = (
+    "You write one short, warm message inviting a customer back to a store they have not "
+    "visited for a while. Use only the facts in the customer data and call the customer by "
+    "their first_name. Never include links, prices or codes. Reply in JSON."
+)
+WIN_BACK_EXAMPLES = (
+    (
+        {"store": "SoHo", "recently_viewed": ["Canvas tote"], "first_name": "Sam"},
+        "SoHo",
+        "Canvas tote",
+        10,
+        {"headline": "Sam, we miss you at SoHo",
+         "message": "Hi Sam, it has been a while! Come back to SoHo this week for 10% off. "
+                    "The Canvas tote is still here.",
+         "product_id": "p-402"},
+    ),
+)  # fmt: skip
+
+
+def win_back_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+    assert context.store is not None
+    focus = context.products[0].name if context.products else None
+    messages = [{"role": "system", "content": WIN_BACK_SYSTEM}]
+    for facts, store, product, pct, answer in WIN_BACK_EXAMPLES:
+        messages.append({"role": "user", "content": _win_back_task(facts, store, product, pct)})
+        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
+    task = _win_back_task(context.as_prompt_data(), context.store.name, focus, discount_pct)
+    messages.append({"role": "user", "content": task})
+    return Prompt(
+        version="win_back.v1",
+        messages=messages,
+        schema=offer_schema([p.id for p in context.products]),
+    )
+
+
+def _win_back_task(
+    facts: dict[str, Any], store: str, product: str | None, discount_pct: int
+) -> str:
+    focus = f" Mention the {product}." if product else ""
+    return (
+        f"Customer data: {orjson.dumps(facts).decode()}\n"
+        f"The customer has not visited our {store} store for a while. Invite them back.{focus} "
+        f"Say they get {discount_pct}% off on a visit this week."
+    )
+
+
 def prompt_for(moment_type: str, context: ContextSlice, discount_pct: int) -> Prompt:
     if moment_type == "cart_abandoned":
         return cart_abandoned_prompt(context, discount_pct)
+    if moment_type == "win_back":
+        return win_back_prompt(context, discount_pct)
     return store_entry_prompt(context, discount_pct)
 
 

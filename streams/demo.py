@@ -226,6 +226,8 @@ async def _watch(
 
 
 def _occasion(offer: dict[str, Any]) -> str:
+    if offer["moment"]["type"] == "win_back" and offer.get("store"):
+        return f"has not been back to {offer['store']['name']}"
     if offer.get("store"):
         return f"walked into {offer['store']['name']}"
     return "left a cart" if offer["moment"]["type"] == "cart_abandoned" else offer["moment"]["type"]

@@ -1,5 +1,6 @@
-"""A cart left alone becomes a moment and an offer, from a timer that survives
-the loss of the worker's disk (timers live in the changelogged profiles table)."""
+"""Time-driven moments: a cart left alone, a shopper who stays away. Each comes
+from a timer that survives the loss of the worker's disk (timers live in the
+changelogged profiles table)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from typing import Any
 import pytest
 
 from streams.codecs import loads, now_ms
+from streams.reference import load_reference
 from tests.support.stack import Worker, consume, produce, settings_for_test
 
 pytestmark = pytest.mark.broker
 NO_LLM = "http://127.0.0.1:9/v1"
 MINUTE = 60_000
+DAY = 86_400_000
+FLATIRON = load_reference().stores["s-flatiron"]
 
 
 def track(user: str, name: str, ts: int, n: int, product: str = "") -> tuple[str, dict[str, Any]]:
@@ -26,9 +30,21 @@ def track(user: str, name: str, ts: int, n: int, product: str = "") -> tuple[str
     return "clickstream", body
 
 
-def test_an_abandoned_cart_fires_once_after_recovery(broker: str, tmp_path: Path) -> None:
-    # No ticks while the carts are filled: the timers wait in the table.
+RULES = """
+version: 1
+rules:
+  store_entry: {holdout_pct: 0}
+  cart_abandoned: {holdout_pct: 0, idle_minutes: 5}
+  win_back: {holdout_pct: 0, lapsed_days: 1}
+"""
+
+
+def test_timed_moments_fire_once_after_recovery(broker: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
     settings = settings_for_test(broker, NO_LLM, "none", tmp_path)
+    settings = settings.model_copy(update={"rules_file": rules})
+    # No ticks while the carts are filled: the timers wait in the table.
     quiet = settings.model_copy(update={"sweep_interval_s": 3600.0})
     start = now_ms() - 20 * MINUTE  # rules (tests/support/rules.yaml): 5 idle minutes
     items = [
@@ -38,6 +54,9 @@ def test_an_abandoned_cart_fires_once_after_recovery(broker: str, tmp_path: Path
         track("cara", "Product Added", start + 2 * MINUTE, 2, "p-203"),
         track("olaf", "Product Added", start + MINUTE, 1, "p-102"),
         track("olaf", "Order Completed", start + 3 * MINUTE, 2),
+        # Vera was at Flatiron two days ago and has not been back since.
+        ("location", {"userId": "vera", "lat": FLATIRON.lat, "lon": FLATIRON.lon,
+                      "timestamp": start - 2 * DAY, "messageId": "vera-1"}),
     ]  # fmt: skip
     worker = Worker(quiet)
     worker.start()
@@ -50,23 +69,26 @@ def test_an_abandoned_cart_fires_once_after_recovery(broker: str, tmp_path: Path
         worker = Worker(settings.model_copy(update={"sweep_interval_s": 0.5}))
         worker.start()
         moments_topic = f"{settings.topics.internal_prefix}moments"
-        records = asyncio.run(consume(settings, moments_topic, lambda r: len(r) >= 1, 30))
-        [record] = records
-        moment = loads(record.value)
-        assert (moment["type"], moment["user"], moment["cart"]) == (
-            "cart_abandoned", "cara", ["p-101", "p-203"],
-        )  # fmt: skip
-        assert moment["event_ts"] == start + 2 * MINUTE + 5 * MINUTE
+        records = asyncio.run(consume(settings, moments_topic, lambda r: len(r) >= 2, 30))
+        moments = {loads(r.value)["type"]: loads(r.value) for r in records}
+        assert len(records) == 2 and set(moments) == {"cart_abandoned", "win_back"}
+        cart = moments["cart_abandoned"]
+        assert (cart["user"], cart["cart"]) == ("cara", ["p-101", "p-203"])
+        assert cart["event_ts"] == start + 2 * MINUTE + 5 * MINUTE
+        back = moments["win_back"]
+        assert (back["user"], back["store_id"]) == ("vera", "s-flatiron")
+        assert back["event_ts"] == start - 2 * DAY + DAY
 
-        [record] = asyncio.run(consume(settings, settings.topics.offers, lambda r: len(r) >= 1, 30))
-        offer = loads(record.value)
-        assert offer["user"] == "cara" and offer["store"] is None
-        assert offer["moment"]["type"] == "cart_abandoned"
-        assert offer["headline"] == "Still thinking it over, Cara?"
-        assert offer["context_used"][0] == "trait:name"
+        records = asyncio.run(consume(settings, settings.topics.offers, lambda r: len(r) >= 2, 30))
+        offers = {loads(r.value)["user"]: loads(r.value) for r in records}
+        assert offers["cara"]["store"] is None
+        assert offers["cara"]["headline"] == "Still thinking it over, Cara?"
+        assert offers["cara"]["context_used"][0] == "trait:name"
+        assert offers["vera"]["headline"] == "We miss you at Flatiron"
+        assert offers["vera"]["moment"]["type"] == "win_back"
 
-        time.sleep(2)  # more ticks: the timer is spent and the cart fired once
-        again = asyncio.run(consume(settings, moments_topic, lambda r: len(r) > 1, 3))
-        assert len(again) == 1
+        time.sleep(2)  # more ticks: the timers are spent and each moment fired once
+        again = asyncio.run(consume(settings, moments_topic, lambda r: len(r) > 2, 3))
+        assert len(again) == 2
     finally:
         worker.stop()

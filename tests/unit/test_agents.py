@@ -79,6 +79,9 @@ def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -
     assert moment["profile"]["views"][0][1] == "p-101"
     assert moment["features"]["windows"]["1h"] == {"events": 2, "products": 1, "categories": 1}
     [write] = outputs["changelog"].sent  # one write for the user's two events
-    assert [key for key, _ in write["changes"]] == [b"u2"]
+    # ...and the win-back timer the store visit set, due 30 days after it.
+    assert [key for key, _ in write["changes"]] == [
+        b"u2", b"\x00due:%d:win_back:u2" % (moment["event_ts"] + 30 * 86_400_000),
+    ]  # fmt: skip
     stored = loads(profiles[b"u2"])
     assert stored["visit"][0] == "s-flatiron" and stored["visit"][4] is True

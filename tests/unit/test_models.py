@@ -156,3 +156,15 @@ def test_a_cart_moment_gets_the_cart_dearest_first_and_no_store() -> None:
         draft.message
         == f"The {top.name} is still in your cart. Complete your order today for 10% off."
     )
+
+
+def test_a_win_back_moment_names_the_store_and_old_interests() -> None:
+    moment = {"type": "win_back", "store_id": "s-soho", "event_ts": 400 * HOUR, "user": "u1"}
+    profile = profile_with([(10 * HOUR, "p-101")], {"name": "Ana"})
+    context = select_context(profile, moment, REF, recent_interest_ms=24 * HOUR)
+    assert (context.moment_type, context.store.id) == ("win_back", "s-soho")
+    assert [p.id for p in context.products] == ["p-101"]  # 390 h old, still used
+    assert prompt_for("win_back", context, 15).version == "win_back.v1"
+    draft = fallback(context, 15)
+    assert draft.headline == "We miss you at SoHo"
+    assert draft.message.startswith("Hi Ana, it's been a while! Come back to SoHo this week")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.moments import cart_abandoned, moment_id, store_entry, update_visit
+from agents.moments import cart_abandoned, moment_id, store_entry, update_visit, win_back
 from agents.profile import MAX_VIEWS, apply_event, new_profile, trait
 from streams.reference import load_reference
 
@@ -152,3 +152,25 @@ def test_an_order_or_an_opt_out_means_no_cart_moment() -> None:
     opted = {"kind": "traits", "user": "u1", "ts": 13 * HOUR, "traits": {"unsubscribed": True}}
     apply_event(profile, opted)
     assert cart_abandoned(profile, 14 * HOUR, **CART) is None
+
+
+BACK = {"lapsed_ms": 30 * 24 * HOUR, "cooldown_ms": 30 * 24 * HOUR}
+
+
+def test_a_shopper_who_stays_away_is_won_back_once() -> None:
+    profile = new_profile("u1")
+    update_visit(profile, ping(10 * HOUR, event_id="v1"), REF)
+    update_visit(profile, ping(10 * HOUR + 20 * 60_000), REF)  # same visit, 20 min later
+    left = 10 * HOUR + 20 * 60_000
+    assert profile["last_store"] == ["s-flatiron", 10 * HOUR, left]
+    assert win_back(profile, left + BACK["lapsed_ms"] - 1, **BACK) is None
+    moment = win_back(profile, left + BACK["lapsed_ms"], **BACK)
+    assert moment is not None
+    assert (moment["type"], moment["store_id"], moment["event_ts"]) == (
+        "win_back", "s-flatiron", left + BACK["lapsed_ms"],
+    )  # fmt: skip
+    assert win_back(profile, left + BACK["lapsed_ms"] + HOUR, **BACK) is None  # once
+    # Back in the store later: nothing until that visit, too, has lapsed.
+    update_visit(profile, ping(40 * 24 * HOUR), REF)
+    assert win_back(profile, 41 * 24 * HOUR, **BACK) is None
+    assert win_back(profile, 71 * 24 * HOUR, **BACK) is not None
