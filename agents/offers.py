@@ -21,7 +21,7 @@ from agents.rules import cached_rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice, select_context
 from models.guardrails import Draft, Rejected, check, fallback
-from models.prompts import prompt_for
+from models.prompts import prompt_for, variant_for
 from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
@@ -44,6 +44,7 @@ def build_offer(
     fallback_reason: str | None,
     model: str,
     prompt_version: str,
+    variant: str,
     pct: int,
     timings: dict[str, int],
     settings: Settings,
@@ -68,6 +69,7 @@ def build_offer(
         "fallback_reason": fallback_reason,
         "model": model,
         "prompt_version": prompt_version,
+        "variant": variant,
         "context_used": list(context.used),
         "timings": timings,
     }
@@ -84,7 +86,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         recent_interest_ms=cached_rules(settings.rules_file).rules.store_entry.recent_interest_ms,
     )
     pct = discount_pct(context.loyalty_tier)
-    prompt = prompt_for(moment["type"], context, pct)
+    prompt = prompt_for(moment["type"], context, pct, variant_for(moment["user"], moment["type"]))
     source, reason, model = "model", None, client.model
     try:
         completion = await client.chat(
@@ -112,7 +114,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         max(0, started - moment["detected_at"]) / 1000
     )
     metrics.stage_latency.labels("generation").observe((generated - started) / 1000)
-    metrics.offers.labels(moment["type"], source).inc()
+    metrics.offers.labels(moment["type"], source, prompt.variant).inc()
     return build_offer(
         moment,
         context,
@@ -121,6 +123,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         fallback_reason=reason,
         model=model,
         prompt_version=prompt.version,
+        variant=prompt.variant,
         pct=pct,
         timings=timings,
         settings=settings,

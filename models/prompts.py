@@ -7,6 +7,7 @@ data. The output is constrained by a JSON schema that vLLM enforces.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,26 @@ class Prompt:
     version: str
     messages: list[dict[str, str]]
     schema: dict[str, Any]
+    variant: str = "a"
+
+
+# A/B variants of every template: the same facts and examples, a different
+# brief. A person always gets the same variant of a moment type, so outcomes
+# can be compared per variant (the offer records it).
+VARIANTS = {
+    "a": "",
+    "b": " Keep the message under 25 words and open with what the customer gets.",
+}
+
+
+def variant_for(user: str, moment_type: str) -> str:
+    digest = hashlib.sha256(f"variant|{moment_type}|{user}".encode()).digest()
+    return sorted(VARIANTS)[digest[0] % len(VARIANTS)]
+
+
+def _with_variant(prompt: Prompt, variant: str) -> Prompt:
+    system = dict(prompt.messages[0], content=prompt.messages[0]["content"] + VARIANTS[variant])
+    return Prompt(prompt.version, [system, *prompt.messages[1:]], prompt.schema, variant)
 
 
 def store_entry_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
@@ -168,12 +189,16 @@ def _win_back_task(
     )
 
 
-def prompt_for(moment_type: str, context: ContextSlice, discount_pct: int) -> Prompt:
+def prompt_for(
+    moment_type: str, context: ContextSlice, discount_pct: int, variant: str = "a"
+) -> Prompt:
     if moment_type == "cart_abandoned":
-        return cart_abandoned_prompt(context, discount_pct)
-    if moment_type == "win_back":
-        return win_back_prompt(context, discount_pct)
-    return store_entry_prompt(context, discount_pct)
+        prompt = cart_abandoned_prompt(context, discount_pct)
+    elif moment_type == "win_back":
+        prompt = win_back_prompt(context, discount_pct)
+    else:
+        prompt = store_entry_prompt(context, discount_pct)
+    return _with_variant(prompt, variant)
 
 
 def _cart_task(facts: dict[str, Any], product: str | None, discount_pct: int) -> str:

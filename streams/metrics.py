@@ -96,8 +96,9 @@ class Metrics:
         )
         self.offers = Counter(
             "kairos_offers_total",
-            "Offers emitted, by moment type and message source (model or fallback).",
-            ["moment", "source"],
+            "Offers emitted, by moment type, message source (model or fallback) and prompt "
+            "variant.",
+            ["moment", "source", "variant"],
             registry=registry,
         )
         self.fallbacks = Counter(

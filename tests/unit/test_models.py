@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
 import pytest
 
@@ -9,7 +11,7 @@ from agents.coupons import coupon_code, discount_pct
 from agents.profile import apply_event, new_profile
 from models.context import select_context
 from models.guardrails import Rejected, check, fallback
-from models.prompts import prompt_for, store_entry_prompt
+from models.prompts import prompt_for, store_entry_prompt, variant_for
 from streams.reference import load_reference
 
 REF = load_reference()
@@ -168,3 +170,18 @@ def test_a_win_back_moment_names_the_store_and_old_interests() -> None:
     draft = fallback(context, 15)
     assert draft.headline == "We miss you at SoHo"
     assert draft.message.startswith("Hi Ana, it's been a while! Come back to SoHo this week")
+
+
+def test_prompt_variants_split_people_evenly_and_change_only_the_brief() -> None:
+    users = [f"u{n}" for n in range(4000)]
+    split = Counter(variant_for(u, "store_entry") for u in users)
+    assert set(split) == {"a", "b"} and abs(split["a"] - split["b"]) < 300
+    assert [variant_for(u, "store_entry") for u in users[:50]] == [
+        variant_for(u, "store_entry") for u in users[:50]
+    ]
+    context = context_for(profile_with([(99 * HOUR, "p-101")], {"name": "Ana"}))
+    a, b = prompt_for("store_entry", context, 10, "a"), prompt_for("store_entry", context, 10, "b")
+    assert (a.variant, b.variant, a.version) == ("a", "b", b.version)
+    assert b.messages[0]["content"].startswith(a.messages[0]["content"])
+    assert b.messages[0]["content"] != a.messages[0]["content"]
+    assert a.messages[1:] == b.messages[1:]
