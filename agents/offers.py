@@ -84,6 +84,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         moment,
         reference,
         recent_interest_ms=cached_rules(settings.rules_file).rules.store_entry.recent_interest_ms,
+        budget_tokens=settings.llm_context_tokens,
     )
     pct = discount_pct(context.loyalty_tier)
     prompt = prompt_for(moment["type"], context, pct, variant_for(moment["user"], moment["type"]))

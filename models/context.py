@@ -4,18 +4,24 @@ The prompt gets what bears on this moment, not the whole profile: the
 customer's first name and loyalty tier, and, for a store entry, the few
 recently viewed products that relate to the store they walked into, ranked
 by relation to the store and recency; for an abandoned cart, the products
-in the cart, dearest first. What was used is recorded in the offer.
+in the cart, dearest first. Facts are cut, least relevant first, until the prompt data fits a token
+budget (``KAIROS_LLM_CONTEXT_TOKENS``). What was used is recorded in the
+offer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from agents.profile import Profile, recent_views, trait
 from streams.reference import Product, Reference, Store
 
 MAX_PRODUCTS = 3
+# Prompt data (the customer facts, as JSON) is cut to about this many tokens.
+DEFAULT_BUDGET_TOKENS = 64
 MAX_NAME = 40
 
 
@@ -46,12 +52,61 @@ class ContextSlice:
 
 
 def select_context(
-    profile: Profile, moment: dict[str, Any], reference: Reference, *, recent_interest_ms: int
+    profile: Profile,
+    moment: dict[str, Any],
+    reference: Reference,
+    *,
+    recent_interest_ms: int,
+    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
 ) -> ContextSlice:
+    """The facts for this moment, ranked, and cut to ``budget_tokens`` of prompt data."""
     if moment.get("type") == "cart_abandoned":
-        return _cart_context(profile, moment, reference)
-    if moment.get("type") == "win_back":
-        return _win_back_context(profile, moment, reference)
+        chosen = _cart_context(profile, moment, reference)
+    elif moment.get("type") == "win_back":
+        chosen = _win_back_context(profile, moment, reference)
+    else:
+        chosen = _store_context(profile, moment, reference, recent_interest_ms)
+    return within_budget(chosen, budget_tokens)
+
+
+def estimated_tokens(data: dict[str, Any]) -> int:
+    """About four characters of JSON per token, as Llama tokenizers average on English."""
+    return -(-len(orjson.dumps(data)) // 4)
+
+
+def within_budget(context: ContextSlice, budget_tokens: int) -> ContextSlice:
+    """Drop the least relevant facts until the prompt data fits the budget.
+
+    Kept longest: the store or cart itself, the top product, the name; then
+    the other products in rank order; the loyalty tier and the favorite
+    category go first. ``used`` lists only what stayed.
+    """
+    while estimated_tokens(context.as_prompt_data()) > budget_tokens:
+        if context.favorite_category and not context.products:
+            context = replace(context, favorite_category=None)
+        elif context.loyalty_tier:
+            context = replace(context, loyalty_tier=None)
+        elif len(context.products) > 1:
+            context = replace(context, products=context.products[:-1])
+        elif context.first_name:
+            context = replace(context, first_name=None)
+        elif context.products:
+            context = replace(context, products=())
+        else:
+            break  # the store or cart alone: nothing more to cut
+    kept = {f"view:{p.id}" for p in context.products} | {f"cart:{p.id}" for p in context.products}
+    if context.first_name:
+        kept.add("trait:name")
+    if context.loyalty_tier:
+        kept.add("trait:loyalty_tier")
+    if context.favorite_category and not context.products:
+        kept.add("trait:favorite_category")
+    return replace(context, used=tuple(u for u in context.used if u in kept))
+
+
+def _store_context(
+    profile: Profile, moment: dict[str, Any], reference: Reference, recent_interest_ms: int
+) -> ContextSlice:
     store = reference.stores[moment["store_id"]]
     used: list[str] = []
     first_name = _first_name(trait(profile, "first_name") or trait(profile, "name"))
@@ -91,9 +146,9 @@ def _win_back_context(
     profile: Profile, moment: dict[str, Any], reference: Reference
 ) -> ContextSlice:
     store = reference.stores.get(moment["store_id"]) or next(iter(reference.stores.values()))
-    base = select_context(
+    base = _store_context(
         profile, dict(moment, type="store_entry", store_id=store.id), reference,
-        recent_interest_ms=WIN_BACK_VIEWS_MS,
+        WIN_BACK_VIEWS_MS,
     )  # fmt: skip
     return ContextSlice(
         store, base.first_name, base.loyalty_tier, base.favorite_category, base.products,

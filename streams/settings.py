@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     llm_breaker_failures: Annotated[int, Field(ge=1, le=1000)] = 5
     llm_breaker_cooldown_s: Positive = 10.0
     llm_max_tokens: Annotated[int, Field(ge=8, le=4096)] = 128
+    # Customer facts in a prompt are cut to about this many tokens (models/context.py).
+    llm_context_tokens: Annotated[int, Field(ge=16, le=4096)] = 64
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
 
     # A behavioural event this much older than the person's latest is too

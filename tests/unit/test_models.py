@@ -9,7 +9,7 @@ import pytest
 
 from agents.coupons import coupon_code, discount_pct
 from agents.profile import apply_event, new_profile
-from models.context import select_context
+from models.context import estimated_tokens, select_context
 from models.guardrails import Rejected, check, fallback
 from models.prompts import prompt_for, store_entry_prompt, variant_for
 from streams.reference import load_reference
@@ -185,3 +185,24 @@ def test_prompt_variants_split_people_evenly_and_change_only_the_brief() -> None
     assert b.messages[0]["content"].startswith(a.messages[0]["content"])
     assert b.messages[0]["content"] != a.messages[0]["content"]
     assert a.messages[1:] == b.messages[1:]
+
+
+def test_context_is_cut_to_the_token_budget_least_relevant_first() -> None:
+    views = [(99 * HOUR, "p-101"), (98 * HOUR, "p-201"), (97 * HOUR, "p-102")]
+    profile = profile_with(views, {"name": "Alice", "loyalty_tier": "gold"})
+    full = select_context(profile, MOMENT, REF, recent_interest_ms=24 * HOUR, budget_tokens=4096)
+    steps = []
+    for budget in range(estimated_tokens(full.as_prompt_data()), 0, -1):
+        cut = select_context(profile, MOMENT, REF, recent_interest_ms=24 * HOUR,
+                             budget_tokens=budget)  # fmt: skip
+        steps.append(cut.used)
+        if estimated_tokens(cut.as_prompt_data()) > budget:
+            assert cut.used == ()  # only the store is left: nothing more to cut
+    assert list(dict.fromkeys(steps)) == [
+        ("trait:name", "trait:loyalty_tier", "view:p-101", "view:p-201", "view:p-102"),
+        ("trait:name", "view:p-101", "view:p-201", "view:p-102"),
+        ("trait:name", "view:p-101", "view:p-201"),
+        ("trait:name", "view:p-101"),
+        ("view:p-101",),
+        (),
+    ]
