@@ -88,7 +88,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
     )
     pct = discount_pct(context.loyalty_tier)
     prompt = prompt_for(moment["type"], context, pct, variant_for(moment["user"], moment["type"]))
-    source, reason, model = "model", None, client.model
+    source, reason, model, llm_ms = "model", None, client.model, None
     try:
         completion = await client.chat(
             prompt.messages,
@@ -96,7 +96,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
             temperature=settings.llm_temperature,
             json_schema=prompt.schema,
         )
-        model = completion.model
+        model, llm_ms = completion.model, round(completion.seconds * 1000)
         draft = check(completion.text, context, pct, completion.finish_reason)
     except (LLMError, Rejected) as exc:
         source, reason = "fallback", exc.reason
@@ -109,6 +109,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         "moment_at": moment["detected_at"],
         "generation_started_at": started,
         "generation_ms": generated - started,
+        "llm_ms": llm_ms,  # the model's answer, retries included; None if it never answered
         "emitted_at": generated,
     }
     metrics.stage_latency.labels("moment_to_generation").observe(
