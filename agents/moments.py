@@ -118,10 +118,8 @@ def cart_abandoned(
     if any(trait(profile, name) for name in opt_out_traits):
         return None
     due = changed + idle_ms
-    previous = profile["moments"].get(CART_ABANDONED)
-    if previous is not None and (previous >= due or due - previous < cooldown_ms):
+    if not _due_again(profile, CART_ABANDONED, due, cooldown_ms):
         return None
-    profile["moments"][CART_ABANDONED] = due
     products = sorted(profile["cart"])
     trigger = f"cart@{changed}"
     return {
@@ -157,10 +155,8 @@ def win_back(
         return None
     store_id, entered, last = held
     due = last + lapsed_ms
-    previous = profile["moments"].get(WIN_BACK)
-    if previous is not None and (previous >= due or due - previous < cooldown_ms):
+    if not _due_again(profile, WIN_BACK, due, cooldown_ms):
         return None
-    profile["moments"][WIN_BACK] = due
     trigger = f"visit@{entered}"
     return {
         "id": moment_id(WIN_BACK, profile["user"], store_id, trigger),
@@ -170,3 +166,12 @@ def win_back(
         "event_ts": due,
         "trigger_id": trigger,
     }
+
+
+def _due_again(profile: Profile, kind: str, due: int, cooldown_ms: int) -> bool:
+    """Record a timed moment of ``kind`` at ``due``, unless it fired there or too recently."""
+    previous = profile["moments"].get(kind)
+    if previous is not None and (previous >= due or due - previous < cooldown_ms):
+        return False
+    profile["moments"][kind] = due
+    return True

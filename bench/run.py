@@ -155,19 +155,25 @@ async def produce_all(settings: Settings, items: list[tuple[str, dict[str, Any] 
     return time.monotonic() - started
 
 
-def ingest(events: int, users: int) -> dict[str, float]:
-    """Drain a backlog of ``events`` through one worker; events/s once it is flowing."""
+def stack_settings() -> tuple[Path, Settings, dict[str, str]]:
+    """A scratch folder, free ports, the demo's settings otherwise, and a worker's env."""
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
     port, web = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
     env.update(KAIROS_BROKER_PORT=str(port), KAIROS_WEB_PORT=str(web),
                KAIROS_DATA_DIR=str(workdir))  # fmt: skip
-    settings = Settings(broker_port=port, web_port=web, data_dir=workdir)
+    return workdir, Settings(broker_port=port, web_port=web, data_dir=workdir), env
+
+
+def ingest(events: int, users: int) -> dict[str, float]:
+    """Drain a backlog of ``events`` through one worker; events/s once it is flowing."""
+    workdir, settings, env = stack_settings()
+    web = settings.web_port
     items = workload(events, users)
     invalid = sum(1 for _, event in items if isinstance(event, bytes))
     duplicates = len(items) - invalid - len({id(e) for _, e in items if isinstance(e, dict)})
     expected = len(items) - invalid - duplicates
-    broker = start_broker(port, workdir / "broker.log")
+    broker = start_broker(settings.broker_port, workdir / "broker.log")
     worker = ManagedProcess(
         "worker", [sys.executable, "-m", "streams.cli", "worker"], workdir / "worker.log", env=env
     )
@@ -233,14 +239,10 @@ def people(users: int, seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
 
 def restart(users: int) -> dict[str, float]:
     """State of ``users`` people in one worker; then a clean restart, timed to /ready."""
-    workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
-    port, web = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    env.update(KAIROS_BROKER_PORT=str(port), KAIROS_WEB_PORT=str(web),
-               KAIROS_DATA_DIR=str(workdir))  # fmt: skip
-    settings = Settings(broker_port=port, web_port=web, data_dir=workdir)
+    workdir, settings, env = stack_settings()
+    web = settings.web_port
     items = people(users)
-    broker = start_broker(port, workdir / "broker.log")
+    broker = start_broker(settings.broker_port, workdir / "broker.log")
     argv = [sys.executable, "-m", "streams.cli", "worker"]
     worker = ManagedProcess("worker", argv, workdir / "worker.log", env=env)
     client = httpx.Client(timeout=5)

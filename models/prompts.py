@@ -85,19 +85,25 @@ def _with_variant(prompt: Prompt, variant: str) -> Prompt:
 
 
 def store_entry_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
-    focus = context.products[0].name if context.products else None
-    messages = [{"role": "system", "content": SYSTEM}]
-    for facts, store, product, pct, answer in EXAMPLES:
-        messages.append({"role": "user", "content": _task(facts, store, product, pct)})
-        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
     assert context.store is not None
+    focus = context.products[0].name if context.products else None
+    shots = [(_task(facts, store, product, pct), answer)
+             for facts, store, product, pct, answer in EXAMPLES]  # fmt: skip
     task = _task(context.as_prompt_data(), context.store.name, focus, discount_pct)
+    return _few_shot("store_entry.v1", SYSTEM, shots, task, context)
+
+
+def _few_shot(
+    version: str, system: str, shots: list[tuple[str, dict[str, Any]]], task: str,
+    context: ContextSlice,
+) -> Prompt:  # fmt: skip
+    """System brief, worked examples as earlier turns, then the task."""
+    messages = [{"role": "system", "content": system}]
+    for question, answer in shots:
+        messages.append({"role": "user", "content": question})
+        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
     messages.append({"role": "user", "content": task})
-    return Prompt(
-        version="store_entry.v1",
-        messages=messages,
-        schema=offer_schema([p.id for p in context.products]),
-    )
+    return Prompt(version, messages, offer_schema([p.id for p in context.products]))
 
 
 CART_SYSTEM = (
@@ -129,18 +135,10 @@ CART_EXAMPLES = (
 
 def cart_abandoned_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
     focus = context.products[0].name if context.products else None
-    messages = [{"role": "system", "content": CART_SYSTEM}]
-    for facts, product, pct, answer in CART_EXAMPLES:
-        messages.append({"role": "user", "content": _cart_task(facts, product, pct)})
-        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
-    messages.append(
-        {"role": "user", "content": _cart_task(context.as_prompt_data(), focus, discount_pct)}
-    )
-    return Prompt(
-        version="cart_abandoned.v1",
-        messages=messages,
-        schema=offer_schema([p.id for p in context.products]),
-    )
+    shots = [(_cart_task(facts, product, pct), answer)
+             for facts, product, pct, answer in CART_EXAMPLES]  # fmt: skip
+    task = _cart_task(context.as_prompt_data(), focus, discount_pct)
+    return _few_shot("cart_abandoned.v1", CART_SYSTEM, shots, task, context)
 
 
 WIN_BACK_SYSTEM = (
@@ -165,17 +163,10 @@ WIN_BACK_EXAMPLES = (
 def win_back_prompt(context: ContextSlice, discount_pct: int) -> Prompt:
     assert context.store is not None
     focus = context.products[0].name if context.products else None
-    messages = [{"role": "system", "content": WIN_BACK_SYSTEM}]
-    for facts, store, product, pct, answer in WIN_BACK_EXAMPLES:
-        messages.append({"role": "user", "content": _win_back_task(facts, store, product, pct)})
-        messages.append({"role": "assistant", "content": orjson.dumps(answer).decode()})
+    shots = [(_win_back_task(facts, store, product, pct), answer)
+             for facts, store, product, pct, answer in WIN_BACK_EXAMPLES]  # fmt: skip
     task = _win_back_task(context.as_prompt_data(), context.store.name, focus, discount_pct)
-    messages.append({"role": "user", "content": task})
-    return Prompt(
-        version="win_back.v1",
-        messages=messages,
-        schema=offer_schema([p.id for p in context.products]),
-    )
+    return _few_shot("win_back.v1", WIN_BACK_SYSTEM, shots, task, context)
 
 
 def _win_back_task(
