@@ -167,7 +167,9 @@ def parse_timer(key: bytes) -> tuple[int, str, str]:
 
 def key_user(key: bytes) -> str:
     """The profile id a table key belongs to (a timer's, or a profile's own)."""
-    return parse_timer(key)[2] if key.startswith(TIMER_PREFIX) else key.decode()
+    if key.startswith(TIMER_PREFIX):
+        return key[len(TIMER_PREFIX) :].decode().split(":", 2)[-1]
+    return key.decode()
 
 
 class Fold:
@@ -368,7 +370,11 @@ async def tick(message: Any, fold: Fold, now: int) -> Awaitable[Any]:
     until = TIMER_PREFIX + f"{now:013d};".encode()  # ';' sorts after ':'
     for key, _value in scan(profiles, partition, TIMER_PREFIX, SWEEP_BATCH, _partition_of, until):
         changes.append((key, None))  # spent, whatever the rule decides
-        _due, rule, user = parse_timer(key)
+        try:
+            _due, rule, user = parse_timer(key)
+        except ValueError:
+            log.warning("dropped an unreadable timer key %r", key)
+            continue
         fold.fire(rule, user, now)
     changes += [(key.encode(), dumps(fold.profiles[key])) for key in fold.dirty]
     changes += timer_writes(fold)

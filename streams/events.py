@@ -136,6 +136,7 @@ def _segment(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
         if not body.get("userId"):
             raise InvalidEvent("missing_field", "alias event has no 'userId'")
         event["previous"] = _need(body, "previousId", "alias event")
+        _identity(body, "previousId")
     elif kind == "group":
         event["props"] = {"group_id": _need(body, "groupId", "group event")}
         event["traits"] = _object(body, "traits")
@@ -262,8 +263,8 @@ def _version(body: dict[str, Any], what: str) -> None:
 
 
 def _base(body: dict[str, Any], kind: str, record_ts: int | None) -> dict[str, Any]:
-    user_id = _text(body, "userId")
-    anonymous_id = _text(body, "anonymousId")
+    user_id = _identity(body, "userId")
+    anonymous_id = _identity(body, "anonymousId")
     if not user_id and not anonymous_id:
         raise InvalidEvent("missing_field", "event has neither 'userId' nor 'anonymousId'")
     message_id = body.get("messageId")
@@ -281,6 +282,14 @@ def _base(body: dict[str, Any], kind: str, record_ts: int | None) -> dict[str, A
     if user_id and anonymous_id and anonymous_id != user_id:
         event["anon"] = anonymous_id
     return event
+
+
+def _identity(body: dict[str, Any], field: str) -> str | None:
+    """A person's id: text without control characters (ids become state keys)."""
+    value = _text(body, field)
+    if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidEvent("wrong_value", f"'{field}' contains control characters")
+    return value
 
 
 def _need(body: dict[str, Any], field: str, what: str) -> str:

@@ -207,6 +207,18 @@ def test_missing_timestamp_falls_back_to_record_time() -> None:
             "feedback 'action' must be one of",
         ),
         (
+            "clickstream",
+            enc({"type": "page", "userId": "\x00due:1:cart_abandoned:u", "timestamp": TS}),
+            "wrong_value",
+            "'userId' contains control characters",
+        ),
+        (
+            "clickstream",
+            enc({"type": "alias", "userId": "u", "previousId": "a\nb", "timestamp": TS}),
+            "wrong_value",
+            "'previousId' contains control characters",
+        ),
+        (
             "feedback",
             enc({"type": "feedback", "action": [], "offer_id": "o", "userId": "u"}),
             "wrong_value",
