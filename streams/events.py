@@ -285,10 +285,10 @@ def _base(body: dict[str, Any], kind: str, record_ts: int | None) -> dict[str, A
 
 
 def _identity(body: dict[str, Any], field: str) -> str | None:
-    """A person's id: text without control characters (ids become state keys)."""
+    """A person's id: printable text (ids become state keys)."""
     value = _text(body, field)
-    if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidEvent("wrong_value", f"'{field}' contains control characters")
+    if value is not None and not value.isprintable():
+        raise InvalidEvent("wrong_value", f"'{field}' contains non-printable characters")
     return value
 
 

@@ -210,13 +210,13 @@ def test_missing_timestamp_falls_back_to_record_time() -> None:
             "clickstream",
             enc({"type": "page", "userId": "\x00due:1:cart_abandoned:u", "timestamp": TS}),
             "wrong_value",
-            "'userId' contains control characters",
+            "'userId' contains non-printable characters",
         ),
         (
             "clickstream",
             enc({"type": "alias", "userId": "u", "previousId": "a\nb", "timestamp": TS}),
             "wrong_value",
-            "'previousId' contains control characters",
+            "'previousId' contains non-printable characters",
         ),
         (
             "feedback",
