@@ -32,18 +32,15 @@ import faust
 from faust.web import Request, Response
 from yarl import URL
 
-from agents.context import profiles
+from agents.context import RULES, loader, partition_for, profiles
 from agents.features import features
-from agents.moments import OPT_OUT_TRAITS
-from agents.profile import MAX_RECENT, Profile, recent_events, upgraded
+from agents.moments import opted_out
+from agents.profile import MAX_RECENT, Profile, recent_events
 from streams.app import app, metrics, settings
-from streams.changelog import read
-from streams.codecs import dumps, loads, now_ms
-from streams.keys import Partitioner
+from streams.codecs import dumps, now_ms
 from streams.reference import current_reference
 
 PREFIX = "/v1/profiles"
-partition_for = Partitioner(settings.partitions)
 
 
 def traits_view(profile: Profile) -> dict[str, Any]:
@@ -78,13 +75,8 @@ def offers_view(profile: Profile) -> dict[str, Any]:
         # Feedback for offers older than the ones remembered.
         "other_outcomes": {offer: seen for offer, seen in outcomes.items() if offer not in made},
         "last_moment": profile["moments"],
-        "consent": {"opted_out": any(bool(_trait(profile, name)) for name in OPT_OUT_TRAITS)},
+        "consent": {"opted_out": opted_out(profile, RULES.opt_out_traits)},
     }
-
-
-def _trait(profile: Profile, name: str) -> Any:
-    held = profile["traits"].get(name)
-    return held[0] if held else None
 
 
 VIEWS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -110,12 +102,6 @@ def authorized(request: Request, token: str | None) -> bool:
     elif scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(credentials.strip().encode(), token.encode())
-
-
-def lookup(profile_id: str) -> Profile | None:
-    """The stored profile for ``profile_id`` on this worker, if any."""
-    stored = read(profiles, partition_for(profile_id), profile_id.encode())
-    return upgraded(loads(stored)) if stored else None
 
 
 FORWARDED = "X-Kairos-Forwarded"
@@ -156,7 +142,7 @@ class ProfileView(faust.web.View):
         return self._serve(profile_id, view, int(at) if at else now_ms(), request.query_string)
 
     def _serve(self, profile_id: str, view: str, at: int, query: str) -> Response:
-        profile = lookup(profile_id)
+        profile = loader(partition_for(profile_id))(profile_id)
         if profile is None:
             return self._answer(view, "not_found", 404, {"error": f"no profile for {profile_id!r}"})
         into = profile.get("merged_into")

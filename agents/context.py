@@ -22,12 +22,14 @@ Per event, in order:
   carries the profile as it was at that instant, so the offer stage needs no
   second lookup.
 
-Expiry: every ``sweep_interval_s`` each worker sends a sweep marker to each
-partition it owns; on it, the agent reads the next :data:`SWEEP_BATCH`
-profiles of the partition and deletes those idle longer than
+Ticks: every ``sweep_interval_s`` each worker sends a tick to each
+partition it owns. On it, the agent fires the partition's timers that are
+due (cart abandonment and win-back: keys in the profiles table, in due-time
+order, written with the profile that set them), then reads the next
+:data:`SWEEP_BATCH` profiles and deletes those idle longer than
 ``profile_ttl_s`` (a tombstone in the changelog). Going through the stream
-keeps the sweep in order with the partition's updates, so it cannot delete a
-profile an event has just touched.
+keeps both in order with the partition's updates, so a tick cannot delete
+a profile an event has just touched, nor judge a cart on stale state.
 """
 
 from __future__ import annotations
@@ -155,10 +157,6 @@ def timer_key(due: int, rule: str, user: str) -> bytes:
     return TIMER_PREFIX + f"{due:013d}:{rule}:{user}".encode()
 
 
-def timer_writes(fold: Fold) -> list[tuple[bytes, bytes | None]]:
-    return [(timer_key(due, rule, key), b"") for due, rule, key in fold.timers]
-
-
 def parse_timer(key: bytes) -> tuple[int, str, str]:
     """(due, rule, profile id) of a timer's key."""
     due, rule, user = key[len(TIMER_PREFIX) :].decode().split(":", 2)
@@ -265,6 +263,13 @@ class Fold:
             trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
             self._record(profile, trigger, judged(profile, moment, before))
 
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The table writes: each changed profile once, and the timers set."""
+        written: list[tuple[bytes, bytes | None]] = [
+            (key.encode(), dumps(self.profiles[key])) for key in self.dirty
+        ]
+        return written + [(timer_key(due, rule, key), b"") for due, rule, key in self.timers]
+
     def _record(self, profile: Profile, event: dict[str, Any], moment: dict[str, Any]) -> None:
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(
@@ -345,11 +350,7 @@ async def context(stream: Any) -> None:
             except Exception as exc:  # a bug must not lose the event
                 log.exception("context update failed at %s/%s", message.topic, message.offset)
                 fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-        changes: list[tuple[bytes, bytes | None]] = [
-            (key.encode(), dumps(fold.profiles[key])) for key in fold.dirty
-        ]
-        changes += timer_writes(fold)
-        written = await write_batch(app, profiles, message.partition, changes)
+        written = await write_batch(app, profiles, message.partition, fold.changes())
         return await _emit(message, fold, written)
 
     await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
@@ -376,8 +377,7 @@ async def tick(message: Any, fold: Fold, now: int) -> Awaitable[Any]:
             log.warning("dropped an unreadable timer key %r", key)
             continue
         fold.fire(rule, user, now)
-    changes += [(key.encode(), dumps(fold.profiles[key])) for key in fold.dirty]
-    changes += timer_writes(fold)
+    changes += fold.changes()
 
     entries = scan(profiles, partition, _swept.get(partition, TIMERS_END), SWEEP_BATCH,
                    _partition_of)  # fmt: skip

@@ -34,7 +34,8 @@ from aiokafka.errors import CommitFailedError
 from streams import topics
 from streams.app import app, metrics, ready_checks, settings
 from streams.bundles import bundles
-from streams.codecs import dead_letter_headers, dumps, now_ms
+from streams.codecs import dumps, now_ms
+from streams.deadletters import dead_letter
 from streams.events import SCHEMA_VERSION, InvalidEvent, decode
 from streams.keys import Partitioner
 
@@ -198,16 +199,8 @@ class Ingest(mode.Service):
                 deliveries.append(
                     await producer.send(events_topic, None, bundle, partition, None, None)
                 )
-        dlq = settings.topics.dlq
         for record, code, reason in routed.dead:
-            headers = dead_letter_headers(
-                code=code, reason=reason, topic=record.topic, partition=record.partition,
-                offset=record.offset, stage="ingest",
-            )  # fmt: skip
-            deliveries.append(
-                await producer.send(dlq, record.key, record.value, None, None, headers)
-            )
-            metrics.dead_letters.labels("ingest", code).inc()
+            deliveries.append(await dead_letter(record, code=code, reason=reason, stage="ingest"))
         for (source, kind), count in routed.counts.items():
             metrics.events_in.labels(source, kind).inc(count)
         metrics.ingest_batches.observe(sum(routed.counts.values()) + len(routed.dead))

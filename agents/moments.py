@@ -37,6 +37,11 @@ def moment_id(kind: str, user: str, subject: str, trigger_id: str) -> str:
     return f"m-{digest[:24]}"
 
 
+def opted_out(profile: Profile, opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS) -> bool:
+    """The person has one of ``opt_out_traits`` set: no moments for them."""
+    return any(trait(profile, name) for name in opt_out_traits)
+
+
 def offer_id(moment_id: str) -> str:
     """The id of the offer a moment leads to: consumers' idempotency key."""
     return "o-" + moment_id.removeprefix("m-")
@@ -71,7 +76,7 @@ def store_entry(
     store_id, entered, last, trigger, fired = profile["visit"]
     if store_id is None or fired or profile["updated"] - last > SAME_VISIT_MS:
         return None
-    if any(trait(profile, name) for name in opt_out_traits):
+    if opted_out(profile, opt_out_traits):
         return None
     interested = recent_views(profile, last, recent_interest_ms)
     if not interested and not trait(profile, "favorite_category"):
@@ -115,7 +120,7 @@ def cart_abandoned(
     changed = cart_changed_at(profile)
     if changed is None or now < changed + idle_ms:
         return None
-    if any(trait(profile, name) for name in opt_out_traits):
+    if opted_out(profile, opt_out_traits):
         return None
     due = changed + idle_ms
     if not _due_again(profile, CART_ABANDONED, due, cooldown_ms):
@@ -151,7 +156,7 @@ def win_back(
     held = profile.get("last_store")
     if not held or now < held[2] + lapsed_ms:
         return None  # never visited, or came back since: that visit has its own timer
-    if any(trait(profile, name) for name in opt_out_traits):
+    if opted_out(profile, opt_out_traits):
         return None
     store_id, entered, last = held
     due = last + lapsed_ms

@@ -21,7 +21,8 @@ import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, metrics, ready_checks, settings
-from streams.codecs import dead_letter_headers, loads
+from streams.codecs import loads
+from streams.deadletters import dead_letter
 from streams.reference import ReferenceError, apply_update
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,4 @@ class ReferenceFollower(mode.Service):
             metrics.reference_updates.labels(kind, "removed" if row is None else "applied").inc()
         except ReferenceError as exc:
             metrics.reference_updates.labels("unknown", "rejected").inc()
-            headers = dead_letter_headers(
-                code="bad_reference", reason=str(exc), topic=record.topic,
-                partition=record.partition, offset=record.offset, stage="reference",
-            )  # fmt: skip
-            await app.producer.send(settings.topics.dlq, record.key, record.value, None, None,
-                                    headers)  # fmt: skip
-            metrics.dead_letters.labels("reference", "bad_reference").inc()
+            await dead_letter(record, code="bad_reference", reason=str(exc), stage="reference")
