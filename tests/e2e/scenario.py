@@ -54,9 +54,9 @@ def inside(user: str, message_id: str, timestamp: str) -> dict[str, Any]:
     }
 
 
-def visit_events(shopper: Shopper) -> list[tuple[str, dict[str, Any] | bytes]]:
-    """The shopper browses and walks into Flatiron; Bob walks in without interest."""
-    events: list[tuple[str, dict[str, Any] | bytes]] = [
+def shopper_events(shopper: Shopper, ping: str = "ping-1") -> list[tuple[str, dict[str, Any]]]:
+    """The shopper identifies, browses, then walks into Flatiron (ping id ``ping``)."""
+    events: list[tuple[str, dict[str, Any]]] = [
         (
             "clickstream",
             {
@@ -72,9 +72,18 @@ def visit_events(shopper: Shopper) -> list[tuple[str, dict[str, Any] | bytes]]:
         event = {"type": "track", "event": "Product Viewed", "userId": shopper.user}
         ts = f"2026-11-21T09:5{minute}:00Z"
         events.append(("clickstream", {**event, "properties": props, "timestamp": ts}))
+    events.append(("location", inside(shopper.user, ping, "2026-11-21T10:00:00Z")))
+    return events
+
+
+def visit_events(shopper: Shopper) -> list[tuple[str, dict[str, Any] | bytes]]:
+    """The shopper browses and walks into Flatiron; Bob walks in without interest."""
+    events: list[tuple[str, dict[str, Any] | bytes]] = []
+    *before, enters = shopper_events(shopper)
+    events += before
     events += [("clickstream", raw) for raw in POISON]
     events.append(("location", inside("bob", "ping-bob-1", "2026-11-21T10:00:00Z")))
-    events.append(("location", inside(shopper.user, "ping-1", "2026-11-21T10:00:00Z")))
+    events.append(enters)
     return events
 
 
