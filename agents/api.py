@@ -32,6 +32,7 @@ import faust
 from faust.web import Request, Response
 from yarl import URL
 
+from agents.attribution import HOLDOUT, OFFER, remembered
 from agents.context import RULES, loader, partition_for, profiles
 from agents.features import features
 from agents.moments import opted_out
@@ -66,12 +67,22 @@ def features_view(profile: Profile, at: int) -> dict[str, Any]:
 def offers_view(profile: Profile) -> dict[str, Any]:
     outcomes = profile["outcomes"]
     offers = [
-        {"offer_id": offer, "moment": moment, "offered_at": ts, "outcomes": outcomes.get(offer, {})}
-        for offer, moment, ts in reversed(profile["offers"])
-    ]
+        {"offer_id": offer, "moment": moment, "offered_at": ts, "variant": variant,
+         "outcomes": outcomes.get(offer, {})}
+        for offer, moment, ts, variant, group in reversed(list(remembered(profile)))
+        if group == OFFER
+    ]  # fmt: skip
+    held_out = [
+        {"moment_id": "m-" + offer.removeprefix("o-"), "moment": moment, "at": ts,
+         "outcomes": outcomes.get(offer, {})}
+        for offer, moment, ts, _variant, group in reversed(list(remembered(profile)))
+        if group == HOLDOUT
+    ]  # fmt: skip
     made = {offer["offer_id"] for offer in offers}
+    made.update("o-" + held["moment_id"].removeprefix("m-") for held in held_out)
     return {
         "offers": offers,
+        "held_out": held_out,  # moments of the rules' control groups: no offer was sent
         # Feedback for offers older than the ones remembered.
         "other_outcomes": {offer: seen for offer, seen in outcomes.items() if offer not in made},
         "last_moment": profile["moments"],

@@ -20,7 +20,8 @@ Per event, in order:
   before an identify count for the merged profile.
 - Otherwise the event is folded in and the moment rules run; a moment
   carries the profile as it was at that instant, so the offer stage needs no
-  second lookup.
+  second lookup. Feedback and orders are joined to the moments before them
+  (agents/attribution.py).
 
 Ticks: every ``sweep_interval_s`` each worker sends a tick to each
 partition it owns. On it, the agent fires the partition's timers that are
@@ -40,6 +41,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agents.attribution import group_of, join
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
@@ -66,6 +68,7 @@ from agents.profile import (
     upgraded,
 )
 from agents.rules import cached_rules, suppression
+from models.prompts import variant_for
 from streams import topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
@@ -90,6 +93,7 @@ TTL_MS = int(settings.profile_ttl_s * 1000)
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
 ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
+ATTRIBUTION_MS = int(settings.attribution_window_s * 1000)
 
 partition_for = Partitioner(settings.partitions)
 RULES = cached_rules(settings.rules_file)
@@ -184,6 +188,8 @@ class Fold:
         self.applied = 0
         self.duplicates = 0
         self.merges: Counter[str] = Counter()
+        self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
+        self.unattributed: Counter[str] = Counter()
 
     def profile(self, key: str) -> Profile:
         profile = self.profiles.get(key)
@@ -224,9 +230,16 @@ class Fold:
             carts, visits = event["kind"] in CART_KINDS, event["kind"] in VISIT_KINDS
             cart_before = cart_changed_at(profile) if carts else None
             visit_before = last_store_visit(profile) if visits else None
+            feedback = event["kind"] == "feedback"
+            actions = profile["outcomes"].get(event["props"].get("offer_id")) if feedback else None
+            seen_before = dict(actions) if actions else None
             moment = update(profile, event)
             if moment is not None:
                 self._record(profile, event, moment)
+            joined, unattributed = join(profile, event, ATTRIBUTION_MS, seen_before)
+            self.outcomes += joined
+            if unattributed:
+                self.unattributed[unattributed] += 1
             if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
                 self.timers.add((cart_after + CART_IDLE_MS, CART_ABANDONED, key))
             if visits and (visit_after := last_store_visit(profile)) not in (None, visit_before):
@@ -275,8 +288,11 @@ class Fold:
         moment["features"] = features(
             profile, moment["event_ts"], current_reference(settings.reference_dir)
         )
-        if "suppressed" not in moment:
-            remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"])
+        moment["variant"] = variant_for(moment["user"], moment["type"])
+        group = group_of(moment)
+        if group is not None:
+            remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],
+                           moment["variant"], group)  # fmt: skip
         self.moments.append((event, moment))
 
     def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
@@ -351,6 +367,10 @@ async def context(stream: Any) -> None:
                 log.exception("context update failed at %s/%s", message.topic, message.offset)
                 fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
         written = await write_batch(app, profiles, message.partition, fold.changes())
+        if events:  # one bundle's events share their ingest time
+            metrics.stage_latency.labels("ingest_to_state").observe(
+                max(0, now_ms() - events[0].get("at", now_ms())) / 1000
+            )
         return await _emit(message, fold, written)
 
     await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
@@ -421,10 +441,19 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
                 message, code=code, reason=reason, stage="context", value=dumps(event)
             )
         )
+    for joined in fold.outcomes:
+        metrics.attributed.labels(
+            joined["moment"], joined["variant"] or "", joined["group"], joined["outcome"]
+        ).inc()
+        sends.append(await topics.outcomes.send(key=joined["user"].encode(), value=dumps(joined)))
+    for reason, count in fold.unattributed.items():
+        metrics.unattributed.labels(reason).inc(count)
     detected = now_ms()
     for event, moment in fold.moments:
         moment.update(ingested_at=event["at"], detected_at=detected)
         metrics.moments.labels(moment["type"]).inc()
+        if (group := group_of(moment)) is not None:
+            metrics.attribution_moments.labels(moment["type"], moment["variant"], group).inc()
         if "suppressed" in moment:
             metrics.moments_suppressed.labels(moment["type"], moment["suppressed"]).inc()
         if not event.get("timer"):  # a timer's moment has no event to measure from

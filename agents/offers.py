@@ -88,7 +88,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
     )
     pct = discount_pct(context.loyalty_tier)
     prompt = prompt_for(moment["type"], context, pct, variant_for(moment["user"], moment["type"]))
-    source, reason, model, llm_ms = "model", None, client.model, None
+    source, reason, model, llm_ms, wait_ms = "model", None, client.model, None, None
     try:
         completion = await client.chat(
             prompt.messages,
@@ -97,6 +97,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
             json_schema=prompt.schema,
         )
         model, llm_ms = completion.model, round(completion.seconds * 1000)
+        wait_ms = round(completion.waited_s * 1000)
         draft = check(completion.text, context, pct, completion.finish_reason)
     except (LLMError, Rejected) as exc:
         source, reason = "fallback", exc.reason
@@ -109,6 +110,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         "moment_at": moment["detected_at"],
         "generation_started_at": started,
         "generation_ms": generated - started,
+        "llm_wait_ms": wait_ms,  # for one of the client's in-flight slots
         "llm_ms": llm_ms,  # the model's answer, retries included; None if it never answered
         "emitted_at": generated,
     }

@@ -14,8 +14,9 @@ or replayed events cannot overwrite newer values.
      "moments": {moment_type: ts},                  # last moment of each type
      "orders": [count, total, last_ts],
      "tickets": {ticket_id: [status, ts]},          # at most MAX_TICKETS
-     "offers": [[offer_id, moment_type, ts], ...],  # offers made, at most MAX_OFFERS
-     "outcomes": {offer_id: {action: ts}},          # offer feedback, at most MAX_OUTCOMES
+     "offers": [[offer_id, moment_type, ts, variant, group], ...],  # moments offered or
+                                                    # held out, at most MAX_OFFERS
+     "outcomes": {offer_id: {action: ts}},          # feedback and conversions, MAX_OUTCOMES
      "ids": ["a-7f3", ...],                         # other ids merged into this one
      "seen": "AbC-12_x...",                         # last DEDUPE_WINDOW event ids, 8 chars each
      "tiles": {...}, "session": [...],              # windowed features (agents/features.py)
@@ -143,7 +144,7 @@ def apply_event(profile: Profile, event: dict[str, Any]) -> None:
     elif kind == "ticket":
         ticket = code(props["ticket_id"])
         if ticket is not None:
-            _bounded_put(profile["tickets"], ticket, [str(props["status"])[:MAX_CODE], ts],
+            bounded_put(profile["tickets"], ticket, [str(props["status"])[:MAX_CODE], ts],
                          MAX_TICKETS)  # fmt: skip
     elif kind == "loyalty":
         _merge_traits(profile, {"loyalty_tier": props["tier"]}, ts)
@@ -155,7 +156,7 @@ def apply_event(profile: Profile, event: dict[str, Any]) -> None:
         outcome = profile["outcomes"].get(offer)
         if outcome is None:
             outcome = {}
-            _bounded_put(profile["outcomes"], offer, outcome, MAX_OUTCOMES)
+            bounded_put(profile["outcomes"], offer, outcome, MAX_OUTCOMES)
         outcome[event["name"]] = min(ts, outcome.get(event["name"], ts))
     _remember_event(profile, event)
     profile["n"] += 1
@@ -195,10 +196,18 @@ def recent_events(profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
-def remember_offer(profile: Profile, offer_id: str, moment_type: str, ts: int) -> None:
+def remember_offer(
+    profile: Profile,
+    offer_id: str,
+    moment_type: str,
+    ts: int,
+    variant: str | None = None,
+    group: str = "offer",
+) -> None:
+    """A moment that led to an offer, or was held out (agents/attribution.py)."""
     offers = profile["offers"]
     if not any(held[0] == offer_id for held in offers):
-        offers.append([offer_id, moment_type, ts])
+        offers.append([offer_id, moment_type, ts, variant, group])
         del offers[:-MAX_OFFERS]
 
 
@@ -233,7 +242,7 @@ def merge_profiles(target: Profile, source: Profile) -> None:
     target["orders"] = [mine_count + count, round(mine_total + total, 2), max(mine_last, last)]
     for ticket, held in source["tickets"].items():
         if ticket not in target["tickets"] or target["tickets"][ticket][1] < held[1]:
-            _bounded_put(target["tickets"], ticket, held, MAX_TICKETS)
+            bounded_put(target["tickets"], ticket, held, MAX_TICKETS)
     for offer, outcome in source["outcomes"].items():
         mine = target["outcomes"].setdefault(offer, {})
         for action, ts in outcome.items():
@@ -251,7 +260,7 @@ def merge_profiles(target: Profile, source: Profile) -> None:
     target["updated"] = max(target["updated"], source["updated"])
 
 
-def _bounded_put(mapping: dict[str, Any], key: str, value: Any, limit: int) -> None:
+def bounded_put(mapping: dict[str, Any], key: str, value: Any, limit: int) -> None:
     """Set ``key``, evicting the oldest-inserted entries beyond ``limit``."""
     mapping.pop(key, None)
     mapping[key] = value

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agents.attribution import OFFER, remembered
 from streams.settings import SettingsError
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "streams" / "data" / "rules.yaml"
@@ -157,7 +158,8 @@ def suppression(profile: dict[str, Any], moment: dict[str, Any], rules: Rules) -
             return "quiet_hours"
     if rules.max_offers_per_day is not None:
         since = moment["event_ts"] - DAY_MS
-        sent = sum(1 for _offer, _type, ts in profile["offers"] if since < ts <= moment["event_ts"])
+        sent = sum(1 for _offer, _type, ts, _variant, group in remembered(profile)
+                   if group == OFFER and since < ts <= moment["event_ts"])  # fmt: skip
         if sent >= rules.max_offers_per_day:
             return "frequency_cap"
     if in_holdout(profile["user"], moment["type"], rules.holdout_pct(moment["type"])):

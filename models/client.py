@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -99,6 +99,28 @@ class Breaker:
                 self.on_change(state)
 
 
+def chat_body(
+    model: str,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    temperature: float,
+    json_schema: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A chat-completions request; with a schema, vLLM's structured output holds to it."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    if json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "offer", "schema": json_schema},
+        }
+    return body
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -108,6 +130,7 @@ class Completion:
     seconds: float
     attempts: int
     finish_reason: str | None = None
+    waited_s: float = 0.0  # for an in-flight slot, before the request was sent
 
 
 class LLMClient:
@@ -159,22 +182,14 @@ class LLMClient:
         json_schema: dict[str, Any] | None = None,
     ) -> Completion:
         """One completion, within the deadline, retried on transient failures."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        if json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "offer", "schema": json_schema},
-            }
+        body = chat_body(self.model, messages, max_tokens, temperature, json_schema)
+        asked = time.monotonic()
         async with self._slots:
             if not self.breaker.allow():
                 self._count(CircuitOpen.reason)
                 raise CircuitOpen("the LLM server failed repeatedly; not asking for a while")
             started = time.monotonic()
+            self._in_flight(+1)
             try:
                 completion = await asyncio.wait_for(self._with_retries(body), self.timeout_s)
             except TimeoutError:
@@ -189,9 +204,11 @@ class LLMClient:
                 self.breaker.succeeded()  # it answered: up, if not helpful
                 self._count(exc.reason)
                 raise
+            finally:
+                self._in_flight(-1)
             self.breaker.succeeded()
             self._observe(completion, time.monotonic() - started)
-            return completion
+            return replace(completion, waited_s=started - asked)
 
     async def _with_retries(self, body: dict[str, Any]) -> Completion:
         started = time.monotonic()
@@ -240,6 +257,10 @@ class LLMClient:
     def _circuit(self, state: int) -> None:
         if self.metrics:
             self.metrics.llm_circuit.set(state)
+
+    def _in_flight(self, change: int) -> None:
+        if self.metrics:
+            self.metrics.llm_in_flight.inc(change)
 
     def _count(self, outcome: str) -> None:
         if self.metrics:

@@ -7,6 +7,9 @@
     kairos produce synthetic  shoppers browsing and visiting stores, seedable, rate-controlled
     kairos produce file F  JSON lines (a Segment export, .gz too), routed by event type
     kairos load traits F   traits from CSV or JSON lines, as CRM trait records
+    kairos tail            print offers as a consumer would, deduplicated by offer id
+    kairos report          per moment type and variant: sent, open, redemption and conversion
+                           rates, uplift over the holdout (a table; --png for a chart)
     kairos topics create   create every declared topic (idempotent)
     kairos topics list     the declared topics and whether they exist
 
@@ -25,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from streams.settings import Settings, SettingsError, get_settings
 from streams.traffic import Population
@@ -103,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--idle", type=float, help="stop after this many seconds without a record")
     tail.add_argument("--json", action="store_true", help="print each offer's JSON record")
     tail.set_defaults(run=run_tail)
+
+    report = sub.add_parser(
+        "report", help="offers sent, open, redemption and conversion rates, uplift over holdout"
+    )
+    report.add_argument("--json", action="store_true", help="one JSON object per row")
+    report.add_argument("--png", type=Path, metavar="FILE", help="also draw the rates as a chart")
+    report.set_defaults(run=run_report)
 
     reference = sub.add_parser("reference", help="update stores and products at runtime")
     reference_sub = reference.add_subparsers(required=True, metavar="ACTION")
@@ -258,6 +270,29 @@ def run_tail(settings: Settings, args: argparse.Namespace) -> int:
     except BrokerUnavailable as exc:
         raise CommandError(str(exc)) from None
     print(f"{printed} offers, {duplicates} duplicates dropped", file=sys.stderr)
+    return 0
+
+
+def run_report(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import BrokerUnavailable, connect_admin
+    from streams.report import chart, report, table
+
+    async def go() -> list[Any]:
+        await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
+        return await report(settings)
+
+    try:
+        rows = asyncio.run(go())
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        for row in rows:
+            print(orjson.dumps(row.as_dict()).decode())
+    else:
+        print(table(rows))
+    if args.png:
+        chart(rows, args.png)
+        print(f"chart written to {args.png}", file=sys.stderr)
     return 0
 
 

@@ -113,6 +113,31 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.attribution_moments = Counter(
+            "kairos_attribution_moments_total",
+            "Moments that led to an offer (group offer) or were held out as the rule's "
+            "control (group holdout), by moment type and prompt variant.",
+            ["moment", "variant", "group"],
+            registry=registry,
+        )
+        self.attributed = Counter(
+            "kairos_attributed_outcomes_total",
+            "Feedback joined to its offer, and conversions (an order within the attribution "
+            "window of a moment), counted once per moment and outcome.",
+            ["moment", "variant", "group", "outcome"],
+            registry=registry,
+        )
+        self.unattributed = Counter(
+            "kairos_feedback_unattributed_total",
+            "Feedback that joined no offer: unknown_offer or outside_window.",
+            ["reason"],
+            registry=registry,
+        )
+        self.llm_in_flight = Gauge(
+            "kairos_llm_in_flight",
+            "LLM requests open now (at most KAIROS_LLM_MAX_IN_FLIGHT).",
+            registry=registry,
+        )
         self.llm_circuit = Gauge(
             "kairos_llm_circuit_state",
             "The LLM client's circuit breaker: 0 closed, 1 half-open (one trial), 2 open.",

@@ -148,6 +148,15 @@ class ManagedProcess:
         self.proc.wait(timeout=10)
         self.proc = None
 
+    def pause(self) -> None:
+        """SIGSTOP the process group: alive, holding its sockets, answering nothing."""
+        if self.proc is not None:
+            self._signal_group(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self._signal_group(self.proc.pid, signal.SIGCONT)
+
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

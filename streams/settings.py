@@ -46,6 +46,8 @@ class TopicNames(BaseModel):
     feedback: str = "kairos.feedback"
     offers: str = "kairos.offers"
     dlq: str = "kairos.dlq"
+    # What followed each moment: feedback joined to offers, conversions.
+    outcomes: str = "kairos.outcomes"
     # Store and product updates: keyed "store:<id>" or "product:<id>", compacted.
     reference: str = "kairos.reference"
     internal_prefix: str = "kairos.internal."
@@ -134,6 +136,10 @@ class Settings(BaseSettings):
     # time), checked a slice of each partition at a time, every sweep interval.
     profile_ttl_s: Positive = 90 * 86400.0
     sweep_interval_s: Positive = 60.0
+
+    # Feedback joins its offer, and an order converts the moments before it
+    # (offered or held out), within this long of the moment.
+    attribution_window_s: Positive = 7 * 86400.0
 
     # Moments and offers.
     # Moment rules and their policy (agents/rules.py); unset: streams/data/rules.yaml.

@@ -11,6 +11,7 @@ kairos.location                   producers  location pings
 kairos.feedback                   producers  offer feedback (delivered, opened, redeemed)
 kairos.offers                     kairos     offer records for notification services
 kairos.dlq                        kairos     dead letters: original bytes + reason headers
+kairos.outcomes                   kairos     feedback and conversions joined to moments
 kairos.internal.events            kairos     bundles of normalized events by profile id
 kairos.internal.moments           kairos     detected moments keyed by profile id
 kairos.internal.profiles-changelog kairos    changelog of the profiles table
@@ -56,9 +57,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.feedback, n, retention),
         TopicSpec(t.offers, n, retention),
         TopicSpec(t.dlq, n, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(t.outcomes, n, {"retention.ms": str(90 * DAY_MS)}),
         TopicSpec(t.reference, 1, {"cleanup.policy": "compact"}),
         TopicSpec(internal_name(settings, "events"), n, retention),
-        TopicSpec(internal_name(settings, "moments"), n, retention),
+        TopicSpec(internal_name(settings, "moments"), n, {"retention.ms": str(90 * DAY_MS)}),
         TopicSpec(internal_name(settings, "profiles-changelog"), n, {"cleanup.policy": "compact"}),
     ]
 
@@ -69,6 +71,7 @@ _names = _settings.topics
 # Source topics are read by the ingest consumer (agents/ingest.py), not by Faust.
 offers = app.topic(_names.offers)
 dlq = app.topic(_names.dlq)
+outcomes = app.topic(_names.outcomes)
 events = app.topic(internal_name(_settings, "events"))
 moments = app.topic(internal_name(_settings, "moments"))
 profiles_changelog = app.topic(

@@ -5,7 +5,6 @@ is served by a live worker."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import subprocess
@@ -17,12 +16,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support.dashboards import DEPLOY, queried_metrics
 from tests.support.stack import REPO, Worker, produce, settings_for_test
 
-DEPLOY = REPO / "deploy"
 PROMTOOL = os.environ.get("PROMTOOL", str(REPO / ".tools" / "promtool"))
-METRIC = re.compile(r"\bkairos_[a-z_]+")
-SUFFIXES = ("_bucket", "_count", "_sum")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,20 +43,6 @@ def test_promtool_does_reject_a_broken_rule(tmp_path: Path) -> None:
 def test_manifests_pass_the_kubernetes_schemas(path: Path) -> None:
     for resource in yaml.safe_load_all(path.read_text()):
         kubernetes_validate.validate(resource, "1.31", strict=True)
-
-
-def queried_metrics() -> set[str]:
-    """kairos metric families named by the dashboards and the alert rules."""
-    exprs: list[str] = []
-    for dashboard in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
-        panels = json.loads(dashboard.read_text())["panels"]
-        exprs += [target["expr"] for panel in panels for target in panel["targets"]]
-    for group in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]:
-        exprs += [rule["expr"] for rule in group["rules"]]
-    names = {name for expr in exprs for name in METRIC.findall(expr)}
-    for suffix in SUFFIXES:
-        names = {n.removesuffix(suffix) for n in names}
-    return names
 
 
 @pytest.mark.broker

@@ -34,6 +34,10 @@ class Harness:
         self.duplicates = 0
         self.merges: Counter[str] = Counter()
         self.dead: list[tuple[dict[str, Any], str, str]] = []
+        self.moments: list[dict[str, Any]] = []
+        self.outcomes: list[dict[str, Any]] = []
+        self.unattributed: Counter[str] = Counter()
+        self.router_dead = 0  # records ingest dead-lettered
 
     def record(self, source: str, body: dict[str, Any] | bytes, partition: int = 0) -> Any:
         value = body if isinstance(body, bytes) else orjson.dumps(body)
@@ -49,6 +53,7 @@ class Harness:
         for record in records:
             batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
         routed = self.router.route(batch)
+        self.router_dead += len(routed.dead)
         queue = [b for encoded in routed.bundles.values() for b in bundles(encoded)]
         while queue:
             self.fold(loads(queue.pop(0)), queue)
@@ -63,6 +68,9 @@ class Harness:
         self.duplicates += fold.duplicates
         self.merges.update(fold.merges)
         self.dead.extend(fold.dead)
+        self.moments.extend(moment for _event, moment in fold.moments)
+        self.outcomes.extend(fold.outcomes)
+        self.unattributed.update(fold.unattributed)
         queue.extend(b for _, b in bundles_by_partition(fold.forwards, self.partition_for))
 
     def send(self, *items: tuple[str, dict[str, Any]]) -> None:

@@ -55,6 +55,7 @@ def settings_for_test(
         feedback=f"{tag}.feedback",
         offers=f"{tag}.offers",
         dlq=f"{tag}.dlq",
+        outcomes=f"{tag}.outcomes",
         reference=f"{tag}.reference",
         internal_prefix=f"{tag}.internal.",
     )

@@ -85,27 +85,40 @@ def test_deadline_covers_the_whole_request() -> None:
         asyncio.run(ask(client(slow, timeout_s=0.2)))
 
 
-def test_in_flight_requests_are_bounded() -> None:
+def test_in_flight_requests_are_bounded_and_the_wait_is_reported() -> None:
     active = 0
     peak = 0
+    gauge_peak = 0.0
+    metrics = Metrics(CollectorRegistry())
+
+    def gauge() -> float:
+        return metrics.registry.get_sample_value("kairos_llm_in_flight") or 0.0
 
     async def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal active, peak
+        nonlocal active, peak, gauge_peak
         active += 1
         peak = max(peak, active)
+        gauge_peak = max(gauge_peak, gauge())
         await asyncio.sleep(0.02)
         active -= 1
         return httpx.Response(200, json=OK)
 
-    async def burst() -> None:
-        c = client(handler, max_in_flight=3)
+    async def burst() -> list:
+        c = client(handler, max_in_flight=3, metrics=metrics)
         try:
-            await asyncio.gather(*(c.chat([], max_tokens=8) for _ in range(12)))
+            return await asyncio.gather(*(c.chat([], max_tokens=8) for _ in range(12)))
         finally:
             await c.aclose()
 
-    asyncio.run(burst())
+    completions = asyncio.run(burst())
     assert peak == 3
+    assert gauge_peak == 3
+    assert gauge() == 0
+    waits = sorted(c.waited_s for c in completions)
+    # The last request waited for slots through three rounds of 20 ms sleeps;
+    # the first three took free slots.
+    assert waits[-1] >= 0.055
+    assert max(waits[:3]) < waits[-1]
 
 
 def test_circuit_opens_fails_fast_then_closes_after_a_good_trial() -> None:

@@ -75,7 +75,10 @@ def test_offers_are_remembered_once_and_merged_by_id() -> None:
     remember_offer(a, "o-1", "store_entry", T0)
     remember_offer(b, "o-2", "store_entry", T0 + 5)
     merge_profiles(b, a)
-    assert b["offers"] == [["o-1", "store_entry", T0], ["o-2", "store_entry", T0 + 5]]
+    assert b["offers"] == [
+        ["o-1", "store_entry", T0, None, "offer"],
+        ["o-2", "store_entry", T0 + 5, None, "offer"],
+    ]
 
 
 def test_codes_too_long_to_keep_are_left_out() -> None:
@@ -130,7 +133,9 @@ def worst_case() -> dict[str, Any]:
         h.send(*items[start : start + 2000])
     profile = h.profile("u1")
     for o in range(20):
-        remember_offer(profile, f"o-{o}".ljust(26, "o"), "store_entry", week)
+        remember_offer(profile, f"o-{o}".ljust(26, "o"), "cart_abandoned", week, "b", "holdout")
+    for outcome in profile["outcomes"].values():  # an order converts what it follows
+        outcome["converted"] = week
     return profile
 
 

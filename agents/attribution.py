@@ -1,0 +1,116 @@
+"""Attribution: what followed each moment, for the offers and for the holdout.
+
+A moment that led to an offer (group ``offer``) or was held back as the
+rule's control (group ``holdout``) is remembered in the person's profile
+with its prompt variant (agents/profile.py, ``offers``). Later events join it
+there, in the context agent, in order with the person's other events:
+
+- feedback (delivered, opened, clicked, redeemed, dismissed) joins its offer
+  by offer id, if it comes within ``KAIROS_ATTRIBUTION_WINDOW_S`` of the
+  moment; each action counts once per offer;
+- an order (a CRM order, or a Segment ``Order Completed``) converts every
+  remembered moment of either group in the window before it, once each.
+
+Feedback for an offer the profile does not remember, or later than the
+window, is counted as unattributed. Each join is one record on
+``kairos.outcomes``; with the moments (kairos.internal.moments) they are
+what `kairos report` reads, and the metrics count the same joins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from agents.profile import Profile
+
+OFFER, HOLDOUT = "offer", "holdout"
+CONVERTED = "converted"
+
+
+def group_of(moment: dict[str, Any]) -> str | None:
+    """``offer``, ``holdout``, or None for a moment policy held back otherwise."""
+    reason = moment.get("suppressed")
+    if reason is None:
+        return OFFER
+    return HOLDOUT if reason == HOLDOUT else None
+
+
+def remembered(profile: Profile) -> Iterator[tuple[str, str, int, str | None, str]]:
+    """(offer id, moment type, moment time, variant, group) of each remembered moment.
+
+    Entries written before variants and groups were kept are offers.
+    """
+    for held in profile["offers"]:
+        offer, moment, ts = held[0], held[1], held[2]
+        yield (
+            offer,
+            moment,
+            ts,
+            held[3] if len(held) > 3 else None,
+            (held[4] if len(held) > 4 else OFFER),
+        )
+
+
+def is_order(event: dict[str, Any]) -> bool:
+    return event["kind"] == "order" or (
+        event["kind"] == "track" and event.get("name") == "Order Completed"
+    )
+
+
+def join(
+    profile: Profile, event: dict[str, Any], window_ms: int, seen_before: dict[str, int] | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The outcome records ``event`` adds, and why feedback was not attributed (or None).
+
+    ``seen_before`` is the feedback's offer's actions before this event was
+    applied (None if the profile had none).
+    """
+    if event["kind"] == "feedback":
+        return _feedback(profile, event, window_ms, seen_before or {})
+    if is_order(event):
+        return _conversions(profile, event["ts"], window_ms), None
+    return [], None
+
+
+def _feedback(
+    profile: Profile, event: dict[str, Any], window_ms: int, seen_before: dict[str, int]
+) -> tuple[list[dict[str, Any]], str | None]:
+    offer_id = (event.get("props") or {}).get("offer_id")
+    match = next((held for held in remembered(profile) if held[0] == offer_id), None)
+    if match is None or match[4] != OFFER:
+        return [], "unknown_offer"
+    if not 0 <= event["ts"] - match[2] <= window_ms:
+        return [], "outside_window"
+    if event["name"] in seen_before:
+        return [], None  # this action was counted when it first came
+    return [_record(profile, match, event["name"], event["ts"])], None
+
+
+def _conversions(profile: Profile, ts: int, window_ms: int) -> list[dict[str, Any]]:
+    out = []
+    for held in remembered(profile):
+        if not 0 <= ts - held[2] <= window_ms:
+            continue
+        outcome = profile["outcomes"].setdefault(held[0], {})
+        if CONVERTED not in outcome:
+            outcome[CONVERTED] = ts
+            out.append(_record(profile, held, CONVERTED, ts))
+    return out
+
+
+def _record(
+    profile: Profile, held: tuple[str, str, int, str | None, str], outcome: str, ts: int
+) -> dict[str, Any]:
+    offer, moment, moment_ts, variant, group = held
+    return {
+        "moment_id": "m-" + offer.removeprefix("o-"),
+        "offer_id": offer,
+        "user": profile["user"],
+        "moment": moment,
+        "variant": variant,
+        "group": group,
+        "outcome": outcome,
+        "moment_ts": moment_ts,
+        "ts": ts,
+    }

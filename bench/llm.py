@@ -1,0 +1,423 @@
+"""The LLM half of ``make bench``: kairos against the real vLLM CPU server.
+
+One embedded broker, vLLM serving SmolLM2-135M-Instruct (the demo's model,
+converted once into .kairos/models), one worker with the demo's settings.
+
+- Batching: BURST shoppers walk into stores at the same moment. kairos's
+  generations/s (pings produced to the last offer consumed from
+  kairos.offers) is divided by a direct client's: the same prompts, built by
+  the same code from the moments kairos published, sent straight to vLLM at
+  the same concurrency (``KAIROS_LLM_MAX_IN_FLIGHT``).
+- Live: BACKGROUND_RATE events/s of clickstream, and a shopper walking into
+  a store every PING_EVERY_S. Per offer: end-to-end latency from the ping
+  produced to the offer consumed, with and without the LLM's share (the
+  request and the wait for an in-flight slot, from the offer's timings), and
+  the latency kairos adds to the moment beyond that share. Feature lag:
+  events produced but not yet in state, sampled ten times a second.
+- Stalled: the same traffic with vLLM's processes stopped (SIGSTOP: sockets
+  open, no answers). Feature lag and the in-flight requests are sampled as
+  before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from agents.coupons import discount_pct
+from agents.moments import STORE_ENTRY, moment_id, offer_id
+from agents.rules import cached_rules, in_holdout
+from models.client import chat_body
+from models.context import select_context
+from models.prompts import prompt_for, variant_for
+from models.server import ensure_model, start_llm_server
+from streams.admin import create_topics
+from streams.broker import start_broker
+from streams.process import ManagedProcess, free_port
+from streams.producer import EventProducer
+from streams.reference import current_reference
+from streams.settings import Settings
+from streams.topics import internal_name
+
+ROOT = Path(__file__).resolve().parents[1]
+BURST = 16
+ROUNDS = 3
+BACKGROUND_RATE = 1000
+BACKGROUND_USERS = 5000
+PHASE_S = 60.0
+STALL_S = 30.0
+PING_EVERY_S = 2.0
+NAMES = ["Ana", "Ben", "Chloe", "Dmitri", "Esra", "Farid", "Grace", "Hugo", "Ines", "Jonas",
+         "Kemal", "Lena", "Mona", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sami",
+         "Tara"]  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q% of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * q // 100) - 1))]
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    pattern = rf"^{re.escape(name + labels)} ([0-9.e+-]+)$"
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+class Session:
+    """The bench's side of one stack: producer, consumers, metrics, shoppers."""
+
+    def __init__(self, settings: Settings, web: int, server: ManagedProcess) -> None:
+        self.settings = settings
+        self.server = server
+        self.metrics_url = f"http://127.0.0.1:{web}/metrics"
+        self.http = httpx.AsyncClient(timeout=10)
+        self.producer = EventProducer(settings)
+        self.reference = current_reference(settings.reference_dir)
+        self.rules = cached_rules(settings.rules_file)
+        self.stores = sorted(self.reference.stores.values(), key=lambda s: s.id)
+        self.rng = random.Random(5)
+        self.sent = 0  # valid, distinct events produced
+        self.offers: dict[str, tuple[float, dict[str, Any]]] = {}  # id: (consumed at ms, offer)
+        self.moments: dict[str, dict[str, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self) -> dict[str, float]:
+        await self.producer.start()
+        self._tasks = [
+            asyncio.create_task(self._consume(self.settings.topics.offers, self._offer)),
+            asyncio.create_task(
+                self._consume(internal_name(self.settings, "moments"), self._moment)
+            ),
+        ]
+        try:
+            figures: dict[str, float] = {}
+            await self.direct(await self.burst("warm", 2))  # code paths warm
+            rounds = []
+            for n in range(ROUNDS):
+                await self.reset_prefix_cache()
+                moments = await self.burst(f"burst{n}", BURST)
+                kairos_s = self._last_offer(moments) - self._burst_started
+                await self.reset_prefix_cache()
+                direct_s = await self.direct(moments)
+                rounds.append((len(moments) / kairos_s, len(moments) / direct_s))
+                print(f"  burst {n + 1}: {rounds[-1][0]:.2f} generations/s through kairos, "
+                      f"{rounds[-1][1]:.2f}/s direct")  # fmt: skip
+            figures["llm_batching_ratio"] = round(statistics.median(k / d for k, d in rounds), 3)
+            figures["llm_generations_per_s_kairos"] = statistics.median(k for k, _ in rounds)
+            figures["llm_generations_per_s_direct"] = statistics.median(d for _, d in rounds)
+            figures.update((await self.traffic("baseline", STALL_S, pings=False))[0])
+            lags, pinged = await self.traffic("llm_busy", PHASE_S, pings=True)
+            figures.update(lags)
+            figures.update(await self.latencies(pinged))
+            figures.update((await self.traffic("llm_stalled", STALL_S, pings=True,
+                                               stalled=True))[0])  # fmt: skip
+            return figures
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.producer.stop()
+            await self.http.aclose()
+
+    # -- traffic -----------------------------------------------------------
+
+    def shoppers(self, tag: str, count: int) -> list[tuple[str, Any]]:
+        """``count`` people outside the store-entry holdout, each with a store."""
+        pct = self.rules.holdout_pct(STORE_ENTRY)
+        out: list[tuple[str, Any]] = []
+        n = 0
+        while len(out) < count:
+            user = f"{tag}-{n}"
+            n += 1
+            if not in_holdout(user, STORE_ENTRY, pct):
+                out.append((user, self.stores[len(out) % len(self.stores)]))
+        return out
+
+    async def send(self, source: str, event: dict[str, Any]) -> None:
+        await self.producer.send_raw(source, orjson.dumps(event), event["userId"])
+        self.sent += 1
+
+    async def preload(self, shoppers: list[tuple[str, Any]]) -> None:
+        """A name, a tier and a recent view of a product the store sells."""
+        now = int(time.time() * 1000)
+        products = sorted(self.reference.products.values(), key=lambda p: p.id)
+        for n, (user, store) in enumerate(shoppers):
+            sold = [p for p in products if p.category in store.categories] or products
+            traits = {"name": NAMES[n % len(NAMES)],
+                      "loyalty_tier": self.rng.choice(["gold", "silver"])}  # fmt: skip
+            await self.send("clickstream", {
+                "type": "identify", "userId": user, "messageId": f"id-{user}",
+                "timestamp": now - 600_000, "traits": traits,
+            })  # fmt: skip
+            await self.send("clickstream", {
+                "type": "track", "event": "Product Viewed", "userId": user,
+                "messageId": f"view-{user}", "timestamp": now - 300_000,
+                "properties": {"product_id": self.rng.choice(sold).id},
+            })  # fmt: skip
+        await self.producer.flush()
+        await self.settled()
+
+    async def ping(self, user: str, store: Any) -> str:
+        """The shopper walks in; the id of the moment that follows."""
+        await self.send("location", {
+            "type": "location", "userId": user, "lat": store.lat + 0.0001, "lon": store.lon,
+            "accuracy_m": 8, "messageId": f"ping-{user}", "timestamp": int(time.time() * 1000),
+        })  # fmt: skip
+        return moment_id(STORE_ENTRY, user, store.id, f"ping-{user}")
+
+    async def background(self, seconds: float) -> None:
+        """Product views and pages from people who never walk into a store."""
+        products = sorted(self.reference.products)
+        started = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            for _ in range(int(elapsed * BACKGROUND_RATE) - sent):
+                user = f"bg-{self.rng.randrange(BACKGROUND_USERS)}"
+                ts = int(time.time() * 1000)
+                if self.rng.random() < 0.7:
+                    event = {"type": "track", "event": "Product Viewed", "userId": user,
+                             "properties": {"product_id": self.rng.choice(products)}}  # fmt: skip
+                else:
+                    event = {"type": "page", "name": "/catalog", "userId": user}
+                await self.send("clickstream", {**event, "timestamp": ts,
+                                                "messageId": uuid.uuid4().hex})  # fmt: skip
+                sent += 1
+            await asyncio.sleep(0.005)
+
+    # -- measurements ------------------------------------------------------
+
+    async def burst(self, tag: str, count: int) -> list[dict[str, Any]]:
+        """``count`` store entries at once; the moments, once every offer is out."""
+        shoppers = self.shoppers(tag, count)
+        await self.preload(shoppers)
+        self._burst_started = time.time()
+        ids = [await self.ping(user, store) for user, store in shoppers]
+        await self.producer.flush()
+        await self.until(lambda: all(offer_id(m) in self.offers for m in ids), 900, "offers")
+        await self.until(lambda: all(m in self.moments for m in ids), 30, "moments")
+        return [self.moments[m] for m in ids]
+
+    def _last_offer(self, moments: list[dict[str, Any]]) -> float:
+        return max(self.offers[offer_id(m["id"])][0] for m in moments) / 1000
+
+    async def direct(self, moments: list[dict[str, Any]]) -> float:
+        """Seconds for a plain client to get the same completions at the same concurrency."""
+        s = self.settings
+        slots = asyncio.Semaphore(s.llm_max_in_flight)
+        limits = httpx.Limits(max_connections=s.llm_max_in_flight)
+        bodies = []
+        for moment in moments:
+            context = select_context(
+                moment["profile"], moment, self.reference,
+                recent_interest_ms=self.rules.rules.store_entry.recent_interest_ms,
+                budget_tokens=s.llm_context_tokens,
+            )  # fmt: skip
+            if list(context.used) != self.offers[offer_id(moment["id"])][1]["context_used"]:
+                raise SystemExit("the direct client's context differs from the offer's")
+            pct = discount_pct(context.loyalty_tier)
+            prompt = prompt_for(
+                moment["type"], context, pct, variant_for(moment["user"], moment["type"])
+            )
+            bodies.append(chat_body(s.llm_model, prompt.messages, s.llm_max_tokens,
+                                    s.llm_temperature, prompt.schema))  # fmt: skip
+
+        async with httpx.AsyncClient(base_url=s.llm_base_url, timeout=600, limits=limits) as client:
+
+            async def one(body: dict[str, Any]) -> None:
+                async with slots:
+                    response = await client.post("/chat/completions", json=body)
+                    response.raise_for_status()
+
+            started = time.monotonic()
+            await asyncio.gather(*(one(body) for body in bodies))
+            return time.monotonic() - started
+
+    async def traffic(
+        self, tag: str, seconds: float, *, pings: bool, stalled: bool = False
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Background traffic for ``seconds``, with a store entry every PING_EVERY_S
+        if ``pings``; vLLM stopped throughout if ``stalled``. Feature-lag figures,
+        and when each moment's ping was sent."""
+        shoppers = self.shoppers(tag, int(seconds / PING_EVERY_S)) if pings else []
+        await self.preload(shoppers)
+        sent_before, applied_before = self.sent, await self.applied()
+        pinged: dict[str, float] = {}
+        lags: list[float] = []
+        in_flight: list[float] = []
+        if stalled:
+            self.server.pause()
+
+        async def enter() -> None:
+            for user, store in shoppers:
+                pinged[await self.ping(user, store)] = time.time() * 1000
+                await asyncio.sleep(PING_EVERY_S)
+
+        async def watch() -> None:
+            while True:
+                text = (await self.http.get(self.metrics_url)).text
+                applied = sample(text, "kairos_state_updates_total") - applied_before
+                lags.append((self.sent - sent_before) - applied)
+                in_flight.append(sample(text, "kairos_llm_in_flight"))
+                await asyncio.sleep(0.1)
+
+        watcher = asyncio.create_task(watch())
+        started = time.monotonic()
+        try:
+            await asyncio.gather(self.background(seconds), enter())
+            rate = (self.sent - sent_before) / (time.monotonic() - started)
+            await self.settled()
+        finally:
+            watcher.cancel()
+            if stalled:
+                self.server.resume()
+        figures = {
+            f"feature_lag_p99_events_{tag}": percentile(lags, 99),
+            f"feature_lag_max_events_{tag}": max(lags),
+            f"llm_in_flight_max_{tag}": max(in_flight),
+            f"background_events_per_s_{tag}": round(rate),
+        }
+        print(f"  {tag}: {rate:.0f} events/s, feature lag p99 {percentile(lags, 99):g} "
+              f"events (max {max(lags):g}), LLM requests in flight at most "
+              f"{max(in_flight):g}")  # fmt: skip
+        return figures, pinged
+
+    async def latencies(self, pinged: dict[str, float]) -> dict[str, float]:
+        """End-to-end and added latency of the offers for ``pinged`` moments."""
+        await self.until(lambda: all(offer_id(m) in self.offers for m in pinged), 300, "offers")
+        e2e, no_llm, added = [], [], []
+        for m, sent in pinged.items():
+            consumed, offer = self.offers[offer_id(m)]
+            t = offer["timings"]
+            if t["llm_ms"] is None:
+                raise SystemExit(f"offer {offer['offer_id']} fell back: {offer['fallback_reason']}")
+            llm = t["llm_ms"] + t["llm_wait_ms"]  # the request, and the wait for a slot
+            e2e.append(consumed - sent)
+            no_llm.append(consumed - sent - llm)
+            added.append(consumed - t["moment_at"] - llm)
+        figures = {"e2e_offers_measured": len(pinged)}
+        for key, values in (("e2e_{}_ms_llm", e2e), ("e2e_{}_ms_no_llm", no_llm),
+                            ("added_latency_{}_ms", added)):  # fmt: skip
+            figures[key.format("p50")] = round(percentile(values, 50), 1)
+            figures[key.format("p99")] = round(percentile(values, 99), 1)
+        return figures
+
+    # -- plumbing ----------------------------------------------------------
+
+    async def reset_prefix_cache(self) -> None:
+        """Neither side of a comparison may reuse the other's prompts from vLLM's cache."""
+        url = self.settings.llm_base_url.removesuffix("/v1") + "/reset_prefix_cache"
+        (await self.http.post(url)).raise_for_status()
+
+    async def applied(self) -> float:
+        text = (await self.http.get(self.metrics_url)).text
+        return sample(text, "kairos_state_updates_total")
+
+    async def settled(self, seconds: float = 120) -> None:
+        """Until every event produced so far is in state."""
+        deadline = time.monotonic() + seconds
+        while await self.applied() < self.sent:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the worker applied {await self.applied():.0f} of {self.sent} events"
+                )
+            await asyncio.sleep(0.05)
+
+    async def until(self, done: Any, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the bench's {what} did not arrive within {seconds:g} s")
+            await asyncio.sleep(0.01)
+
+    async def _consume(self, topic: str, handle: Any) -> None:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            group_id=None,
+            fetch_max_wait_ms=500,  # the broker answers as soon as a record lands
+        )
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100)
+                now = time.time() * 1000
+                for records in batch.values():
+                    for record in records:
+                        handle(now, orjson.loads(record.value))
+        finally:
+            await consumer.stop()
+
+    def _offer(self, consumed: float, offer: dict[str, Any]) -> None:
+        self.offers.setdefault(offer["offer_id"], (consumed, offer))
+
+    def _moment(self, _consumed: float, moment: dict[str, Any]) -> None:
+        self.moments.setdefault(moment["id"], moment)
+
+
+async def measure(settings: Settings, web: int, server: ManagedProcess) -> dict[str, float]:
+    return await Session(settings, web, server).run()  # aiokafka wants a running loop
+
+
+def llm(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
+    """Start vLLM, the broker and a worker on ``stack`` and measure."""
+    workdir, settings, env = stack
+    folder = ensure_model(Settings(data_dir=ROOT / ".kairos"), workdir / "convert.log")
+    settings = settings.model_copy(update={"llm_port": free_port()})
+    web = settings.web_port
+    with contextlib.ExitStack() as running:
+        running.callback(shutil.rmtree, workdir, ignore_errors=True)
+        # vLLM on the last core; kairos, the broker and the bench on the
+        # others: in production the model has GPU machines of its own.
+        cores = sorted(os.sched_getaffinity(0))
+        running.callback(os.sched_setaffinity, 0, cores)
+        os.sched_setaffinity(0, cores[-1:])
+        os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # for /reset_prefix_cache
+        try:
+            server = start_llm_server(settings, folder, workdir / "vllm.log")
+        finally:
+            os.sched_setaffinity(0, cores[:-1] or cores)
+            del os.environ["VLLM_SERVER_DEV_MODE"]
+        running.callback(server.stop)
+        broker = start_broker(settings.broker_port, workdir / "broker.log")
+        running.callback(broker.stop)
+        asyncio.run(create_topics(settings))
+        argv = [sys.executable, "-m", "streams.cli", "worker"]
+        worker_env = {**env, "KAIROS_LLM_URL": settings.llm_base_url}
+        worker = ManagedProcess("worker", argv, workdir / "worker.log", env=worker_env)
+        worker.start()
+        running.callback(worker.stop)
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{web}/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        worker.wait_ready(ready, timeout=120)
+        figures = asyncio.run(measure(settings, web, server))
+    figures["llm_burst_moments"] = BURST
+    figures["llm_max_in_flight"] = settings.llm_max_in_flight
+    return figures
+
+
+if __name__ == "__main__":
+    from bench.run import stack_settings
+
+    for key, value in llm(stack_settings()).items():
+        print(f"  {key:40} {value:g}")
