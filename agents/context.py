@@ -446,6 +446,7 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
             joined["moment"], joined["variant"] or "", joined["group"], joined["outcome"]
         ).inc()
         sends.append(await topics.outcomes.send(key=joined["user"].encode(), value=dumps(joined)))
+        metrics.events_out.labels("outcomes", joined["outcome"]).inc()
     for reason, count in fold.unattributed.items():
         metrics.unattributed.labels(reason).inc(count)
     detected = now_ms()
@@ -461,4 +462,5 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
                 max(0, detected - event["ts"]) / 1000
             )
         sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
+        metrics.events_out.labels("moments", moment["type"]).inc()
     return asyncio.gather(*sends)

@@ -88,6 +88,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
     )
     pct = discount_pct(context.loyalty_tier)
     prompt = prompt_for(moment["type"], context, pct, variant_for(moment["user"], moment["type"]))
+    metrics.stage_latency.labels("prompt").observe((now_ms() - started) / 1000)
     source, reason, model, llm_ms, wait_ms = "model", None, client.model, None, None
     try:
         completion = await client.chat(
@@ -149,6 +150,11 @@ async def deliver(client: LLMClient, message: Any) -> None:
         )
         return
     await (await topics.offers.send(key=message.key, value=dumps(offer)))
+    delivered = now_ms()
+    metrics.stage_latency.labels("delivery").observe(
+        max(0, delivered - offer["timings"]["emitted_at"]) / 1000
+    )
+    metrics.events_out.labels("offers", offer["moment"]["type"]).inc()
 
 
 def llm_client() -> LLMClient:

@@ -161,6 +161,9 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Faust's terminal spinner turns logging up to DEBUG at levels above INFO,
     # which cost ~14% of the worker's CPU; a worker's output is a log anyway.
     worker.spinner = None
+    # httpx logs every request at INFO: one line per LLM call is noise; the
+    # metrics count them, and failures are logged by the offers agent.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Everything imported so far lives as long as the process: keep it out of
     # the collector's scans, and collect young objects less often (the hot
     # path allocates many short-lived dicts). Measured: fold cost halved.

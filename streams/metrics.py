@@ -26,6 +26,14 @@ class Metrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.events_out = Counter(
+            "kairos_events_out_total",
+            "Records kairos wrote for others to read, by topic role (moments, offers, "
+            "outcomes) and kind (moment type, or outcome). Dead letters: "
+            "kairos_dead_letters_total.",
+            ["topic", "kind"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "kairos_dead_letters_total",
             "Records sent to the dead-letter topic, by stage and reason code.",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.scenario import ALICE, OMAR, check_dead_letters, check_offer_record, run_visit
+from tests.support.dashboards import VLLM_METRIC, queried_metrics
 from tests.support.stack import settings_for_test
 
 pytestmark = [pytest.mark.broker, pytest.mark.llm]
@@ -48,3 +50,12 @@ def test_smollm2_writes_the_offer(
     assert "Omar" in offer["headline"] + offer["message"]
     assert offer["fallback_reason"] is None
     assert offer["timings"]["generation_ms"] > 0
+
+
+def test_vllm_serves_the_metrics_the_dashboard_queries(tiny_llm: tuple[str, str]) -> None:
+    url, _model = tiny_llm
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+    wanted = queried_metrics(VLLM_METRIC)
+    assert wanted, "the dashboard shows vLLM's own metrics"
+    served = {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert wanted <= served, f"not served by vLLM: {sorted(wanted - served)}"

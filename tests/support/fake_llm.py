@@ -51,9 +51,11 @@ def prompt_text(request: dict[str, Any]) -> str:
 class FakeLLM:
     """``with FakeLLM(script) as llm:`` serves on ``llm.url`` until the block ends."""
 
-    def __init__(self, script: Callable[[dict[str, Any]], Answer] = lambda _: OK) -> None:
+    def __init__(
+        self, script: Callable[[dict[str, Any]], Answer] = lambda _: OK, port: int | None = None
+    ) -> None:
         self.script = script
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.model = "fake-llm"
         self.requests: list[dict[str, Any]] = []
