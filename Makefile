@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 PIP := pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test check lint typecheck bench clean env
+.PHONY: demo test check lint typecheck bench fuzz clean env
 
 env: $(STAMP) $(LLM_STAMP)
 
@@ -54,6 +54,11 @@ check: lint typecheck test
 
 bench: env
 	$(VENV)/bin/python -m bench.run
+
+# Coverage-guided fuzzing of the event decoder (atheris); FUZZ_SECONDS long.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(VENV)/bin/python tests/fuzz/fuzz_decoder.py -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) $(LLM_VENV) .tools .kairos .pytest_cache .mypy_cache .ruff_cache
