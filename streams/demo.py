@@ -5,12 +5,20 @@ the topics, runs a worker, drives a synthetic population for ``--duration``
 seconds, prints each offer as it lands on kairos.offers, waits for the
 moments still being written, and closes with a summary. Every process it
 started is stopped on the way out, Ctrl-C included.
+
+Then it closes the loop as a notification service and the shoppers would:
+feedback for each offer (delivered, some opened, some of those redeemed,
+by seeded chance) and orders, from those who redeemed and from a few of the
+people the holdout kept back, and prints `kairos report`'s table. The
+feedback and orders are simulated; the attribution and the report are the
+real ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import shutil
 import sys
 import time
@@ -26,7 +34,7 @@ from streams.admin import BrokerUnavailable, create_topics
 from streams.codecs import loads, now_ms
 from streams.console import Progress, say
 from streams.process import ManagedProcess, ProcessFailed
-from streams.producer import replay
+from streams.producer import EventProducer, replay
 from streams.reference import load_reference
 from streams.settings import Settings
 from streams.synthetic import plan
@@ -52,6 +60,8 @@ class Tally:
     offers: list[dict[str, Any]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    held_out: list[str] = field(default_factory=list)  # people the holdout kept back
+    report: str = ""
 
 
 def run(settings: Settings, options: DemoOptions) -> int:
@@ -168,6 +178,7 @@ async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None
             f"for {crowd.duration:g} s")  # fmt: skip
         await _produce(settings, options, tally)
         await _wait_for_offers(tally, settings)
+        await _close_the_loop(settings, options, tally)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -206,9 +217,12 @@ async def _watch(
     async for record in consumer:
         if record.topic == moments_topic:
             tally.moments += 1
-            reason = loads(record.value).get("suppressed")
+            moment = loads(record.value)
+            reason = moment.get("suppressed")
             if reason:
                 tally.held_back[reason] += 1
+            if reason == "holdout":
+                tally.held_out.append(moment["user"])
         elif record.topic == settings.topics.dlq:
             tally.dead_letters += 1
         else:
@@ -223,6 +237,51 @@ async def _watch(
                 out.write(record.value.decode() + "\n")
                 out.flush()
         tally.changed.set()
+
+
+# The simulated notification service and shoppers.
+DELIVERED, OPENED, REDEEMED, HOLDOUT_ORDERS = 0.97, 0.5, 0.35, 0.08
+
+
+async def _close_the_loop(settings: Settings, options: DemoOptions, tally: Tally) -> None:
+    """Feedback and orders for what was offered and held out; then the report."""
+    from streams.report import report, table
+
+    rng = random.Random(options.population.seed)
+    events: list[tuple[str, dict[str, Any]]] = []
+    for offer in tally.offers:
+        user, oid = offer["user"], offer["offer_id"]
+        if rng.random() > DELIVERED:
+            continue
+        actions = ["delivered"]
+        if rng.random() < OPENED:
+            actions.append("opened")
+            if rng.random() < REDEEMED:
+                actions.append("redeemed")
+        for action in actions:
+            feedback = {"type": "feedback", "userId": user, "offer_id": oid, "action": action}
+            events.append(("feedback", {**feedback, "messageId": f"{oid}-{action}"}))
+        if "redeemed" in actions:
+            events.append(("crm", _order(user, oid)))
+    for user in tally.held_out:
+        if rng.random() < HOLDOUT_ORDERS:
+            events.append(("crm", _order(user, f"holdout-{user}")))
+    say(f"\nclosing the loop (simulated): {len(events)} feedback events and orders")
+    producer = EventProducer(settings)
+    await producer.start()
+    try:
+        for source, event in events:
+            await producer.send(source, event)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await asyncio.sleep(3.0)  # for the worker to join them
+    tally.report = table(await report(settings))
+
+
+def _order(user: str, ref: str) -> dict[str, Any]:
+    return {"type": "order", "userId": user, "order_id": f"order-{ref}", "total": 60.0,
+            "messageId": f"order-{ref}"}  # fmt: skip
 
 
 def _occasion(offer: dict[str, Any]) -> str:
@@ -282,3 +341,6 @@ def _summary(tally: Tally) -> None:
     for stage in STAGES:
         values = [row[stage] for row in rows]
         say(f"  {stage:18}{percentile(values, 0.5):>8}{percentile(values, 0.99):>8}")
+    if tally.report:
+        say("\noffers that work? (kairos report)")
+        say(tally.report)
