@@ -166,11 +166,35 @@ def stack_settings() -> tuple[Path, Settings, dict[str, str]]:
     return workdir, Settings(broker_port=port, web_port=web, data_dir=workdir), env
 
 
-def ingest(events: int, users: int) -> dict[str, float]:
-    """Drain a backlog of ``events`` through one worker; events/s once it is flowing."""
+POISON = (
+    b"",
+    b"\xff\xfe not utf-8",
+    b'{"type": "track", "userId": "u1", ',
+    b'{"type": "track", "userId": "u1", "properties": {}}',
+    b'{"type": "teleport", "userId": "u1"}',
+    b'{"type": "page", "userId": "u1", "timestamp": "yesterday"}',
+    b"[1, 2, 3]",
+)
+
+
+def flooded(items: list[tuple[str, dict[str, Any] | bytes]]) -> list[tuple[str, Any]]:
+    """``items`` with a poison record (of seven kinds, in turn) after each one."""
+    out: list[tuple[str, Any]] = []
+    for n, item in enumerate(items):
+        out += [item, ("clickstream", POISON[n % len(POISON)])]
+    return out
+
+
+def ingest(events: int, users: int, flood: bool = False) -> dict[str, float]:
+    """Drain a backlog of ``events`` through one worker; events/s once it is flowing.
+
+    With ``flood``, a poison record follows every event: figures are keyed
+    ``poison_flood_*``."""
     workdir, settings, env = stack_settings()
     web = settings.web_port
     items = workload(events, users)
+    if flood:
+        items = flooded(items)
     invalid = sum(1 for _, event in items if isinstance(event, bytes))
     duplicates = len(items) - invalid - len({id(e) for _, e in items if isinstance(e, dict)})
     expected = len(items) - invalid - duplicates
@@ -207,8 +231,14 @@ def ingest(events: int, users: int) -> dict[str, float]:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = now - first[0]
+    rate = round((done - first[1]) / elapsed) if elapsed > 0 else 0
+    if flood:
+        dead = sum(float(v) for v in re.findall(r"^kairos_dead_letters_total\{.*\} (\S+)$",
+                                                 text, re.M))  # fmt: skip
+        return {"poison_flood_good_events_per_s": rate, "poison_flood_dead_letters": dead,
+                "poison_flood_records": len(items)}  # fmt: skip
     return {
-        "ingest_events_per_s": round((done - first[1]) / elapsed) if elapsed > 0 else 0,
+        "ingest_events_per_s": rate,
         "ingest_state_writes_per_event": round(writes / done, 3),
         "ingest_duplicates_dropped": dropped,
         "producer_events_per_s": round(len(items) / produce_s),
@@ -391,6 +421,13 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - `ingest_duplicates_dropped`: events dropped as already applied (the 1% of
   retries).
 - `producer_events_per_s`: one aiokafka producer writing the backlog.
+- `poison_flood_good_events_per_s`: the same backlog with a poison record
+  after every event (empty, not UTF-8, cut-off JSON, a track without an
+  event name, an unknown type, a bad timestamp, not an object: as many poison
+  records as events). Good events applied per second, clocked as
+  `ingest_events_per_s`; compare the two. `poison_flood_dead_letters`: dead
+  letters counted, which must equal the poison records plus the workload's
+  own 1% invalid ones; `poison_flood_records`: records in the backlog.
 - `state_update_us_per_event`: CPU microseconds per applied event of the
   context fold alone, in one process without a broker: read the person's
   profile (orjson), dedupe, identity, tiles, moment rules, encode it again
@@ -460,6 +497,8 @@ def main() -> int:
         runs.append(ingest(EVENTS, USERS))
         print(f"  ingest_events_per_s {runs[-1]['ingest_events_per_s']:g}")
     figures = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    print(f"poison flood: {EVENTS:,} events, each followed by a poison record...")
+    figures.update(ingest(EVENTS, USERS, flood=True))
     print(f"state: {RESTART_USERS:,} people in one worker, then a clean restart...")
     figures.update(restart(RESTART_USERS))
     figures.update(state_cost(EVENTS, USERS))

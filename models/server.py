@@ -92,7 +92,6 @@ def vllm_process(settings: Settings, folder: Path, log_path: Path) -> ManagedPro
         "--dtype", "float32",
         "--max-model-len", "512",
         "--enforce-eager",
-        "--disable-log-stats",
     ]  # fmt: skip
     return ManagedProcess("vLLM", argv, log_path, env=env, cwd=REPO_ROOT)
 
