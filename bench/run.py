@@ -475,7 +475,12 @@ settings, `KAIROS_LLM_MAX_IN_FLIGHT` = 4.
   moments before and after (`baseline`, `baseline_after`), and with vLLM's
   processes stopped by SIGSTOP while shoppers keep walking in
   (`llm_stalled`). `feature_lag_stalled_vs_baseline` is the stalled p99 over
-  the mean of the two baselines. Target: unchanged.
+  the mean of the two baselines. Target: unchanged. At a constant rate this
+  lag drifts up over minutes, with or without moments (compare the phases
+  in their order: `llm_busy`, `baseline`, `llm_stalled`, `baseline_after`);
+  the worker's own ingest-to-state time (`kairos_stage_seconds`) grows with
+  it, while the embedded broker's commit latency stays flat. The cause is not
+  found yet.
 - `llm_in_flight_max_*`: the most LLM requests open at once (bounded by
   `KAIROS_LLM_MAX_IN_FLIGHT`).
 """)
