@@ -167,7 +167,13 @@ def test_a_worker_waits_for_a_late_broker_and_names_one_that_never_comes(
                             env=settings_env(settings), cwd=REPO)  # fmt: skip
     worker.start()
     try:
-        time.sleep(2.0)  # attempts at 0, 0.5 and 1.5 s fail; the next is at 3.5 s
+        # Three attempts fail; the broker comes, with its topics, well within
+        # the 4 s the worker then waits.
+        deadline = time.monotonic() + 60
+        log_path = tmp_path / "worker.log"
+        while not log_path.exists() or "retrying in 4.0 s" not in log_path.read_text():
+            assert time.monotonic() < deadline, "the worker never retried"
+            time.sleep(0.05)
         broker = start_broker(port, tmp_path / "broker.log")
         try:
             asyncio.run(create_topics(settings))
@@ -180,7 +186,8 @@ def test_a_worker_waits_for_a_late_broker_and_names_one_that_never_comes(
         worker.stop()
     log = (tmp_path / "worker.log").read_text()
     assert re.search(rf"Kafka at 127.0.0.1:{port} not reachable .* retrying in 0.5 s", log)
-    assert "retrying in 1.0 s" in log
+    assert "retrying in 1.0 s" in log and "retrying in 2.0 s" in log
+    assert "retrying in 8.0 s" not in log  # it went on at the attempt after the broker came
 
     never = free_port()
     gone = settings.model_copy(update={"broker_url": f"127.0.0.1:{never}"})
