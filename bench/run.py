@@ -397,8 +397,9 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - Settings: exactly the demo's defaults (4 partitions, RocksDB store, producer
   batching on with 5 ms linger and 512 KiB batches, ingest batches of up to
   5,000 records, 20 ms fetch wait).
-- Runs: each figure is the median of {RUNS} runs; `ingest_events_per_s` ranged
-  {low:,.0f}-{high:,.0f}.
+- Runs: the `ingest_*`, `producer_*` and `worker_*` figures are the median of
+  {RUNS} runs (`ingest_events_per_s` ranged {low:,.0f}-{high:,.0f}); every other
+  figure is from one run.
 
 | key | value |
 | --- | --- |
