@@ -127,7 +127,8 @@ class Session:
             figures.update(lags)
             figures.update(await self.latencies(pinged))
             # The stall between two baselines without store entries: at a
-            # constant rate the feature path's lag drifts up over minutes
+            # constant rate the feature path's lag drifts up over minutes, as
+            # the embedded broker's CPU use grows with its data
             # (docs/BENCHMARKS.md), so the stall is compared with the phases
             # on either side of it.
             figures.update((await self.traffic("baseline", STALL_S, pings=False))[0])
