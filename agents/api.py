@@ -35,7 +35,7 @@ from yarl import URL
 from agents.attribution import HOLDOUT, OFFER, remembered
 from agents.context import RULES, loader, partition_for, profiles
 from agents.features import features
-from agents.moments import opted_out
+from agents.moments import moment_of, opted_out
 from agents.profile import MAX_RECENT, Profile, recent_events
 from streams.app import app, metrics, settings
 from streams.codecs import dumps, now_ms
@@ -66,20 +66,20 @@ def features_view(profile: Profile, at: int) -> dict[str, Any]:
 
 def offers_view(profile: Profile) -> dict[str, Any]:
     outcomes = profile["outcomes"]
+    held = list(reversed(list(remembered(profile))))
     offers = [
         {"offer_id": offer, "moment": moment, "offered_at": ts, "variant": variant,
          "outcomes": outcomes.get(offer, {})}
-        for offer, moment, ts, variant, group in reversed(list(remembered(profile)))
+        for offer, moment, ts, variant, group in held
         if group == OFFER
     ]  # fmt: skip
     held_out = [
-        {"moment_id": "m-" + offer.removeprefix("o-"), "moment": moment, "at": ts,
+        {"moment_id": moment_of(offer), "moment": moment, "at": ts,
          "outcomes": outcomes.get(offer, {})}
-        for offer, moment, ts, _variant, group in reversed(list(remembered(profile)))
+        for offer, moment, ts, _variant, group in held
         if group == HOLDOUT
     ]  # fmt: skip
-    made = {offer["offer_id"] for offer in offers}
-    made.update("o-" + held["moment_id"].removeprefix("m-") for held in held_out)
+    made = {offer for offer, *_rest in held}
     return {
         "offers": offers,
         "held_out": held_out,  # moments of the rules' control groups: no offer was sent

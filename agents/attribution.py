@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from agents.profile import Profile
+from agents.moments import moment_of
+from agents.profile import MAX_OUTCOMES, Profile, bounded_put
 
 OFFER, HOLDOUT = "offer", "holdout"
 CONVERTED = "converted"
@@ -59,22 +60,22 @@ def is_order(event: dict[str, Any]) -> bool:
 
 
 def join(
-    profile: Profile, event: dict[str, Any], window_ms: int, seen_before: dict[str, int] | None
+    profile: Profile, event: dict[str, Any], window_ms: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The outcome records ``event`` adds, and why feedback was not attributed (or None).
 
-    ``seen_before`` is the feedback's offer's actions before this event was
-    applied (None if the profile had none).
+    Called before the event is applied to the profile, so feedback sees the
+    actions its offer had before it.
     """
     if event["kind"] == "feedback":
-        return _feedback(profile, event, window_ms, seen_before or {})
+        return _feedback(profile, event, window_ms)
     if is_order(event):
         return _conversions(profile, event["ts"], window_ms), None
     return [], None
 
 
 def _feedback(
-    profile: Profile, event: dict[str, Any], window_ms: int, seen_before: dict[str, int]
+    profile: Profile, event: dict[str, Any], window_ms: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     offer_id = (event.get("props") or {}).get("offer_id")
     match = next((held for held in remembered(profile) if held[0] == offer_id), None)
@@ -82,7 +83,7 @@ def _feedback(
         return [], "unknown_offer"
     if not 0 <= event["ts"] - match[2] <= window_ms:
         return [], "outside_window"
-    if event["name"] in seen_before:
+    if event["name"] in profile["outcomes"].get(match[0], {}):
         return [], None  # this action was counted when it first came
     return [_record(profile, match, event["name"], event["ts"])], None
 
@@ -92,7 +93,10 @@ def _conversions(profile: Profile, ts: int, window_ms: int) -> list[dict[str, An
     for held in remembered(profile):
         if not 0 <= ts - held[2] <= window_ms:
             continue
-        outcome = profile["outcomes"].setdefault(held[0], {})
+        outcome = profile["outcomes"].get(held[0])
+        if outcome is None:
+            outcome = {}
+            bounded_put(profile["outcomes"], held[0], outcome, MAX_OUTCOMES)
         if CONVERTED not in outcome:
             outcome[CONVERTED] = ts
             out.append(_record(profile, held, CONVERTED, ts))
@@ -104,7 +108,7 @@ def _record(
 ) -> dict[str, Any]:
     offer, moment, moment_ts, variant, group = held
     return {
-        "moment_id": "m-" + offer.removeprefix("o-"),
+        "moment_id": moment_of(offer),
         "offer_id": offer,
         "user": profile["user"],
         "moment": moment,

@@ -230,16 +230,13 @@ class Fold:
             carts, visits = event["kind"] in CART_KINDS, event["kind"] in VISIT_KINDS
             cart_before = cart_changed_at(profile) if carts else None
             visit_before = last_store_visit(profile) if visits else None
-            feedback = event["kind"] == "feedback"
-            actions = profile["outcomes"].get(event["props"].get("offer_id")) if feedback else None
-            seen_before = dict(actions) if actions else None
-            moment = update(profile, event)
-            if moment is not None:
-                self._record(profile, event, moment)
-            joined, unattributed = join(profile, event, ATTRIBUTION_MS, seen_before)
+            joined, unattributed = join(profile, event, ATTRIBUTION_MS)
             self.outcomes += joined
             if unattributed:
                 self.unattributed[unattributed] += 1
+            moment = update(profile, event)
+            if moment is not None:
+                self._record(profile, event, moment)
             if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
                 self.timers.add((cart_after + CART_IDLE_MS, CART_ABANDONED, key))
             if visits and (visit_after := last_store_visit(profile)) not in (None, visit_before):

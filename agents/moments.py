@@ -47,6 +47,11 @@ def offer_id(moment_id: str) -> str:
     return "o-" + moment_id.removeprefix("m-")
 
 
+def moment_of(offer_id: str) -> str:
+    """The id of the moment an offer (or a held-out moment's would-be offer) came from."""
+    return "m-" + offer_id.removeprefix("o-")
+
+
 def update_visit(profile: Profile, event: dict[str, Any], reference: Reference) -> None:
     """Track which store the user is in from a location ping."""
     ts = event["ts"]

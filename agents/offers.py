@@ -87,7 +87,9 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         budget_tokens=settings.llm_context_tokens,
     )
     pct = discount_pct(context.loyalty_tier)
-    prompt = prompt_for(moment["type"], context, pct, variant_for(moment["user"], moment["type"]))
+    # Moments carry their variant; ones written before they did get the same one again.
+    variant = moment.get("variant") or variant_for(moment["user"], moment["type"])
+    prompt = prompt_for(moment["type"], context, pct, variant)
     metrics.stage_latency.labels("prompt").observe((now_ms() - started) / 1000)
     source, reason, model, llm_ms, wait_ms = "model", None, client.model, None, None
     try:

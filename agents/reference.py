@@ -20,6 +20,7 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.admin import at_end
 from streams.app import app, metrics, ready_checks, settings
 from streams.codecs import loads
 from streams.deadletters import dead_letter
@@ -84,18 +85,9 @@ class ReferenceFollower(mode.Service):
             for records in batch.values():
                 for record in records:
                     await self.apply(record)
-            if not self.caught_up and await self._at_end():
+            if not self.caught_up and await at_end(self.consumer):
                 self.caught_up = True
                 log.info("reference data caught up with %s", settings.topics.reference)
-
-    async def _at_end(self) -> bool:
-        """At the high watermark of the last fetch (right on every broker)."""
-        assert self.consumer is not None
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is None or await self.consumer.position(tp) < end:
-                return False
-        return True
 
     async def apply(self, record: Any) -> None:
         try:

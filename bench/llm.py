@@ -43,7 +43,7 @@ from agents.moments import STORE_ENTRY, moment_id, offer_id
 from agents.rules import cached_rules, in_holdout
 from models.client import chat_body
 from models.context import select_context
-from models.prompts import prompt_for, variant_for
+from models.prompts import prompt_for
 from models.server import ensure_model, start_llm_server
 from streams.admin import create_topics
 from streams.broker import start_broker
@@ -73,6 +73,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
+    """One sample's value in Prometheus text (``labels`` as written there, e.g.
+    ``{kind="prompt"}``); 0 if absent."""
     pattern = rf"^{re.escape(name + labels)} ([0-9.e+-]+)$"
     match = re.search(pattern, text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
@@ -245,9 +247,7 @@ class Session:
             if list(context.used) != self.offers[offer_id(moment["id"])][1]["context_used"]:
                 raise SystemExit("the direct client's context differs from the offer's")
             pct = discount_pct(context.loyalty_tier)
-            prompt = prompt_for(
-                moment["type"], context, pct, variant_for(moment["user"], moment["type"])
-            )
+            prompt = prompt_for(moment["type"], context, pct, moment["variant"])
             bodies.append(chat_body(s.llm_model, prompt.messages, s.llm_max_tokens,
                                     s.llm_temperature, prompt.schema))  # fmt: skip
 

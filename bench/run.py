@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.llm import BURST, ROUNDS, llm
+from bench.llm import BURST, ROUNDS, llm, sample
 from streams.admin import create_topics
 from streams.broker import start_broker
 from streams.process import ManagedProcess, free_port
@@ -61,11 +61,6 @@ def machine() -> str:
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     memory = f"{mem_kb / 2**20:.0f} GiB"
     return f"{os.cpu_count()} cores, {cpu}, {memory}, Python {platform.python_version()}"
-
-
-def counter(text: str, name: str) -> float:
-    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -214,8 +209,8 @@ def ingest(events: int, users: int, flood: bool = False) -> dict[str, float]:
                 text = client.get(f"http://127.0.0.1:{web}/metrics").text
             except httpx.HTTPError:
                 text = ""
-            now, done = time.monotonic(), counter(text, "kairos_state_updates_total")
-            if first is None and counter(text, "kairos_ingest_batch_records_count") > 0:
+            now, done = time.monotonic(), sample(text, "kairos_state_updates_total")
+            if first is None and sample(text, "kairos_ingest_batch_records_count") > 0:
                 first = (now, done)  # ingest has taken its first batch: the clock starts
             if done >= expected:
                 break
@@ -224,8 +219,8 @@ def ingest(events: int, users: int, flood: bool = False) -> dict[str, float]:
             time.sleep(0.1)
         assert first is not None and worker.proc is not None
         rss = peak_rss_mib(worker.proc.pid)
-        writes = counter(text, "kairos_state_writes_total")
-        dropped = counter(text, "kairos_duplicates_total")
+        writes = sample(text, "kairos_state_writes_total")
+        dropped = sample(text, "kairos_duplicates_total")
     finally:
         worker.stop()
         broker.stop()
@@ -289,7 +284,7 @@ def restart(users: int) -> dict[str, float]:
         asyncio.run(produce_all(settings, items))  # type: ignore[arg-type]
         worker.start()
         deadline = time.monotonic() + 900
-        while counter(client.get(f"http://127.0.0.1:{web}/metrics").text if ready() else "",
+        while sample(client.get(f"http://127.0.0.1:{web}/metrics").text if ready() else "",
                       "kairos_state_updates_total") < len(items):  # fmt: skip
             if time.monotonic() > deadline:
                 raise SystemExit("the worker did not apply the restart benchmark's events")
@@ -301,7 +296,7 @@ def restart(users: int) -> dict[str, float]:
         worker.start()
         ready_s = worker.wait_ready(ready, timeout=120, interval=0.05)
         metrics = client.get(f"http://127.0.0.1:{web}/metrics").text
-        replayed = counter(metrics, "kairos_state_updates_total")
+        replayed = sample(metrics, "kairos_state_updates_total")
     finally:
         worker.stop()
         broker.stop()

@@ -1,9 +1,11 @@
-"""Topic administration: create every declared topic, check they exist."""
+"""Topic administration: create every declared topic, check they exist; and
+whether a consumer has read its topics to their end."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -107,3 +109,17 @@ async def missing_topics(settings: Settings) -> list[str]:
     finally:
         await admin.close()
     return [spec.name for spec in topic_specs(settings) if spec.name not in existing]
+
+
+async def at_end(consumer: Any) -> bool:
+    """Is ``consumer`` at the high watermark of each partition it has, as its last
+    fetch reported it? (Right on every broker, unlike ListOffsets on the
+    embedded one.) False before it has partitions or a fetch for each."""
+    partitions = consumer.assignment()
+    if not partitions:
+        return False
+    for tp in partitions:
+        end = consumer.highwater(tp)
+        if end is None or await consumer.position(tp) < end:
+            return False
+    return True

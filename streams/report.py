@@ -31,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from agents.attribution import CONVERTED, HOLDOUT, OFFER, group_of
+from streams.admin import at_end
 from streams.settings import Settings
 from streams.topics import internal_name
 
@@ -128,22 +129,10 @@ async def read_all(settings: Settings, topic: str, idle_s: float = 10.0) -> list
                         out.append(orjson.loads(record.value))
                     except orjson.JSONDecodeError:
                         continue
-            if await _at_end(consumer) or time.monotonic() - last > idle_s:
+            if await at_end(consumer) or time.monotonic() - last > idle_s:
                 return out
     finally:
         await consumer.stop()
-
-
-async def _at_end(consumer: AIOKafkaConsumer) -> bool:
-    """At each partition's high watermark, as the last fetch reported it."""
-    partitions = consumer.assignment()
-    if not partitions:
-        return False
-    for tp in partitions:
-        end = consumer.highwater(tp)
-        if end is None or await consumer.position(tp) < end:
-            return False
-    return True
 
 
 async def report(settings: Settings) -> list[Row]:
