@@ -57,6 +57,7 @@ from agents.moments import (
     update_visit,
     win_back,
 )
+from agents.offers import early
 from agents.profile import (
     PROFILE_VERSION,
     Profile,
@@ -460,4 +461,5 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
             )
         sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
         metrics.events_out.labels("moments", moment["type"]).inc()
+        early.start(moment)  # the offers agent claims it when it reads the moment
     return asyncio.gather(*sends)

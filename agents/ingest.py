@@ -8,9 +8,10 @@ is keyed by profile id (userId, else anonymousId), and the batch's events
 are sent to kairos.internal.events as one *bundle* per partition (a JSON
 array; streams/bundles.py), so the context agent, Faust's
 per-message machinery and the broker see a handful of messages per batch
-instead of one per event. Offsets are committed only once every bundle and
-dead letter of the batch is delivered (at-least-once; the context agent
-drops redelivered events by id).
+instead of one per event. A batch's offsets are committed only once every
+bundle and dead letter of it is delivered, and at most every
+``COMMIT_EVERY_S`` (at-least-once; the context agent drops redelivered
+events by id).
 
 Identity links are found here: an event that carries both anonymousId and
 userId, or an alias call, adds a ``merge`` event to the bundle of the
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # Batches whose output may be in flight before the oldest is committed.
 MAX_PENDING = 4
+# How often the offsets of batches whose output landed are committed.
+COMMIT_EVERY_S = 0.5
 LINKS_REMEMBERED = 100_000
 
 
@@ -128,6 +131,8 @@ class Ingest(mode.Service):
         )  # fmt: skip
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: deque[tuple[list[Any], dict[TopicPartition, int]]] = deque()
+        self.landed: dict[TopicPartition, int] = {}  # output delivered, not yet committed
+        self.committed_at = 0.0
         self.lock = asyncio.Lock()
         self.assigned = False
         ready_checks.append(lambda: self.assigned)
@@ -206,15 +211,29 @@ class Ingest(mode.Service):
         metrics.ingest_batches.observe(sum(routed.counts.values()) + len(routed.dead))
         return deliveries, routed.offsets
 
-    async def commit_done(self, keep: int) -> None:
-        """Commit batches whose output landed, oldest first; wait if more than ``keep``."""
+    async def commit_done(self, keep: int, every_s: float = COMMIT_EVERY_S) -> None:
+        """Take batches whose output landed, oldest first, waiting while more
+        than ``keep`` are in flight; commit their offsets once ``every_s`` has
+        passed since the last commit.
+
+        A commit is a round trip to the broker, and this loop is the one that
+        fetches: committing after every batch put that round trip on every
+        event's path. Offsets taken but not yet committed are at most
+        ``every_s`` of records, read again after a crash and dropped by the
+        context agent as duplicates.
+        """
         while self.pending:
             futures, offsets = self.pending[0]
             if len(self.pending) <= keep and not all(f.done() for f in futures):
-                return
+                break
             await asyncio.gather(*futures)
             self.pending.popleft()
+            self.landed.update(offsets)
+        now = asyncio.get_running_loop().time()
+        if self.landed and now - self.committed_at >= every_s:
             assert self.consumer is not None
+            offsets, self.landed = self.landed, {}
+            self.committed_at = now
             try:
                 await self.consumer.commit(offsets)
             except CommitFailedError as exc:
@@ -223,7 +242,7 @@ class Ingest(mode.Service):
                 log.warning("ingest: offsets not committed, the group rebalanced: %s", exc)
 
     async def drain(self) -> None:
-        await self.commit_done(keep=0)
+        await self.commit_done(keep=0, every_s=0)
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -1,11 +1,19 @@
 """Offers: for each moment, a message written by the LLM, checked, delivered.
 
-Generation runs off the feature path: the context agent only writes moments
-to a topic, and this agent keeps up to ``llm_max_in_flight`` generations
-open at once (so vLLM batches them) while moments keep arriving. A moment is
-acked only when its offer has landed on kairos.offers; a worker restart
-replays unacked moments, and the deterministic offer id lets consumers
-drop the duplicates.
+Generation runs off the feature path: the context agent writes moments to a
+topic, and this agent keeps up to ``llm_max_in_flight`` generations open at
+once (so vLLM batches them) while moments keep arriving. A moment is acked
+only when its offer has landed on kairos.offers; a worker restart replays
+unacked moments, and the deterministic offer id lets consumers drop the
+duplicates.
+
+A moment need not wait for its trip through the topic: the context agent
+hands it to :data:`early` as it writes it, and the generation starts at
+once, in this process. When the agent reads that moment from the topic it
+waits for the generation already running instead of starting another, and
+acks the moment once the offer has landed, as before. The topic stays the
+record, and what a restart replays; the hand-off only takes a produce, a
+fetch and a pass through Faust's consumer off each offer's path.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import Any
+
+from faust.types import TP
 
 from agents.coupons import coupon_code, discount_pct
 from agents.moments import offer_id
@@ -27,6 +37,7 @@ from streams.acks import process_in_order
 from streams.app import app, metrics, settings
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
+from streams.keys import Partitioner
 from streams.reference import current_reference
 from streams.settings import Settings
 
@@ -137,26 +148,108 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
     )
 
 
+class GenerationFailed(Exception):
+    """Writing an offer failed (a bug); the moment goes to the dead letters."""
+
+
+async def generate(client: LLMClient, moment: dict[str, Any]) -> None:
+    """Write the moment's offer and deliver it to kairos.offers.
+
+    A failed send propagates (the worker must restart); anything else that
+    fails is a bug, raised as :class:`GenerationFailed`.
+    """
+    try:
+        offer = await write_offer(client, moment)
+    except Exception as exc:
+        log.exception("offer failed for moment %s", moment.get("id"))
+        raise GenerationFailed(repr(exc)) from exc
+    await (await topics.offers.send(key=moment["user"].encode(), value=dumps(offer)))
+    delivered = now_ms()
+    metrics.stage_latency.labels("delivery").observe(
+        max(0, delivered - offer["timings"]["emitted_at"]) / 1000
+    )
+    metrics.events_out.labels("offers", offer["moment"]["type"]).inc()
+
+
+class EarlyStarts:
+    """Generations started as their moments are detected, by moment id.
+
+    Only moments whose partition of kairos.moments this worker owns start
+    early (the agent that will read them is this process's), and at most
+    ``limit`` wait to be claimed, so a stalled model cannot pile them up:
+    beyond that a moment waits for the agent, as it would without them.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.client: LLMClient | None = None  # set while the agent runs
+        self._partition_for = Partitioner(settings.partitions)
+        self._started: dict[str, tuple[asyncio.Future[None], TP]] = {}
+
+    def __len__(self) -> int:
+        return len(self._started)
+
+    def start(self, moment: dict[str, Any]) -> bool:
+        """Start the offer for ``moment`` (just detected) now, if this worker may."""
+        if self.client is None or moment.get("suppressed"):
+            return False
+        owned = app.assignor.assigned_actives()
+        tp = TP(topics.moments.get_topic_name(), self._partition_for(moment["user"]))
+        if tp not in owned:
+            return False
+        if len(self._started) >= self.limit:
+            self.forget(keep=owned)
+            if len(self._started) >= self.limit:
+                return False
+        self._started[moment["id"]] = (asyncio.ensure_future(generate(self.client, moment)), tp)
+        return True
+
+    def claim(self, moment_id: str) -> asyncio.Future[None] | None:
+        """The generation started for ``moment_id``, now the caller's to wait for."""
+        started = self._started.pop(moment_id, None)
+        return started[0] if started else None
+
+    def forget(self, keep: Any = ()) -> None:
+        """Drop what no agent here will claim: moments of partitions not in ``keep``.
+
+        A generation still running carries on and delivers; the partition's
+        new owner writes the same offer again, which consumers drop by id.
+        """
+        for moment_id, (future, tp) in list(self._started.items()):
+            if tp not in keep:
+                del self._started[moment_id]
+                future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # logged where it was raised
+
+
+early = EarlyStarts(limit=2 * settings.llm_max_in_flight)
+
+
 async def deliver(client: LLMClient, message: Any) -> None:
     try:
         moment = loads(message.value)
-        if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
-            return
-        offer = await write_offer(client, moment)
     except Exception as exc:  # a bug must not lose the moment
-        log.exception("offer failed for moment at %s/%s", message.topic, message.offset)
+        log.exception("unreadable moment at %s/%s", message.topic, message.offset)
         await (
             await dead_letter(
                 message, code="internal_error", reason=f"offer failed: {exc!r}", stage="offers"
             )
         )
         return
-    await (await topics.offers.send(key=message.key, value=dumps(offer)))
-    delivered = now_ms()
-    metrics.stage_latency.labels("delivery").observe(
-        max(0, delivered - offer["timings"]["emitted_at"]) / 1000
-    )
-    metrics.events_out.labels("offers", offer["moment"]["type"]).inc()
+    if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
+        return
+    try:
+        await (early.claim(moment["id"]) or generate(client, moment))
+    except GenerationFailed as exc:
+        await (
+            await dead_letter(
+                message, code="internal_error", reason=f"offer failed: {exc}", stage="offers"
+            )
+        )
 
 
 def llm_client() -> LLMClient:
@@ -181,9 +274,12 @@ async def offers(stream: Any) -> None:
     async def handle(event: Any) -> Awaitable[Any]:
         return asyncio.ensure_future(deliver(client, event.message))
 
+    early.client = client
     try:
         await process_in_order(
             stream, handle, window=2 * settings.llm_max_in_flight, on_failure=crash_worker
         )
     finally:
+        early.client = None
+        early.forget()
         await client.aclose()

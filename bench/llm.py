@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import random
 import re
@@ -61,6 +62,7 @@ BACKGROUND_USERS = 5000
 PHASE_S = 60.0
 STALL_S = 30.0
 PING_EVERY_S = 2.0
+STAND_IN_DELAY_S = 0.05
 NAMES = ["Ana", "Ben", "Chloe", "Dmitri", "Esra", "Farid", "Grace", "Hugo", "Ines", "Jonas",
          "Kemal", "Lena", "Mona", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sami",
          "Tara"]  # fmt: skip
@@ -80,25 +82,65 @@ def sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def background(settings: Settings, products: list[str], seconds: float, sent: Any) -> None:
+    """Product views and pages from people who never walk into a store, at
+    BACKGROUND_RATE for ``seconds``; ``sent`` (a shared counter) counts them.
+
+    Runs in a process of its own, as the producers of a real deployment do,
+    so its work does not delay the bench's clock on pings and offers."""
+
+    async def run() -> None:
+        rng = random.Random(9)
+        producer = EventProducer(settings)
+        await producer.start()
+        try:
+            started = time.monotonic()
+            count = 0
+            while (elapsed := time.monotonic() - started) < seconds:
+                for _ in range(int(elapsed * BACKGROUND_RATE) - count):
+                    user = f"bg-{rng.randrange(BACKGROUND_USERS)}"
+                    ts = int(time.time() * 1000)
+                    if rng.random() < 0.7:
+                        event = {"type": "track", "event": "Product Viewed", "userId": user,
+                                 "properties": {"product_id": rng.choice(products)}}  # fmt: skip
+                    else:
+                        event = {"type": "page", "name": "/catalog", "userId": user}
+                    event.update(timestamp=ts, messageId=uuid.uuid4().hex)
+                    await producer.send_raw("clickstream", orjson.dumps(event), user)
+                    count += 1
+                    sent.value = count
+                await asyncio.sleep(0.005)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
 class Session:
     """The bench's side of one stack: producer, consumers, metrics, shoppers."""
 
-    def __init__(self, settings: Settings, web: int, server: ManagedProcess) -> None:
+    def __init__(self, settings: Settings, web: int, server: ManagedProcess | None) -> None:
         self.settings = settings
         self.server = server
         self.metrics_url = f"http://127.0.0.1:{web}/metrics"
         self.http = httpx.AsyncClient(timeout=10)
-        self.producer = EventProducer(settings)
+        # The shoppers' phones: each ping is sent as it happens (no linger).
+        self.producer = EventProducer(settings, linger_ms=0)
         self.reference = current_reference(settings.reference_dir)
         self.rules = cached_rules(settings.rules_file)
         self.stores = sorted(self.reference.stores.values(), key=lambda s: s.id)
         self.rng = random.Random(5)
-        self.sent = 0  # valid, distinct events produced
+        self.own_sent = 0  # valid, distinct events produced here
+        self.background_sent = 0  # and by finished background processes
+        self._background: Any = None  # the running one's shared counter
         self.offers: dict[str, tuple[float, dict[str, Any]]] = {}  # id: (consumed at ms, offer)
         self.moments: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def run(self) -> dict[str, float]:
+    @contextlib.asynccontextmanager
+    async def running(self) -> Any:
+        """The producer and the consumers of offers and moments, while the block runs."""
         await self.producer.start()
         self._tasks = [
             asyncio.create_task(self._consume(self.settings.topics.offers, self._offer)),
@@ -107,6 +149,24 @@ class Session:
             ),
         ]
         try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.producer.stop()
+            await self.http.aclose()
+
+    async def stand_in(self) -> dict[str, float]:
+        """Live traffic and store entries against the stand-in model server."""
+        async with self.running():
+            await self.burst("warm", 2)  # code paths warm
+            lags, pinged = await self.traffic("stand_in", PHASE_S, pings=True)
+            latencies = await self.latencies(pinged)
+        return {**lags, **{f"{key}_stand_in": value for key, value in latencies.items()}}
+
+    async def run(self) -> dict[str, float]:
+        async with self.running():
             figures: dict[str, float] = {}
             await self.direct((await self.burst("warm", 2))[0])  # code paths warm
             rounds = []
@@ -143,12 +203,6 @@ class Session:
                 figures["feature_lag_p99_events_llm_stalled"] / around, 2
             )
             return figures
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self.producer.stop()
-            await self.http.aclose()
 
     # -- traffic -----------------------------------------------------------
 
@@ -164,9 +218,14 @@ class Session:
                 out.append((user, self.stores[len(out) % len(self.stores)]))
         return out
 
+    @property
+    def sent(self) -> int:
+        running = self._background.value if self._background is not None else 0
+        return self.own_sent + self.background_sent + running
+
     async def send(self, source: str, event: dict[str, Any]) -> None:
         await self.producer.send_raw(source, orjson.dumps(event), event["userId"])
-        self.sent += 1
+        self.own_sent += 1
 
     async def preload(self, shoppers: list[tuple[str, Any]]) -> None:
         """A name, a tier and a recent view of a product the store sells."""
@@ -196,24 +255,32 @@ class Session:
         })  # fmt: skip
         return moment_id(STORE_ENTRY, user, store.id, f"ping-{user}")
 
-    async def background(self, seconds: float) -> None:
-        """Product views and pages from people who never walk into a store."""
+    async def background(self, seconds: float) -> asyncio.Task[None]:
+        """BACKGROUND_RATE events/s for ``seconds``, from a process of their own;
+        returns once the first is sent, with a task that ends when the last is."""
+        context = multiprocessing.get_context("spawn")
+        self._background = counter = context.Value("q", 0)
         products = sorted(self.reference.products)
-        started = time.monotonic()
-        sent = 0
-        while (elapsed := time.monotonic() - started) < seconds:
-            for _ in range(int(elapsed * BACKGROUND_RATE) - sent):
-                user = f"bg-{self.rng.randrange(BACKGROUND_USERS)}"
-                ts = int(time.time() * 1000)
-                if self.rng.random() < 0.7:
-                    event = {"type": "track", "event": "Product Viewed", "userId": user,
-                             "properties": {"product_id": self.rng.choice(products)}}  # fmt: skip
-                else:
-                    event = {"type": "page", "name": "/catalog", "userId": user}
-                await self.send("clickstream", {**event, "timestamp": ts,
-                                                "messageId": uuid.uuid4().hex})  # fmt: skip
-                sent += 1
-            await asyncio.sleep(0.005)
+        process = context.Process(
+            target=background, args=(self.settings, products, seconds, counter), daemon=True
+        )
+        process.start()
+
+        async def finished() -> None:
+            try:
+                while process.is_alive():  # noqa: ASYNC110 (a process, not a task)
+                    await asyncio.sleep(0.05)
+                if process.exitcode != 0:
+                    raise SystemExit(f"the background producer exited with {process.exitcode}")
+            finally:
+                process.join(5)
+                self.background_sent += counter.value
+                self._background = None
+
+        task = asyncio.create_task(finished())
+        while counter.value == 0 and not task.done():  # noqa: ASYNC110 (another process)
+            await asyncio.sleep(0.01)
+        return task
 
     # -- measurements ------------------------------------------------------
 
@@ -275,6 +342,7 @@ class Session:
         lags: list[float] = []
         in_flight: list[float] = []
         if stalled:
+            assert self.server is not None
             self.server.pause()
 
         async def enter() -> None:
@@ -290,15 +358,17 @@ class Session:
                 in_flight.append(sample(text, "kairos_llm_in_flight"))
                 await asyncio.sleep(0.1)
 
+        background = await self.background(seconds)
         watcher = asyncio.create_task(watch())
         started = time.monotonic()
         try:
-            await asyncio.gather(self.background(seconds), enter())
+            await asyncio.gather(background, enter())
             rate = (self.sent - sent_before) / (time.monotonic() - started)
             await self.settled()
         finally:
             watcher.cancel()
             if stalled:
+                assert self.server is not None
                 self.server.resume()
         figures = {
             f"feature_lag_p99_events_{tag}": percentile(lags, 99),
@@ -365,7 +435,7 @@ class Session:
             bootstrap_servers=self.settings.bootstrap_servers,
             auto_offset_reset="earliest",
             group_id=None,
-            fetch_max_wait_ms=500,  # the broker answers as soon as a record lands
+            fetch_max_wait_ms=self.settings.fetch_wait_ms,
         )
         await consumer.start()
         try:
@@ -418,17 +488,52 @@ def llm(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
         worker.start()
         running.callback(worker.stop)
 
-        def ready() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{web}/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        worker.wait_ready(ready, timeout=120)
+        worker.wait_ready(lambda: _ready(web), timeout=120)
         figures = asyncio.run(measure(settings, web, server))
     figures["llm_burst_moments"] = BURST
     figures["llm_max_in_flight"] = settings.llm_max_in_flight
     return figures
+
+
+def stand_in(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
+    """The live phase again, against a scripted OpenAI-compatible server that
+    answers every request with a valid offer after STAND_IN_DELAY_S.
+
+    With vLLM on CPU, the model takes a core that on a GPU deployment it
+    would not, and the broker, the worker and the bench share what is left;
+    the stand-in leaves the whole machine to kairos, the broker and the
+    producers, so what remains after the model's share is kairos's own."""
+    from tests.support.fake_llm import Answer, FakeLLM
+
+    workdir, settings, env = stack
+    web = settings.web_port
+    script = FakeLLM(lambda _request: Answer(delay_s=STAND_IN_DELAY_S))
+    with contextlib.ExitStack() as running, script as server:
+        running.callback(shutil.rmtree, workdir, ignore_errors=True)
+        settings = settings.model_copy(update={"llm_url": server.url})
+        broker = start_broker(settings.broker_port, workdir / "broker.log")
+        running.callback(broker.stop)
+        asyncio.run(create_topics(settings))
+        argv = [sys.executable, "-m", "streams.cli", "worker"]
+        worker_env = {**env, "KAIROS_LLM_URL": server.url}
+        worker = ManagedProcess("worker", argv, workdir / "worker.log", env=worker_env)
+        worker.start()
+        running.callback(worker.stop)
+        worker.wait_ready(lambda: _ready(web), timeout=120)
+        figures = asyncio.run(_stand_in(settings, web))
+    figures["stand_in_delay_ms"] = STAND_IN_DELAY_S * 1000
+    return figures
+
+
+async def _stand_in(settings: Settings, web: int) -> dict[str, float]:
+    return await Session(settings, web, None).stand_in()  # aiokafka wants a running loop
+
+
+def _ready(web: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{web}/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 if __name__ == "__main__":

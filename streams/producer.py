@@ -33,7 +33,7 @@ def iso_now() -> str:
 class EventProducer:
     """Writes events to the topic for their source (clickstream, crm, location)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, linger_ms: int = 5) -> None:
         self._topics = {
             "clickstream": settings.topics.clickstream,
             "crm": settings.topics.crm,
@@ -41,7 +41,7 @@ class EventProducer:
             "feedback": settings.topics.feedback,
         }
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks=1
+            bootstrap_servers=settings.bootstrap_servers, linger_ms=linger_ms, acks=1
         )
 
     async def start(self) -> None:

@@ -78,8 +78,9 @@ class Settings(BaseSettings):
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
     # How long a fetch may wait for data. Unset: 20 ms on the embedded broker
-    # (it holds every fetch for the full wait), 500 ms on Kafka (which answers
-    # as soon as data arrives).
+    # (it polls: under steady traffic a record waits about half this long
+    # for a fetch to look again), 500 ms on Kafka (which answers as soon as
+    # data arrives).
     consumer_fetch_wait_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
     topics: TopicNames = TopicNames()
 
@@ -97,9 +98,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     reference_dir: Path | None = None
-    # How long the worker's producer waits to fill a batch: changelog writes
-    # of one bundle then travel in a few requests instead of one each.
-    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+    # How long the worker's producer waits to fill a batch. At 0, a record
+    # goes out at once, and records queued while a request is in flight
+    # travel together in the next, so a bundle's changelog writes still
+    # batch while an offer does not wait for a timer.
+    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 0
     # Largest record batch the producer builds per partition. A partition
     # has one open batch, and a full one waits for a broker round trip, so
     # the client default (16 KiB, about 25 profile writes) would make a

@@ -2,9 +2,9 @@
 
 Fetch wait. Faust builds its aiokafka consumer with
 ``fetch_max_wait_ms=1500``. Kafka answers a fetch as soon as data arrives,
-so that is harmless there; the embedded broker holds every fetch for the
-full wait, which put ~360 ms (p50) on each hop between agents.
-``KAIROS_CONSUMER_FETCH_WAIT_MS`` sets it.
+so that is harmless there; the embedded broker polls, and under steady
+traffic a record waited about half of that, ~360 ms (p50), on each hop
+between agents. ``KAIROS_CONSUMER_FETCH_WAIT_MS`` sets it.
 
 End offsets. Table recovery reads a changelog partition up to its end
 offset, which Faust asks for with ListOffsets. The embedded broker answers
