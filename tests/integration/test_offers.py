@@ -107,6 +107,9 @@ def test_each_fault_falls_back_with_its_reason(broker: str, tmp_path: Path) -> N
     assert sum("Ingrid" in text for text in asked) == 1
     fallbacks = labelled(metrics, "kairos_llm_fallbacks_total", "reason")
     assert fallbacks == {"unavailable": 1, "timeout": 1, "bad_response": 1, "invalid_json": 1}
+    # Each generation started as its moment was detected; reading the moment
+    # from the topic found it running (the prompts above were asked once).
+    assert labelled(metrics, "kairos_offer_starts_total", "at") == {"detection": len(FAULTS)}
 
 
 def test_offer_ids_stay_the_same_across_a_worker_crash(broker: str, tmp_path: Path) -> None:
@@ -151,6 +154,7 @@ def test_offer_ids_stay_the_same_across_a_worker_crash(broker: str, tmp_path: Pa
         worker.start()
         try:
             after = offers_by_user(settings, len(first + held), seconds=60)
+            starts = labelled(worker.metrics(), "kairos_offer_starts_total", "at")
         finally:
             worker.stop()
         asked_after = llm.requests[asked_before:]
@@ -165,5 +169,7 @@ def test_offer_ids_stay_the_same_across_a_worker_crash(broker: str, tmp_path: Pa
         }
     for name in held:  # generated again by the restarted worker, same id
         assert any(name in prompt_text(r) for r in asked_after), name
+    # The restarted worker saw no moment detected: it started them from the topic.
+    assert starts.get("detection", 0) == 0 and starts["topic"] >= len(held), starts
     for user, [offer] in before.items():
         assert offer["offer_id"] == expected[user]
