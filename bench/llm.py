@@ -63,6 +63,9 @@ PHASE_S = 60.0
 STALL_S = 30.0
 PING_EVERY_S = 2.0
 STAND_IN_DELAY_S = 0.05
+# The steps from a ping to its offer consumed (bench/run.py describes them).
+HOPS = ("ping_to_ingested", "ingested_to_moment", "moment_to_generation",
+        "generation_less_model", "emitted_to_consumed")  # fmt: skip
 NAMES = ["Ana", "Ben", "Chloe", "Dmitri", "Esra", "Farid", "Grace", "Hugo", "Ines", "Jonas",
          "Kemal", "Lena", "Mona", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sami",
          "Tara"]  # fmt: skip
@@ -382,23 +385,32 @@ class Session:
         return figures, pinged
 
     async def latencies(self, pinged: dict[str, float]) -> dict[str, float]:
-        """End-to-end and added latency of the offers for ``pinged`` moments."""
+        """End-to-end and added latency of the offers for ``pinged`` moments,
+        and the p50 of each step on the way (``hop_*``), from the offers' timings."""
         await self.until(lambda: all(offer_id(m) in self.offers for m in pinged), 300, "offers")
-        e2e, no_llm, added = [], [], []
+        series: dict[str, list[float]] = {key: [] for key in (
+            "e2e_{}_ms_llm", "e2e_{}_ms_no_llm", "added_latency_{}_ms",
+            *(f"hop_{name}_{{}}_ms" for name in HOPS),
+        )}  # fmt: skip
         for m, sent in pinged.items():
             consumed, offer = self.offers[offer_id(m)]
             t = offer["timings"]
             if t["llm_ms"] is None:
                 raise SystemExit(f"offer {offer['offer_id']} fell back: {offer['fallback_reason']}")
             llm = t["llm_ms"] + t["llm_wait_ms"]  # the request, and the wait for a slot
-            e2e.append(consumed - sent)
-            no_llm.append(consumed - sent - llm)
-            added.append(consumed - t["moment_at"] - llm)
+            series["e2e_{}_ms_llm"].append(consumed - sent)
+            series["e2e_{}_ms_no_llm"].append(consumed - sent - llm)
+            series["added_latency_{}_ms"].append(consumed - t["moment_at"] - llm)
+            steps = (t["ingested_at"] - sent, t["moment_at"] - t["ingested_at"],
+                     t["generation_started_at"] - t["moment_at"], t["generation_ms"] - llm,
+                     consumed - t["emitted_at"])  # fmt: skip
+            for name, step in zip(HOPS, steps, strict=True):
+                series[f"hop_{name}_{{}}_ms"].append(step)
         figures = {"e2e_offers_measured": len(pinged)}
-        for key, values in (("e2e_{}_ms_llm", e2e), ("e2e_{}_ms_no_llm", no_llm),
-                            ("added_latency_{}_ms", added)):  # fmt: skip
+        for key, values in series.items():
             figures[key.format("p50")] = round(percentile(values, 50), 1)
-            figures[key.format("p99")] = round(percentile(values, 99), 1)
+            if not key.startswith("hop_"):
+                figures[key.format("p99")] = round(percentile(values, 99), 1)
         return figures
 
     # -- plumbing ----------------------------------------------------------

@@ -497,30 +497,36 @@ In both phases the background traffic comes from a process of its own (as
 real producers are), so its work does not delay the bench's clock, and the
 shoppers' pings are sent as they happen (no producer linger).
 
-Where the time goes: two 20 s runs with the stand-in, the broker pinned to
-one core and everything else to the other, 40 offers each, p50: ping to
-ingested 7-9 ms; ingested to moment 13 ms; moment to generation start 0 ms
-(at most 1: the offers agent starts it in-process as the moment is
-detected, while the moment still goes through kairos.moments, which a
-restart replays); generation less the model's answer 1 ms; offer emitted
-to consumed 15-16 ms. So kairos's own work is a few milliseconds, and the
-rest is the three trips through the embedded broker (source topic, internal
-events, kairos.offers).
+Where the time goes (`hop_*_p50_ms`, for both phases): the p50 of each step
+of the same offers, from their timings. `ping_to_ingested`: the ping
+produced to the ingest stage decoding it. `ingested_to_moment`: through
+kairos.internal.events to the context agent, which applies the event and
+detects the moment. `moment_to_generation`: the moment detected to its
+generation starting; the offers agent starts it in-process as the moment
+is detected (the moment still goes through kairos.internal.moments, which a
+restart replays). `generation_less_model`: context selection, prompt,
+guardrails and coupon, the generation less the model's request and slot
+wait. `emitted_to_consumed`: the offer produced to kairos.offers and
+consumed by the bench. The first, second and last are the three trips
+through the embedded broker; the other two are kairos's own work.
 
-Each trip costs that much because the embedded broker answers a fetch by
+Each trip through the broker costs milliseconds because it answers a fetch by
 polling: under steady traffic a record waits about half the fetch wait
 (`KAIROS_CONSUMER_FETCH_WAIT_MS`, 20 ms) for the broker to look again.
-With a 2 ms wait the same runs gave 6, 9 and 8 ms for those three hops, but
-the broker's CPU cost per fetch grows with the record batches a partition
-holds (a consumer tailing a topic at 1,000 records/s: the broker's CPU went
-from 23% to 91% of a core in 75 s with the producer's 5 ms linger, and from
-6% to 12% with a 50 ms linger; producing alone stayed at 4%), so at 2 ms
-the worker fell 20,000 events behind within a minute. Kafka answers a
+In 20 s runs with the stand-in and the broker pinned to a core of its own,
+those three hops took 7-9, 13 and 15-16 ms (p50) at the 20 ms wait, and 6,
+9 and 8 ms at a 2 ms wait with no producer linger; but the broker's CPU
+cost per fetch grows with the record batches a partition holds (a
+consumer tailing a topic at 1,000 records/s: the broker's CPU went from
+23% to 91% of a core in 75 s with the producer's 5 ms linger, and from 6%
+to 12% with a 50 ms linger; producing alone stayed at 4%), so at 2 ms the
+worker fell 20,000 events behind within a minute. Kafka answers a
 waiting fetch as soon as data arrives, at no such cost.
 
 The worker's producer lingers 5 ms (`KAIROS_PRODUCER_LINGER_MS`). At 0 the
 stand-in phase measured the same within its noise (p50 46 against 43 ms
-end to end), and the poison flood went from 8,917 to 6,769 good events/s.
+end to end), and the poison flood went from 8,917 to 6,769 good events/s
+(measured before dead letters bypassed Faust's topic channel).
 """)
 
 
