@@ -491,16 +491,7 @@ def llm(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
             os.sched_setaffinity(0, cores[:-1] or cores)
             del os.environ["VLLM_SERVER_DEV_MODE"]
         running.callback(server.stop)
-        broker = start_broker(settings.broker_port, workdir / "broker.log")
-        running.callback(broker.stop)
-        asyncio.run(create_topics(settings))
-        argv = [sys.executable, "-m", "streams.cli", "worker"]
-        worker_env = {**env, "KAIROS_LLM_URL": settings.llm_base_url}
-        worker = ManagedProcess("worker", argv, workdir / "worker.log", env=worker_env)
-        worker.start()
-        running.callback(worker.stop)
-
-        worker.wait_ready(lambda: _ready(web), timeout=120)
+        start_stack(running, workdir, settings, env)
         figures = asyncio.run(measure(settings, web, server))
     figures["llm_burst_moments"] = BURST
     figures["llm_max_in_flight"] = settings.llm_max_in_flight
@@ -523,15 +514,7 @@ def stand_in(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
     with contextlib.ExitStack() as running, script as server:
         running.callback(shutil.rmtree, workdir, ignore_errors=True)
         settings = settings.model_copy(update={"llm_url": server.url})
-        broker = start_broker(settings.broker_port, workdir / "broker.log")
-        running.callback(broker.stop)
-        asyncio.run(create_topics(settings))
-        argv = [sys.executable, "-m", "streams.cli", "worker"]
-        worker_env = {**env, "KAIROS_LLM_URL": server.url}
-        worker = ManagedProcess("worker", argv, workdir / "worker.log", env=worker_env)
-        worker.start()
-        running.callback(worker.stop)
-        worker.wait_ready(lambda: _ready(web), timeout=120)
+        start_stack(running, workdir, settings, env)
         figures = asyncio.run(_stand_in(settings, web))
     figures["stand_in_delay_ms"] = STAND_IN_DELAY_S * 1000
     return figures
@@ -541,11 +524,28 @@ async def _stand_in(settings: Settings, web: int) -> dict[str, float]:
     return await Session(settings, web, None).stand_in()  # aiokafka wants a running loop
 
 
-def _ready(web: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{web}/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+def start_stack(
+    running: contextlib.ExitStack, workdir: Path, settings: Settings, env: dict[str, str]
+) -> None:
+    """The broker, the topics and a worker using ``settings``'s model server,
+    stopped when ``running`` closes; returns once the worker is ready."""
+    broker = start_broker(settings.broker_port, workdir / "broker.log")
+    running.callback(broker.stop)
+    asyncio.run(create_topics(settings))
+    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    worker_env = {**env, "KAIROS_LLM_URL": settings.llm_base_url}
+    worker = ManagedProcess("worker", argv, workdir / "worker.log", env=worker_env)
+    worker.start()
+    running.callback(worker.stop)
+
+    def ready() -> bool:
+        try:
+            url = f"http://127.0.0.1:{settings.web_port}/ready"
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    worker.wait_ready(ready, timeout=120)
 
 
 if __name__ == "__main__":
