@@ -37,7 +37,6 @@ from streams.acks import process_in_order
 from streams.app import app, metrics, settings
 from streams.codecs import dumps, loads, now_ms
 from streams.deadletters import crash_worker, dead_letter
-from streams.keys import Partitioner
 from streams.reference import current_reference
 from streams.settings import Settings
 
@@ -183,27 +182,23 @@ class EarlyStarts:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.client: LLMClient | None = None  # set while the agent runs
-        self._partition_for = Partitioner(settings.partitions)
         self._started: dict[str, tuple[asyncio.Future[None], TP]] = {}
 
-    def __len__(self) -> int:
-        return len(self._started)
-
-    def start(self, moment: dict[str, Any]) -> bool:
-        """Start the offer for ``moment`` (just detected) now, if this worker may."""
+    def start(self, moment: dict[str, Any], partition: int) -> None:
+        """Start the offer for ``moment`` (just detected; ``partition`` is its
+        user's) now, if this worker may."""
         if self.client is None or moment.get("suppressed"):
-            return False
+            return
         owned = app.assignor.assigned_actives()
-        tp = TP(topics.moments.get_topic_name(), self._partition_for(moment["user"]))
+        tp = TP(topics.moments.get_topic_name(), partition)
         if tp not in owned:
-            return False
+            return
         if len(self._started) >= self.limit:
             self.forget(keep=owned)
             if len(self._started) >= self.limit:
-                return False
+                return
         self._started[moment["id"]] = (asyncio.ensure_future(generate(self.client, moment)), tp)
         metrics.offer_starts.labels("detection").inc()
-        return True
 
     def claim(self, moment_id: str) -> asyncio.Future[None] | None:
         """The generation started for ``moment_id``, now the caller's to wait for."""
@@ -243,10 +238,10 @@ async def deliver(client: LLMClient, message: Any) -> None:
         return
     if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
         return
-    started = early.claim(moment["id"])
+    started: Awaitable[None] | None = early.claim(moment["id"])
     if started is None:
         metrics.offer_starts.labels("topic").inc()
-        started = asyncio.ensure_future(generate(client, moment))
+        started = generate(client, moment)
     try:
         await started
     except GenerationFailed as exc:
