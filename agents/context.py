@@ -36,10 +36,15 @@ a profile an event has just touched, nor judge a cart on stale state.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
+
+from faust.types import TP
 
 from agents.attribution import group_of, join
 from agents.features import BEHAVIOUR, features, lateness
@@ -344,11 +349,132 @@ def loader(partition: int) -> Callable[[str], Profile | None]:
     return load
 
 
+# One bundle's fold and writes at a time, whether the agent or ingest runs it:
+# two interleaved could send a profile's changelog records out of order.
+_writing = asyncio.Lock()
+
+
+async def fold_bundle(partition: int, events: list[dict[str, Any]], where: Any) -> Awaitable[Any]:
+    """Fold a bundle's events into ``partition``'s profiles, write them, emit the
+    moments; returns what is left to land. The caller holds ``_writing``.
+
+    ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
+    """
+    fold = Fold(loader(partition))
+    for event in events:
+        try:
+            fold.apply(event)
+        except Exception as exc:  # a bug must not lose the event
+            log.exception("context update failed for event %s", event.get("id"))
+            fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
+    written = await write_batch(app, profiles, partition, fold.changes())
+    if events:  # one bundle's events share their ingest time
+        metrics.stage_latency.labels("ingest_to_state").observe(
+            max(0, now_ms() - events[0].get("at", now_ms())) / 1000
+        )
+    return await _emit(where, fold, written)
+
+
+class Placed:
+    """Where a bundle folded in-process lands on kairos.internal.events: its
+    partition now, its offset once ingest's produce is acknowledged."""
+
+    def __init__(self, partition: int) -> None:
+        self.topic = topics.events.get_topic_name()
+        self.partition = partition
+        self.key = None
+        self.offset: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def follow(self, delivery: Awaitable[Any]) -> None:
+        """Take the offset from ``delivery``, the bundle's produce."""
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if self.offset.done():
+                return
+            if future.cancelled() or future.exception() is not None:
+                self.offset.set_result(-1)  # ingest stops the worker; the offset is unknown
+            else:
+                self.offset.set_result(future.result().offset)
+
+        asyncio.ensure_future(delivery).add_done_callback(done)
+
+
+class InProcess:
+    """Bundles folded as this worker's ingest produces them, not read back first.
+
+    Ingest hands each bundle for a partition of kairos.internal.events this
+    worker owns (actively, recovered, not rebalancing) to :meth:`apply`,
+    which folds it at once, as the agent would, then produces it with a
+    header naming it. When the agent reads that bundle it waits for the work
+    already done instead of folding it again (:meth:`claim`), and acks it
+    once that work has landed. The topic stays the record: a restart, or
+    another worker that takes the partition, finds no token it knows and
+    folds the bundle as usual (dropping events already applied by id).
+
+    Only bundles this process produced are claimed, so events from other
+    workers' ingest or forwarded by merges still come through the topic;
+    they may be folded after newer in-process ones, as events of different
+    source partitions always could.
+    """
+
+    HEADER = "kairos-folded"
+    # Beyond this many unclaimed, those of partitions no longer owned are dropped.
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._prefix = uuid.uuid4().hex[:16]
+        self._count = itertools.count()
+        self._folded: dict[bytes, tuple[Awaitable[Any], TP]] = {}
+
+    def owns(self, tp: TP) -> bool:
+        return bool(
+            cast(Any, app.tables).actives_ready
+            and not app.rebalancing
+            and not app.in_recovery
+            and tp in app.assignor.assigned_actives()
+        )
+
+    async def apply(
+        self, partition: int, bundle: bytes
+    ) -> tuple[list[tuple[str, bytes]], Placed, Awaitable[Any]] | None:
+        """Fold ``bundle`` now if this worker owns ``partition``: the headers to
+        produce it with, where it goes, and its work; None to leave it to the topic."""
+        tp = TP(topics.events.get_topic_name(), partition)
+        if not self.owns(tp):
+            return None
+        events = loads(bundle)
+        async with _writing:
+            if not self.owns(tp):  # a rebalance began while this waited
+                return None
+            placed = Placed(partition)
+            work = await fold_bundle(partition, events, placed)
+        if len(self._folded) >= self.LIMIT:
+            owned = app.assignor.assigned_actives()
+            self._folded = {t: v for t, v in self._folded.items() if v[1] in owned}
+        token = f"{self._prefix}:{next(self._count)}".encode()
+        self._folded[token] = (work, tp)
+        return [(self.HEADER, token)], placed, work
+
+    def claim(self, message: Any) -> Awaitable[Any] | None:
+        """The work of a bundle folded here already, now the caller's to wait for."""
+        for key, value in message.headers or ():
+            if key == self.HEADER:
+                folded = self._folded.pop(bytes(value), None)
+                return folded[0] if folded else None
+        return None
+
+
+in_process = InProcess()
+
+
 @app.agent(topics.events, name="kairos.context")
 async def context(stream: Any) -> None:
     async def handle(record: Any) -> Awaitable[Any]:
         message = record.message
-        fold = Fold(loader(message.partition))
+        folded = in_process.claim(message)
+        if folded is not None:
+            metrics.context_bundles.labels("in_process").inc()
+            return folded
         try:
             events = loads(message.value)
         except Exception as exc:
@@ -356,20 +482,12 @@ async def context(stream: Any) -> None:
                 message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
                 stage="context",
             )  # fmt: skip
-        if events and events[0].get("kind") == SWEEP:
-            return await tick(message, fold, events[0].get("ts") or now_ms())
-        for event in events:
-            try:
-                fold.apply(event)
-            except Exception as exc:  # a bug must not lose the event
-                log.exception("context update failed at %s/%s", message.topic, message.offset)
-                fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-        written = await write_batch(app, profiles, message.partition, fold.changes())
-        if events:  # one bundle's events share their ingest time
-            metrics.stage_latency.labels("ingest_to_state").observe(
-                max(0, now_ms() - events[0].get("at", now_ms())) / 1000
-            )
-        return await _emit(message, fold, written)
+        async with _writing:
+            if events and events[0].get("kind") == SWEEP:
+                fold = Fold(loader(message.partition))
+                return await tick(message, fold, events[0].get("ts") or now_ms())
+            metrics.context_bundles.labels("topic").inc()
+            return await fold_bundle(message.partition, events, message)
 
     await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
 
@@ -423,6 +541,16 @@ async def sweep_owned_partitions() -> None:
             await topics.events.send(value=marker, partition=tp.partition)
 
 
+async def _dead_letter_placed(
+    placed: Placed, event: dict[str, Any], code: str, reason: str
+) -> None:
+    """A dead letter of a bundle folded in-process, once its offset is known."""
+    where = SimpleNamespace(
+        topic=placed.topic, partition=placed.partition, offset=await placed.offset, key=None
+    )
+    await (await dead_letter(where, code=code, reason=reason, stage="context", value=dumps(event)))
+
+
 async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awaitable[Any]:
     metrics.state_updates.inc(fold.applied)
     metrics.state_writes.inc(len(fold.dirty))
@@ -434,11 +562,14 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
     for partition, bundle in bundles_by_partition(fold.forwards, partition_for):
         sends.append(await topics.events.send(value=bundle, partition=partition))
     for event, code, reason in fold.dead:
-        sends.append(
-            await dead_letter(
-                message, code=code, reason=reason, stage="context", value=dumps(event)
+        if isinstance(message, Placed):
+            sends.append(asyncio.ensure_future(_dead_letter_placed(message, event, code, reason)))
+        else:
+            sends.append(
+                await dead_letter(
+                    message, code=code, reason=reason, stage="context", value=dumps(event)
+                )
             )
-        )
     for joined in fold.outcomes:
         metrics.attributed.labels(
             joined["moment"], joined["variant"] or "", joined["group"], joined["outcome"]

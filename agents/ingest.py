@@ -8,10 +8,13 @@ is keyed by profile id (userId, else anonymousId), and the batch's events
 are sent to kairos.internal.events as one *bundle* per partition (a JSON
 array; streams/bundles.py), so the context agent, Faust's
 per-message machinery and the broker see a handful of messages per batch
-instead of one per event. A batch's offsets are committed only once every
-bundle and dead letter of it is delivered, and at most every
-``COMMIT_EVERY_S`` (at-least-once; the context agent drops redelivered
-events by id).
+instead of one per event. A bundle for a partition this worker's context
+agent owns is folded into the profiles here, before it is produced
+(agents/context.py, ``InProcess``): the agent then skips it, and the
+event reaches its profile without a trip through the broker. A batch's
+offsets are committed only once every bundle, its folded work and every
+dead letter of it is delivered, and at most every ``COMMIT_EVERY_S``
+(at-least-once; the context agent drops redelivered events by id).
 
 Identity links are found here: an event that carries both anonymousId and
 userId, or an alias call, adds a ``merge`` event to the bundle of the
@@ -32,6 +35,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from agents.context import in_process
 from streams import topics
 from streams.app import app, metrics, ready_checks, settings
 from streams.bundles import bundles
@@ -201,9 +205,16 @@ class Ingest(mode.Service):
         events_topic = topics.events.get_topic_name()
         for partition, encoded in routed.bundles.items():
             for bundle in bundles(encoded):
-                deliveries.append(
-                    await producer.send(events_topic, None, bundle, partition, None, None)
-                )
+                folded = await in_process.apply(partition, bundle)
+                if folded is None:
+                    deliveries.append(
+                        await producer.send(events_topic, None, bundle, partition, None, None)
+                    )
+                    continue
+                headers, placed, work = folded
+                delivery = await producer.send(events_topic, None, bundle, partition, None, headers)
+                placed.follow(delivery)
+                deliveries += (delivery, work)
         for record, code, reason in routed.dead:
             deliveries.append(await dead_letter(record, code=code, reason=reason, stage="ingest"))
         for (source, kind), count in routed.counts.items():

@@ -117,6 +117,16 @@ class Metrics:
             ["at"],
             registry=registry,
         )
+        self.context_bundles = Counter(
+            "kairos_context_bundles_total",
+            "Bundles of events the context agent read from kairos.internal.events, by where "
+            "they were folded into the profiles: in_process (by this worker's ingest as it "
+            "produced them; the agent only waits for that work) or topic (by the agent, on "
+            "reading them: bundles from other workers, forwarded merges, or after a restart "
+            "or rebalance).",
+            ["path"],
+            registry=registry,
+        )
         self.fallbacks = Counter(
             "kairos_llm_fallbacks_total",
             "Offers that used the template message, by reason.",

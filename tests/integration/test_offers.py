@@ -4,7 +4,6 @@ against a scripted OpenAI-compatible server (tests/support/fake_llm.py)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from agents.moments import moment_id, offer_id
 from streams.codecs import loads
 from tests.e2e.scenario import Shopper, shopper_events
 from tests.support.fake_llm import OK, Answer, FakeLLM, prompt_text
-from tests.support.stack import Worker, consume, produce, settings_for_test
+from tests.support.stack import Worker, consume, labelled, produce, settings_for_test
 
 pytestmark = pytest.mark.broker
 
@@ -39,11 +38,6 @@ def offers_by_user(settings: Any, users: int, seconds: float) -> dict[str, list[
         offer = loads(record.value)
         out.setdefault(offer["user"], []).append(offer)
     return out
-
-
-def labelled(metrics: str, name: str, label: str) -> dict[str, float]:
-    pattern = rf'^{name}{{{label}="([^"]*)"}} ([0-9.e+]+)$'
-    return {m[1]: float(m[2]) for m in re.finditer(pattern, metrics, re.MULTILINE)}
 
 
 FAULTS = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -139,6 +140,12 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def labelled(metrics: str, name: str, label: str) -> dict[str, float]:
+    """Values of counter ``name`` by its one label ``label``, from /metrics text."""
+    pattern = rf'^{name}{{{label}="([^"]*)"}} ([0-9.e+]+)$'
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, metrics, re.MULTILINE)}
 
 
 async def produce(settings: Settings, items: list[tuple[str, dict[str, Any] | bytes]]) -> None:
