@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from agents.coupons import coupon_code, discount_pct
@@ -151,18 +153,51 @@ class GenerationFailed(Exception):
     """Writing an offer failed (a bug); the moment goes to the dead letters."""
 
 
-async def generate(client: LLMClient, moment: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Writer:
+    """What an offer is written and delivered with, while the agent runs.
+
+    Offers go out through a producer of their own, without linger: each is
+    awaited by a person, and they are few. In the worker's producer an
+    offer waited out ``producer_linger_ms`` before it was sent, there to
+    fill batches of profile writes.
+    """
+
+    client: LLMClient
+    producer: AIOKafkaProducer
+
+    @classmethod
+    async def start(cls) -> Writer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=f"{settings.app_id}-offers",
+            acks=app.conf.producer_acks,
+            linger_ms=0,
+        )
+        await producer.start()
+        return cls(llm_client(), producer)
+
+    async def stop(self) -> None:
+        try:
+            await self.producer.stop()
+        finally:
+            await self.client.aclose()
+
+
+async def generate(writer: Writer, moment: dict[str, Any]) -> None:
     """Write the moment's offer and deliver it to kairos.offers.
 
     A failed send propagates (the worker must restart); anything else that
     fails is a bug, raised as :class:`GenerationFailed`.
     """
     try:
-        offer = await write_offer(client, moment)
+        offer = await write_offer(writer.client, moment)
     except Exception as exc:
         log.exception("offer failed for moment %s", moment.get("id"))
         raise GenerationFailed(repr(exc)) from exc
-    await (await topics.offers.send(key=moment["user"].encode(), value=dumps(offer)))
+    await writer.producer.send_and_wait(
+        topics.offers.get_topic_name(), dumps(offer), key=moment["user"].encode()
+    )
     delivered = now_ms()
     metrics.stage_latency.labels("delivery").observe(
         max(0, delivered - offer["timings"]["emitted_at"]) / 1000
@@ -181,13 +216,13 @@ class EarlyStarts:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.client: LLMClient | None = None  # set while the agent runs
+        self.writer: Writer | None = None  # set while the agent runs
         self._started: dict[str, tuple[asyncio.Future[None], TP]] = {}
 
     def start(self, moment: dict[str, Any], partition: int) -> None:
         """Start the offer for ``moment`` (just detected; ``partition`` is its
         user's) now, if this worker may."""
-        if self.client is None or moment.get("suppressed"):
+        if self.writer is None or moment.get("suppressed"):
             return
         owned = app.assignor.assigned_actives()
         tp = TP(topics.moments.get_topic_name(), partition)
@@ -197,7 +232,7 @@ class EarlyStarts:
             self.forget(keep=owned)
             if len(self._started) >= self.limit:
                 return
-        self._started[moment["id"]] = (asyncio.ensure_future(generate(self.client, moment)), tp)
+        self._started[moment["id"]] = (asyncio.ensure_future(generate(self.writer, moment)), tp)
         metrics.offer_starts.labels("detection").inc()
 
     def claim(self, moment_id: str) -> asyncio.Future[None] | None:
@@ -225,7 +260,7 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 early = EarlyStarts(limit=2 * settings.llm_max_in_flight)
 
 
-async def deliver(client: LLMClient, message: Any) -> None:
+async def deliver(writer: Writer, message: Any) -> None:
     try:
         moment = loads(message.value)
     except Exception as exc:  # a bug must not lose the moment
@@ -241,7 +276,7 @@ async def deliver(client: LLMClient, message: Any) -> None:
     started: Awaitable[None] | None = early.claim(moment["id"])
     if started is None:
         metrics.offer_starts.labels("topic").inc()
-        started = generate(client, moment)
+        started = generate(writer, moment)
     try:
         await started
     except GenerationFailed as exc:
@@ -269,17 +304,17 @@ def llm_client() -> LLMClient:
 
 @app.agent(topics.moments, name="kairos.offers")
 async def offers(stream: Any) -> None:
-    client = llm_client()
+    writer = await Writer.start()
 
     async def handle(event: Any) -> Awaitable[Any]:
-        return asyncio.ensure_future(deliver(client, event.message))
+        return asyncio.ensure_future(deliver(writer, event.message))
 
-    early.client = client
+    early.writer = writer
     try:
         await process_in_order(
             stream, handle, window=2 * settings.llm_max_in_flight, on_failure=crash_worker
         )
     finally:
-        early.client = None
+        early.writer = None
         early.forget()
-        await client.aclose()
+        await writer.stop()
