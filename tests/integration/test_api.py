@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from streams.process import free_port
 from streams.settings import Settings
-from tests.support.stack import Worker, produce, settings_for_test
+from tests.support.stack import Worker, labelled, produce, settings_for_test
 
 pytestmark = pytest.mark.broker
 NO_LLM = "http://127.0.0.1:9/v1"
@@ -86,6 +86,13 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
             time.sleep(0.2)
         # Both workers hold state: the partitions are split.
         assert all(w.counter("kairos_state_updates_total") > 0 for w in workers)
+        # Each folded the bundles its own ingest made for its partitions as it
+        # made them, and the other's on reading them: none twice.
+        deadline = time.monotonic() + 30
+        while not all(folded_both_ways(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(folded_both_ways(w) for w in workers)
+        assert sum(w.counter("kairos_duplicates_total") for w in workers) == 0
 
         for settings in (first, second):
             for n in range(USERS):
@@ -122,6 +129,11 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
     finally:
         for worker in workers:
             worker.stop()
+
+
+def folded_both_ways(worker: Worker) -> bool:
+    paths = labelled(worker.metrics(), "kairos_context_bundles_total", "path")
+    return paths.get("in_process", 0) > 0 and paths.get("topic", 0) > 0
 
 
 def _api(worker: Worker, view: str, outcome: str) -> float:
