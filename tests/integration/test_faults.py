@@ -23,16 +23,10 @@ from streams.admin import create_topics
 from streams.broker import start_broker
 from streams.codecs import loads
 from streams.process import ManagedProcess, free_port
+from streams.settings import settings_env
 from tests.e2e.scenario import Shopper, shopper_events
 from tests.support.fake_llm import Answer, FakeLLM
-from tests.support.stack import (
-    REPO,
-    Worker,
-    consume,
-    produce,
-    settings_env,
-    settings_for_test,
-)
+from tests.support.stack import REPO, Worker, consume, produce, settings_for_test
 
 pytestmark = pytest.mark.broker
 

@@ -7,7 +7,6 @@ directory and web port, so tests share one broker without sharing state.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -23,25 +22,11 @@ from aiokafka import AIOKafkaConsumer
 from streams.admin import create_topics
 from streams.process import ManagedProcess, free_port
 from streams.producer import replay
-from streams.settings import Settings, TopicNames
+from streams.settings import Settings, TopicNames, settings_env
 from streams.traffic import Planned
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "tests" / "support" / "rules.yaml"  # no holdout: every moment gets its offer
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The KAIROS_* variables that reproduce ``settings`` in a subprocess."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name == "topics":
-            for topic, topic_name in value.items():
-                env[f"KAIROS_TOPICS__{topic.upper()}"] = topic_name
-        elif name in ("coupon_secret", "llm_api_key", "api_token"):
-            env[f"KAIROS_{name.upper()}"] = getattr(settings, name).get_secret_value()
-        else:
-            env[f"KAIROS_{name.upper()}"] = str(value)
-    return env
 
 
 def settings_for_test(
