@@ -40,7 +40,7 @@ import itertools
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -457,7 +457,8 @@ class InProcess:
 
     def claim(self, message: Any) -> Awaitable[Any] | None:
         """The work of a bundle folded here already, now the caller's to wait for."""
-        for key, value in message.headers or ():
+        headers = message.headers or ()
+        for key, value in headers.items() if isinstance(headers, Mapping) else headers:
             if key == self.HEADER:
                 folded = self._folded.pop(bytes(value), None)
                 return folded[0] if folded else None
