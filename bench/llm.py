@@ -59,6 +59,13 @@ BURST = 16
 ROUNDS = 3
 BACKGROUND_RATE = 1000
 BACKGROUND_USERS = 5000
+# The background producer's linger: the Kafka clients' usual 5 ms. At 1,000
+# events/s over 4 partitions that is some 800 record batches a second.
+BACKGROUND_LINGER_MS = 5
+# The stand-in phase once more with producers that batch more (some 80 a
+# second): the embedded broker's cost per fetch grows with the batches a
+# partition holds (docs/BENCHMARKS.md).
+BATCHED_LINGER_MS = 50
 PHASE_S = 60.0
 STALL_S = 30.0
 PING_EVERY_S = 2.0
@@ -85,16 +92,19 @@ def sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def background(settings: Settings, products: list[str], seconds: float, sent: Any) -> None:
+def background(
+    settings: Settings, products: list[str], seconds: float, sent: Any, linger_ms: int
+) -> None:
     """Product views and pages from people who never walk into a store, at
-    BACKGROUND_RATE for ``seconds``; ``sent`` (a shared counter) counts them.
+    BACKGROUND_RATE for ``seconds``, from a producer lingering ``linger_ms``;
+    ``sent`` (a shared counter) counts them.
 
     Runs in a process of its own, as the producers of a real deployment do,
     so its work does not delay the bench's clock on pings and offers."""
 
     async def run() -> None:
         rng = random.Random(9)
-        producer = EventProducer(settings)
+        producer = EventProducer(settings, linger_ms=linger_ms)
         await producer.start()
         try:
             started = time.monotonic()
@@ -123,8 +133,15 @@ def background(settings: Settings, products: list[str], seconds: float, sent: An
 class Session:
     """The bench's side of one stack: producer, consumers, metrics, shoppers."""
 
-    def __init__(self, settings: Settings, web: int, server: ManagedProcess | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        web: int,
+        server: ManagedProcess | None,
+        background_linger_ms: int = BACKGROUND_LINGER_MS,
+    ) -> None:
         self.settings = settings
+        self.background_linger_ms = background_linger_ms
         self.server = server
         self.metrics_url = f"http://127.0.0.1:{web}/metrics"
         self.http = httpx.AsyncClient(timeout=10)
@@ -160,13 +177,13 @@ class Session:
             await self.producer.stop()
             await self.http.aclose()
 
-    async def stand_in(self) -> dict[str, float]:
+    async def stand_in(self, tag: str) -> dict[str, float]:
         """Live traffic and store entries against the stand-in model server."""
         async with self.running():
             await self.burst("warm", 2)  # code paths warm
-            lags, pinged = await self.traffic("stand_in", PHASE_S, pings=True)
+            lags, pinged = await self.traffic(tag, PHASE_S, pings=True)
             latencies = await self.latencies(pinged)
-        return {**lags, **{f"{key}_stand_in": value for key, value in latencies.items()}}
+        return {**lags, **{f"{key}_{tag}": value for key, value in latencies.items()}}
 
     async def run(self) -> dict[str, float]:
         async with self.running():
@@ -265,7 +282,9 @@ class Session:
         self._background = counter = context.Value("q", 0)
         products = sorted(self.reference.products)
         process = context.Process(
-            target=background, args=(self.settings, products, seconds, counter), daemon=True
+            target=background,
+            args=(self.settings, products, seconds, counter, self.background_linger_ms),
+            daemon=True,
         )
         process.start()
 
@@ -498,9 +517,14 @@ def llm(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
     return figures
 
 
-def stand_in(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
+def stand_in(
+    stack: tuple[Path, Settings, dict[str, str]],
+    background_linger_ms: int = BACKGROUND_LINGER_MS,
+    tag: str = "stand_in",
+) -> dict[str, float]:
     """The live phase again, against a scripted OpenAI-compatible server that
-    answers every request with a valid offer after STAND_IN_DELAY_S.
+    answers every request with a valid offer after STAND_IN_DELAY_S; figures
+    keyed ``*_<tag>``.
 
     With vLLM on CPU, the model takes a core that on a GPU deployment it
     would not, and the broker, the worker and the bench share what is left;
@@ -515,13 +539,17 @@ def stand_in(stack: tuple[Path, Settings, dict[str, str]]) -> dict[str, float]:
         running.callback(shutil.rmtree, workdir, ignore_errors=True)
         settings = settings.model_copy(update={"llm_url": server.url})
         start_stack(running, workdir, settings, env)
-        figures = asyncio.run(_stand_in(settings, web))
-    figures["stand_in_delay_ms"] = STAND_IN_DELAY_S * 1000
+        figures = asyncio.run(_stand_in(settings, web, background_linger_ms, tag))
+    figures[f"{tag}_delay_ms"] = STAND_IN_DELAY_S * 1000
+    figures[f"{tag}_background_linger_ms"] = background_linger_ms
     return figures
 
 
-async def _stand_in(settings: Settings, web: int) -> dict[str, float]:
-    return await Session(settings, web, None).stand_in()  # aiokafka wants a running loop
+async def _stand_in(
+    settings: Settings, web: int, background_linger_ms: int, tag: str
+) -> dict[str, float]:
+    session = Session(settings, web, None, background_linger_ms)
+    return await session.stand_in(tag)  # aiokafka wants a running loop
 
 
 class _External:
