@@ -206,15 +206,13 @@ class Ingest(mode.Service):
         for partition, encoded in routed.bundles.items():
             for bundle in bundles(encoded):
                 folded = await in_process.apply(partition, bundle)
-                if folded is None:
-                    deliveries.append(
-                        await producer.send(events_topic, None, bundle, partition, None, None)
-                    )
-                    continue
-                headers, placed, work = folded
+                headers = folded[0] if folded else None
                 delivery = await producer.send(events_topic, None, bundle, partition, None, headers)
-                placed.follow(delivery)
-                deliveries += (delivery, work)
+                deliveries.append(delivery)
+                if folded:
+                    _, placed, work = folded
+                    placed.follow(delivery)
+                    deliveries.append(work)
         for record, code, reason in routed.dead:
             deliveries.append(await dead_letter(record, code=code, reason=reason, stage="ingest"))
         for (source, kind), count in routed.counts.items():

@@ -395,7 +395,7 @@ def write(figures: dict[str, float], low: float, high: float) -> None:
         for name, value in os.environ.items()
         if name.startswith("KAIROS_")
     )
-    wait_ms = Settings(broker_url=BROKER).fetch_wait_ms if BROKER else Settings().fetch_wait_ms
+    wait_ms = Settings(broker_url=BROKER).fetch_wait_ms
     settings_line = (
         "the demo's defaults (4 partitions, RocksDB store, producer batching on "
         "with 5 ms linger and 512 KiB batches, ingest batches of up to 5,000 "
@@ -565,9 +565,10 @@ from 11 to 20 ms and from 7 to 46 ms, and end to end (no LLM) from 22 to
 In the first, sampled every 5 s, the broker went from 27% to 106-120% of a
 core within the 60 s; in a run with the background producer lingering
 50 ms (as `*_stand_in_batched`) it stayed between 13% and 33%, and the
-first and last 10 pings took 7 and 8 ms to ingest. So a shorter fetch wait does not pay: at 2 ms the
-worker fell 20,000 events behind within a minute. Kafka answers a waiting
-fetch as soon as data arrives, at no such cost.
+first and last 10 pings took 7 and 8 ms to ingest. So a shorter fetch
+wait does not pay: at 2 ms the worker fell 20,000 events behind within a
+minute. Kafka answers a waiting fetch as soon as data arrives, at no such
+cost.
 
 The worker's producer lingers 5 ms (`KAIROS_PRODUCER_LINGER_MS`); offers
 have their own producer without linger. At 0 for the worker's producer the
