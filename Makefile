@@ -5,6 +5,8 @@ VENV := .venv
 LLM_VENV := .venv-llm
 STAMP := $(VENV)/.installed
 LLM_STAMP := $(LLM_VENV)/.installed
+# The embedded Apache Kafka's jars, fetched by Maven from deploy/kafka/pom.xml.
+KAFKA_STAMP := .tools/kafka/.fetched
 KAIROS := $(VENV)/bin/kairos
 PROMTOOL := .tools/promtool
 PYTEST_ARGS ?=
@@ -13,21 +15,22 @@ PIP := pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test check lint typecheck bench fuzz clean env
 
-env: $(STAMP) $(LLM_STAMP)
+env: $(STAMP) $(LLM_STAMP) $(KAFKA_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/$(PIP) -e ".[dev]"
 	touch $@
 
-# The LLM runtime: its own environment (see the llm extra in pyproject.toml).
-$(LLM_STAMP): pyproject.toml
+# The LLM runtime: its own environment (see the llm extra in pyproject.toml
+# and deploy/llm_runtime.py for how torch is chosen).
+$(LLM_STAMP): pyproject.toml deploy/llm_runtime.py
 	test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
-	$(LLM_VENV)/bin/$(PIP) torch==2.13.0
-	$(LLM_VENV)/bin/python deploy/requirements.py extra llm > $(LLM_VENV)/requirements.txt
-	$(LLM_VENV)/bin/$(PIP) -r $(LLM_VENV)/requirements.txt
-	$(LLM_VENV)/bin/$(PIP) --no-deps -e . $$($(LLM_VENV)/bin/python deploy/requirements.py llm-no-deps)
-	$(LLM_VENV)/bin/pip uninstall --yes --quiet $$($(LLM_VENV)/bin/python deploy/requirements.py llm-remove)
+	$(LLM_VENV)/bin/python deploy/llm_runtime.py
+	touch $@
+
+$(KAFKA_STAMP): deploy/kafka/pom.xml | $(STAMP)
+	$(VENV)/bin/python -m streams.broker fetch .tools/kafka/lib
 	touch $@
 
 demo: env

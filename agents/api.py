@@ -119,6 +119,21 @@ FORWARDED = "X-Kairos-Forwarded"
 PASSED_HEADERS = frozenset({"Location", "Retry-After", "WWW-Authenticate"})
 
 
+def owner_of(profile_id: str) -> URL | None:
+    """The worker that holds the person's partition, from the group's assignment.
+
+    The partition is kairos's own (streams/keys.py), so this needs no
+    producer metadata for the changelog topic, which a worker that has
+    written nothing since it started does not have. None mid-rebalance.
+    """
+    topic = profiles.changelog_topic.get_topic_name()
+    partition = partition_for(profile_id)
+    for host, assigned in app.assignor.table_metadata(topic).items():
+        if partition in assigned.get(topic, ()):
+            return URL(host)
+    return None
+
+
 def _same_worker(a: URL, b: URL) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
@@ -139,10 +154,7 @@ class ProfileView(faust.web.View):
         if at and not at.isdigit():
             return self._answer(view, "bad_request", 400,
                                 {"error": "'at' must be a time in epoch milliseconds"})  # fmt: skip
-        try:
-            owner = app.router.key_store(profiles.name, profile_id)
-        except KeyError:
-            owner = None
+        owner = owner_of(profile_id)
         here = owner is not None and _same_worker(owner, app.conf.canonical_url)
         if owner is None or (not here and request.headers.get(FORWARDED)):
             # Mid-rebalance: no owner yet, or the owner we forwarded to has moved on.

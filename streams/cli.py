@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streams.settings import Settings, SettingsError, get_settings
+from streams.settings import Settings, SettingsError, get_settings, prepare_data_dir
 from streams.traffic import Population
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from streams.admin import BrokerUnavailable, missing_topics
 
+    prepare_data_dir(settings)
     try:
         missing = asyncio.run(missing_topics(settings))
     except BrokerUnavailable as exc:
@@ -174,12 +175,12 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_broker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.broker import BrokerError, start_broker
+    from streams.broker import BrokerError, start_embedded
 
     if not settings.embedded_broker:
         raise CommandError("KAIROS_BROKER_URL is set: nothing embedded to start")
     try:
-        broker = start_broker(settings.broker_port, settings.data_dir / "logs" / "broker.log")
+        broker = start_embedded(settings)
     except BrokerError as exc:
         raise CommandError(str(exc)) from None
     return _serve(broker, f"broker ready on 127.0.0.1:{settings.broker_port}")

@@ -101,15 +101,19 @@ def run(settings: Settings, options: DemoOptions) -> int:
 
 def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
     from models.server import LLMServerError, ensure_model, start_llm_server
-    from streams.broker import BrokerError, start_broker
+    from streams.broker import BrokerError, start_embedded
     from streams.cli import CommandError
 
     logs = settings.data_dir / "logs"
     try:
         if settings.embedded_broker:
+            # Each demo starts from an empty broker and no worker state, so
+            # its summary counts this run's traffic alone.
+            for state in ("kafka", "worker"):
+                shutil.rmtree(settings.data_dir / state, ignore_errors=True)
             t0 = time.monotonic()
-            started.append(start_broker(settings.broker_port, logs / "broker.log"))
-            say(f"broker: embedded Tansu on 127.0.0.1:{settings.broker_port}, "
+            started.append(start_embedded(settings))
+            say(f"broker: embedded Apache Kafka on 127.0.0.1:{settings.broker_port}, "
                 f"ready in {time.monotonic() - t0:.2f} s")  # fmt: skip
         else:
             say(f"broker: {settings.bootstrap_servers}")
@@ -133,10 +137,6 @@ def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
 
 
 def _start_worker(settings: Settings) -> ManagedProcess:
-    if settings.embedded_broker:
-        # The embedded broker starts empty; local state from an earlier run
-        # would not match its (empty) changelogs.
-        shutil.rmtree(settings.data_dir / "worker", ignore_errors=True)
     worker = ManagedProcess(
         "worker",
         [sys.executable, "-m", "streams.cli", "worker"],
@@ -169,6 +169,7 @@ async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None
         auto_offset_reset="earliest",
         group_id=None,
         fetch_max_wait_ms=settings.fetch_wait_ms,
+        isolation_level="read_committed",  # offers land in transactions
     )
     await consumer.start()
     watcher = asyncio.create_task(_watch(consumer, settings, tally, out))
@@ -228,7 +229,7 @@ async def _watch(
         else:
             offer = loads(record.value)
             if offer["offer_id"] in tally.seen:
-                continue  # at-least-once: a replay carries the same offer id
+                continue  # with KAIROS_OFFERS_EXACTLY_ONCE off, a replay carries the same id
             tally.seen.add(offer["offer_id"])
             offer["timings"]["received_at"] = now_ms()
             tally.offers.append(offer)

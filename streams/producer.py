@@ -41,7 +41,10 @@ class EventProducer:
             "feedback": settings.topics.feedback,
         }
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, linger_ms=linger_ms, acks=1
+            bootstrap_servers=settings.bootstrap_servers,
+            linger_ms=linger_ms,
+            acks="all",
+            enable_idempotence=True,
         )
 
     async def start(self) -> None:

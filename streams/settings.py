@@ -15,7 +15,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,18 +78,24 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    # Kafka. Unset: `kairos demo` starts the embedded broker on broker_port.
+    # Kafka. Unset: `kairos demo` and `kairos broker` run the embedded Apache
+    # Kafka (streams/broker.py) on broker_port, its data under data_dir/kafka.
     broker_url: str | None = None
     broker_port: Port = 19092
+    # The embedded broker's jars (default: .tools/kafka/lib, which `make` fills)
+    # and its JVM heap.
+    kafka_lib: Path | None = None
+    broker_heap_mb: Annotated[int, Field(ge=128, le=16_384)] = 512
     broker_session_timeout_s: Positive = 6.0
     broker_heartbeat_interval_s: Positive = 1.0
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    # Of every topic kairos creates; min_insync_replicas is set on each of
+    # them too, so that acks=all means that many copies. Production: 3 and 2.
     replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
-    # How long a fetch may wait for data. Unset: 20 ms on the embedded broker
-    # (it polls: under steady traffic a record waits about half this long
-    # for a fetch to look again), 500 ms on Kafka (which answers as soon as
-    # data arrives).
-    consumer_fetch_wait_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
+    min_insync_replicas: Annotated[int, Field(ge=1, le=16)] = 1
+    # How long a fetch may wait for data. Kafka answers a fetch as soon as
+    # data arrives, so a long wait costs no latency, only idle round trips.
+    consumer_fetch_wait_ms: Annotated[int, Field(ge=1, le=60_000)] = 500
     topics: TopicNames = TopicNames()
 
     # The Faust worker.
@@ -100,8 +114,8 @@ class Settings(BaseSettings):
     reference_dir: Path | None = None
     # How long the worker's producer waits to fill a batch. 0 sends each
     # record at once (records queued while a request is in flight still
-    # travel together): on this embedded broker it measured no faster end
-    # to end, and a flood of dead letters went 25% slower (docs/BENCHMARKS.md).
+    # travel together): measured no faster end to end, and a flood of dead
+    # letters went 25% slower (docs/BENCHMARKS.md).
     producer_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 5
     # Largest record batch the producer builds per partition. A partition
     # has one open batch, and a full one waits for a broker round trip, so
@@ -147,6 +161,11 @@ class Settings(BaseSettings):
     # Moments and offers.
     # Moment rules and their policy (agents/rules.py); unset: streams/data/rules.yaml.
     rules_file: Path | None = None
+    # Each offer produced in a Kafka transaction with the commit of its moment
+    # (agents/outlets.py): a read_committed consumer of the offers topic sees
+    # it once, across crashes and rebalances. Off: the same stage, at-least-once
+    # (offers produced, the commit after), to measure what transactions cost.
+    offers_exactly_once: bool = True
     coupon_secret: SecretStr = SecretStr("kairos-dev-coupon-secret")
     coupon_ttl_s: Positive = 4 * 3600.0
 
@@ -182,6 +201,26 @@ class Settings(BaseSettings):
             raise ValueError("expected 'rocksdb://' or 'memory://'")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_given(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token is a variable filled from nothing (compose's
+        # `${TOKEN:-}`): whether that meant an open API or a closed one is
+        # a guess, so it is refused.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty: set a token, or leave the variable unset")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Settings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"{env_name(('min_insync_replicas',))}={self.min_insync_replicas} is more than "
+                f"{env_name(('replication_factor',))}={self.replication_factor}: "
+                "no write with acks=all could succeed"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -215,9 +254,7 @@ class Settings(BaseSettings):
 
     @property
     def fetch_wait_ms(self) -> int:
-        if self.consumer_fetch_wait_ms is not None:
-            return self.consumer_fetch_wait_ms
-        return 20 if self.embedded_broker else 500
+        return self.consumer_fetch_wait_ms
 
     @property
     def llm_base_url(self) -> str:
@@ -239,6 +276,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def prepare_data_dir(settings: Settings) -> Path:
+    """``data_dir``, created with its parents if missing (a fresh checkout or
+    volume), or a SettingsError naming KAIROS_DATA_DIR if it cannot be
+    created or written: the worker keeps its tables there."""
+    path, name = settings.data_dir, env_name(("data_dir",))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SettingsError(f"{name}={str(path)!r}: not a directory") from None
+    except OSError as exc:
+        raise SettingsError(f"{name}={str(path)!r}: cannot create it: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SettingsError(f"{name}={str(path)!r}: this user cannot write there")
+    return path
+
+
 def env_name(loc: tuple[Any, ...]) -> str:
     """The environment variable that sets the field at ``loc``."""
     return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
@@ -251,9 +304,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(f"{CONFIG_ENV}={config_file!r}: no such file")
     unknown = _unknown_variables()
     if unknown:
-        raise SettingsError(
-            "invalid settings:\n  " + "\n  ".join(f"{n}: unknown setting" for n in unknown)
-        )
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(_unknown_lines(unknown)))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -277,10 +328,40 @@ def _unknown_variables() -> list[str]:
     return sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known)
 
 
+# What Kubernetes puts in every container for each Service of the namespace
+# (enableServiceLinks): the Service kairos-api sets KAIROS_API_SERVICE_HOST,
+# KAIROS_API_SERVICE_PORT[_<port name>], KAIROS_API_PORT=tcp://ip:port and
+# KAIROS_API_PORT_<port>_TCP[_PROTO|_PORT|_ADDR].
+_SERVICE_LINK = re.compile(
+    r"^(?P<service>[A-Z0-9_]+?)_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$"
+)
+
+
+def _unknown_lines(unknown: list[str]) -> list[str]:
+    """One line per unknown name, and how to stop Kubernetes' service links
+    if some look like them; they stay errors all the same."""
+    lines = []
+    for name in unknown:
+        link = _SERVICE_LINK.match(name)
+        service = link["service"].lower().replace("_", "-") if link else ""
+        hint = f" (a Kubernetes service link of the Service {service}?)" if link else ""
+        lines.append(f"{name}: unknown setting{hint}")
+    if any(_SERVICE_LINK.match(name) for name in unknown):
+        lines.append(
+            "to keep service links out, set enableServiceLinks: false in the pod spec "
+            "(as deploy/k8s/workers.yaml does)"
+        )
+    return lines
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         name = env_name(tuple(error["loc"]))
+        if not error["loc"]:  # a check across settings names them itself
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
         if error["type"] == "extra_forbidden":
             lines.append(f"{name}: unknown setting")
             continue

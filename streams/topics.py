@@ -49,19 +49,25 @@ def internal_name(settings: Settings, name: str) -> str:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic, with partitions and configs, in creation order."""
     t, n = settings.topics, settings.partitions
-    retention = {"retention.ms": str(7 * DAY_MS)}
+    every = {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+    def kept(days: int) -> dict[str, str]:
+        return {**every, "cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
+
+    # Compacted topics keep the latest record per key for ever: the state itself.
+    compacted = {**every, "cleanup.policy": "compact", "retention.ms": "-1"}
     return [
-        TopicSpec(t.clickstream, n, retention),
-        TopicSpec(t.crm, n, retention),
-        TopicSpec(t.location, n, retention),
-        TopicSpec(t.feedback, n, retention),
-        TopicSpec(t.offers, n, retention),
-        TopicSpec(t.dlq, n, {"retention.ms": str(30 * DAY_MS)}),
-        TopicSpec(t.outcomes, n, {"retention.ms": str(90 * DAY_MS)}),
-        TopicSpec(t.reference, 1, {"cleanup.policy": "compact"}),
-        TopicSpec(internal_name(settings, "events"), n, retention),
-        TopicSpec(internal_name(settings, "moments"), n, {"retention.ms": str(90 * DAY_MS)}),
-        TopicSpec(internal_name(settings, "profiles-changelog"), n, {"cleanup.policy": "compact"}),
+        TopicSpec(t.clickstream, n, kept(7)),
+        TopicSpec(t.crm, n, kept(7)),
+        TopicSpec(t.location, n, kept(7)),
+        TopicSpec(t.feedback, n, kept(7)),
+        TopicSpec(t.offers, n, kept(7)),
+        TopicSpec(t.dlq, n, kept(30)),
+        TopicSpec(t.outcomes, n, kept(90)),
+        TopicSpec(t.reference, 1, compacted),
+        TopicSpec(internal_name(settings, "events"), n, kept(7)),
+        TopicSpec(internal_name(settings, "moments"), n, kept(90)),
+        TopicSpec(internal_name(settings, "profiles-changelog"), n, compacted),
     ]
 
 

@@ -30,9 +30,10 @@ VLLM_READY_TIMEOUT_S = 300.0
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh embedded broker for the session; yields its bootstrap address."""
+    """A fresh embedded Kafka for the session; yields its bootstrap address."""
     port = free_port()
-    process = start_broker(port, tmp_path_factory.mktemp("broker") / "broker.log")
+    home = tmp_path_factory.mktemp("broker")
+    process = start_broker(port, home, home / "broker.log")
     try:
         yield f"127.0.0.1:{port}"
     finally:

@@ -45,6 +45,27 @@ def test_manifests_pass_the_kubernetes_schemas(path: Path) -> None:
         kubernetes_validate.validate(resource, "1.31", strict=True)
 
 
+def test_no_pod_gets_kubernetes_service_links() -> None:
+    """A Service kairos-api would set KAIROS_API_* in every pod, which kairos
+    rejects as unknown settings (and a Service vllm sets VLLM_PORT for vLLM)."""
+    pods = [
+        resource["spec"]["template"]["spec"]
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for resource in yaml.safe_load_all(path.read_text())
+        if resource["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")
+    ]
+    assert len(pods) >= 2
+    assert all(pod.get("enableServiceLinks") is False for pod in pods)
+
+
+def test_compose_requires_its_secrets_and_passes_none_empty() -> None:
+    environment = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["x-kairos"]["environment"]
+    for name in ("KAIROS_API_TOKEN", "KAIROS_COUPON_SECRET"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", environment[name]), environment[name]
+    empty_defaults = [n for n, v in environment.items() if re.search(r"\$\{\w+:?-\}", str(v))]
+    assert not empty_defaults
+
+
 @pytest.mark.broker
 def test_every_queried_metric_is_served_by_a_live_worker(broker: str, tmp_path: Path) -> None:
     settings = settings_for_test(broker, "http://127.0.0.1:9/v1", "none", tmp_path)

@@ -1,8 +1,8 @@
-"""Restart recovery on the embedded broker, with the demo's settings.
+"""Restart recovery on the embedded Kafka, with the demo's settings.
 
 The producer batches, and the worker writes its changelog in record
-batches, which is exactly when the embedded broker reports wrong end
-offsets (ListOffsets). The worker is killed with SIGKILL; its local RocksDB
+batches, so recovery reads batched, compacted partitions to their end
+offsets. The worker is killed with SIGKILL; its local RocksDB
 is then deleted, so the profile must come back from the changelog alone;
 then it restarts once more from its own disk. Each time, a moment's profile
 snapshot shows what the worker holds: every event once, none lost, none

@@ -39,7 +39,7 @@ def test_worker_refuses_to_start_without_topics(broker: str, tmp_path: Path) -> 
 def test_broker_port_in_use_is_a_clear_error(broker: str, tmp_path: Path) -> None:
     port = int(broker.rsplit(":", 1)[1])
     with pytest.raises(BrokerError, match=f"port {port} is already in use"):
-        start_broker(port, tmp_path / "broker.log")
+        start_broker(port, tmp_path, tmp_path / "broker.log")
 
 
 POISON = {

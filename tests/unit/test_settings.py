@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import SettingsError, load_settings
+from streams.settings import Settings, SettingsError, load_settings, prepare_data_dir
 from tests.support.stack import REPO
 
 
@@ -16,7 +16,7 @@ def test_defaults_run_the_embedded_demo() -> None:
     settings = load_settings()
     assert settings.embedded_broker and settings.embedded_llm
     assert settings.topics.clickstream == "kairos.clickstream"
-    assert settings.fetch_wait_ms == 20
+    assert settings.fetch_wait_ms == 500
 
 
 def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -44,6 +44,11 @@ def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ("KAIROS_LLM_TIMEOUT_S", "-1", "KAIROS_LLM_TIMEOUT_S: Input should be greater than 0"),
         ("KAIROS_LLM_TIMOUT_S", "5", "KAIROS_LLM_TIMOUT_S: unknown setting"),
         ("KAIROS_CONFIG", "/nonexistent.yaml", "KAIROS_CONFIG='/nonexistent.yaml': no such file"),
+        (
+            "KAIROS_MIN_INSYNC_REPLICAS",
+            "2",
+            "KAIROS_MIN_INSYNC_REPLICAS=2 is more than KAIROS_REPLICATION_FACTOR=1",
+        ),
     ],
 )
 def test_bad_setting_names_the_variable(
@@ -67,3 +72,93 @@ def test_cli_stops_on_a_bad_setting_with_its_name() -> None:
     assert result.returncode == 2
     assert "KAIROS_PARTITIONS: Input should be greater than or equal to 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# What Kubernetes sets in a pod for the Service kairos-api (port 80, named web).
+SERVICE_LINKS = {
+    "KAIROS_API_SERVICE_HOST": "10.96.0.12",
+    "KAIROS_API_SERVICE_PORT": "80",
+    "KAIROS_API_SERVICE_PORT_WEB": "80",
+    "KAIROS_API_PORT": "tcp://10.96.0.12:80",
+    "KAIROS_API_PORT_80_TCP": "tcp://10.96.0.12:80",
+    "KAIROS_API_PORT_80_TCP_PROTO": "tcp",
+    "KAIROS_API_PORT_80_TCP_PORT": "80",
+    "KAIROS_API_PORT_80_TCP_ADDR": "10.96.0.12",
+}
+
+
+def test_kubernetes_service_links_stay_unknown_settings_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in SERVICE_LINKS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KAIROS_LLM_TIMOUT_S", "5")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    hint = "(a Kubernetes service link of the Service kairos-api?)"
+    for name in SERVICE_LINKS:
+        assert f"  {name}: unknown setting {hint}" in lines
+    assert "  KAIROS_LLM_TIMOUT_S: unknown setting" in lines  # a typo gets no such hint
+    assert "enableServiceLinks: false" in lines[-1]
+
+
+def test_a_typo_alone_gets_no_service_link_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAIROS_WEB_PORTT", "6066")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == "invalid settings:\n  KAIROS_WEB_PORTT: unknown setting"
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_api_token_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("KAIROS_API_TOKEN", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "KAIROS_API_TOKEN: must not be empty" in str(caught.value)
+
+
+def test_a_missing_data_dir_is_created_with_its_parents(tmp_path: Path) -> None:
+    wanted = tmp_path / "volume" / "kairos"
+    assert prepare_data_dir(Settings(data_dir=wanted)) == wanted
+    assert wanted.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("below", "message"),
+    [("", "not a directory"), ("sub", "cannot create it: Not a directory")],
+    ids=["a file", "under a file"],
+)
+def test_an_uncreatable_data_dir_names_the_variable(
+    tmp_path: Path, below: str, message: str
+) -> None:
+    path = tmp_path / "file" / below if below else tmp_path / "file"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SettingsError) as caught:
+        prepare_data_dir(Settings(data_dir=path))
+    assert str(caught.value) == f"KAIROS_DATA_DIR={str(path)!r}: {message}"
+
+
+def test_an_unwritable_data_dir_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("streams.settings.os.access", lambda path, mode: False)
+    with pytest.raises(SettingsError) as caught:
+        prepare_data_dir(Settings(data_dir=tmp_path))
+    assert str(caught.value) == f"KAIROS_DATA_DIR={str(tmp_path)!r}: this user cannot write there"
+
+
+def test_worker_stops_on_an_uncreatable_data_dir_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env={"PATH": "/usr/bin:/bin", "KAIROS_DATA_DIR": str(tmp_path / "file" / "data")},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"kairos: KAIROS_DATA_DIR='{tmp_path}/file/data': cannot create it: Not a directory"
+    ]
