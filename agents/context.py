@@ -593,6 +593,6 @@ async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awai
             )
         sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
         metrics.events_out.labels("moments", moment["type"]).inc()
-        # The offers agent claims it when it reads the moment.
+        # The offers stage (agents/delivery.py) claims it when it reads the moment.
         early.start(moment, partition_for(moment["user"]))
     return asyncio.gather(*sends)

@@ -1,31 +1,26 @@
-"""Offers: for each moment, a message written by the LLM, checked, delivered.
+"""Offers: for each moment, a message written by the LLM and checked.
 
-Generation runs off the feature path: the context agent writes moments to a
-topic, and this agent keeps up to ``llm_max_in_flight`` generations open at
-once (so vLLM batches them) while moments keep arriving. A moment is acked
-only when its offer has landed on kairos.offers; a worker restart replays
-unacked moments, and the deterministic offer id lets consumers drop the
-duplicates.
+This module writes an offer; agents/delivery.py reads the moments from
+kairos.internal.moments and delivers each offer exactly once (in a Kafka
+transaction with the moment's offset). Generation runs off the feature
+path, with up to ``llm_max_in_flight`` generations open at once (so vLLM
+batches them) while moments keep arriving.
 
 A moment need not wait for its trip through the topic: the context agent
 hands it to :data:`early` as it writes it, and the generation starts at
-once, in this process. When the agent reads that moment from the topic it
-waits for the generation already running instead of starting another, and
-acks the moment once the offer has landed, as before. The topic stays the
-record, and what a restart replays; the hand-off only takes a produce, a
-fetch and a pass through Faust's consumer off each offer's path.
+once, in this process. When the delivery stage reads that moment from the
+topic it waits for the generation already running instead of starting
+another. The topic stays the record, and what a restart replays; the
+hand-off only takes a produce and a fetch off each offer's path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Any
-
-from aiokafka import AIOKafkaProducer
-from faust.types import TP
 
 from agents.coupons import coupon_code, discount_pct
 from agents.moments import offer_id
@@ -34,11 +29,8 @@ from models.client import LLMClient, LLMError
 from models.context import ContextSlice, select_context
 from models.guardrails import Draft, Rejected, check, fallback
 from models.prompts import prompt_for, variant_for
-from streams import topics
-from streams.acks import process_in_order
-from streams.app import app, metrics, settings
-from streams.codecs import dumps, loads, now_ms
-from streams.deadletters import crash_worker, dead_letter
+from streams.app import metrics, settings
+from streams.codecs import now_ms
 from streams.reference import current_reference
 from streams.settings import Settings
 
@@ -153,138 +145,88 @@ class GenerationFailed(Exception):
     """Writing an offer failed (a bug); the moment goes to the dead letters."""
 
 
-@dataclass(frozen=True)
-class Writer:
-    """What an offer is written and delivered with, while the agent runs.
-
-    Offers go out through a producer of their own, without linger: each is
-    awaited by a person, and they are few. In the worker's producer an
-    offer waited out ``producer_linger_ms`` before it was sent, there to
-    fill batches of profile writes.
-    """
-
-    client: LLMClient
-    producer: AIOKafkaProducer
-
-    @classmethod
-    async def start(cls) -> Writer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"{settings.app_id}-offers",
-            acks=app.conf.producer_acks,
-            linger_ms=0,
-        )
-        await producer.start()
-        return cls(llm_client(), producer)
-
-    async def stop(self) -> None:
-        try:
-            await self.producer.stop()
-        finally:
-            await self.client.aclose()
-
-
-async def generate(writer: Writer, moment: dict[str, Any]) -> None:
-    """Write the moment's offer and deliver it to kairos.offers.
-
-    A failed send propagates (the worker must restart); anything else that
-    fails is a bug, raised as :class:`GenerationFailed`.
-    """
+async def generate(client: LLMClient, moment: dict[str, Any]) -> dict[str, Any]:
+    """The moment's offer, written; anything that fails is a bug, raised as
+    :class:`GenerationFailed` (the model's own failures fall back inside)."""
     try:
-        offer = await write_offer(writer.client, moment)
-    except Exception as exc:
+        return await write_offer(client, moment)
+    except Exception as exc:  # not CancelledError: a dropped generation just stops
         log.exception("offer failed for moment %s", moment.get("id"))
         raise GenerationFailed(repr(exc)) from exc
-    await writer.producer.send_and_wait(
-        topics.offers.get_topic_name(), dumps(offer), key=moment["user"].encode()
-    )
-    delivered = now_ms()
-    metrics.stage_latency.labels("delivery").observe(
-        max(0, delivered - offer["timings"]["emitted_at"]) / 1000
-    )
-    metrics.events_out.labels("offers", offer["moment"]["type"]).inc()
 
 
 class EarlyStarts:
     """Generations started as their moments are detected, by moment id.
 
-    Only moments whose partition of kairos.moments this worker owns start
-    early (the agent that will read them is this process's), and at most
-    ``limit`` wait to be claimed, so a stalled model cannot pile them up:
-    beyond that a moment waits for the agent, as it would without them.
+    Only moments of partitions of kairos.internal.moments whose offers this
+    worker delivers start early (``owns``, set by agents/delivery.py while
+    it runs), and at most ``limit`` wait to be claimed, so a stalled model
+    cannot pile them up: beyond that a moment waits to be read from the
+    topic, as it would without them. A generation is only ever an offer
+    written: delivering it is the partition owner's (agents/lanes.py), so a
+    generation whose partition moves to another worker is dropped, and the
+    new owner writes that offer from the topic. One left unclaimed for
+    ``max_age_s`` is dropped too: its moment was delivered by another owner
+    while the partition was away, and will not be read here again.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_age_s: float) -> None:
         self.limit = limit
-        self.writer: Writer | None = None  # set while the agent runs
-        self._started: dict[str, tuple[asyncio.Future[None], TP]] = {}
+        self.max_age_s = max_age_s
+        self.client: LLMClient | None = None  # set while the delivery stage runs
+        self.owns: Callable[[int], bool] = lambda _partition: False
+        # moment id: (generation, partition, when it was handed here)
+        self._started: dict[str, tuple[asyncio.Future[dict[str, Any]], int, float]] = {}
 
     def start(self, moment: dict[str, Any], partition: int) -> None:
         """Start the offer for ``moment`` (just detected; ``partition`` is its
-        user's) now, if this worker may."""
-        if self.writer is None or moment.get("suppressed"):
+        user's) now, if this worker delivers that partition's offers."""
+        if self.client is None or moment.get("suppressed") or not self.owns(partition):
             return
-        owned = app.assignor.assigned_actives()
-        tp = TP(topics.moments.get_topic_name(), partition)
-        if tp not in owned:
+        if moment["id"] in self._started:  # detected twice (a replay): one generation
             return
         if len(self._started) >= self.limit:
-            self.forget(keep=owned)
+            self.forget()
             if len(self._started) >= self.limit:
                 return
-        self._started[moment["id"]] = (asyncio.ensure_future(generate(self.writer, moment)), tp)
+        future = asyncio.ensure_future(generate(self.client, moment))
+        self._started[moment["id"]] = (future, partition, time.monotonic())
         metrics.offer_starts.labels("detection").inc()
 
-    def claim(self, moment_id: str) -> asyncio.Future[None] | None:
+    def claim(self, moment_id: str) -> asyncio.Future[dict[str, Any]] | None:
         """The generation started for ``moment_id``, now the caller's to wait for."""
         started = self._started.pop(moment_id, None)
         return started[0] if started else None
 
-    def forget(self, keep: Any = ()) -> None:
-        """Drop what no agent here will claim: moments of partitions not in ``keep``.
+    def park(self, moment_id: str, future: asyncio.Future[dict[str, Any]], partition: int) -> None:
+        """Keep a claimed generation whose partition is being reassigned: if it
+        comes back to this worker, reading the moment again claims it."""
+        self._started[moment_id] = (future, partition, time.monotonic())
 
-        A generation still running carries on and delivers; the partition's
-        new owner writes the same offer again, which consumers drop by id.
-        """
-        for moment_id, (future, tp) in list(self._started.items()):
-            if tp not in keep:
+    def forget(self) -> None:
+        """Drop (cancel) the generations of partitions this worker does not
+        own, and those unclaimed for longer than ``max_age_s``."""
+        oldest = time.monotonic() - self.max_age_s
+        for moment_id, (future, partition, since) in list(self._started.items()):
+            if not self.owns(partition) or since < oldest:
                 del self._started[moment_id]
-                future.add_done_callback(_retrieve)
+                drop(future)
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
+def drop(future: asyncio.Future[Any]) -> None:
+    """Cancel a generation no one will deliver; its failure, if any, was logged."""
+    future.cancel()
+    future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # logged where it was raised
 
 
-early = EarlyStarts(limit=2 * settings.llm_max_in_flight)
-
-
-async def deliver(writer: Writer, message: Any) -> None:
-    try:
-        moment = loads(message.value)
-    except Exception as exc:  # a bug must not lose the moment
-        log.exception("unreadable moment at %s/%s", message.topic, message.offset)
-        await (
-            await dead_letter(
-                message, code="internal_error", reason=f"offer failed: {exc!r}", stage="offers"
-            )
-        )
-        return
-    if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
-        return
-    started: Awaitable[None] | None = early.claim(moment["id"])
-    if started is None:
-        metrics.offer_starts.labels("topic").inc()
-        started = generate(writer, moment)
-    try:
-        await started
-    except GenerationFailed as exc:
-        await (
-            await dead_letter(
-                message, code="internal_error", reason=f"offer failed: {exc}", stage="offers"
-            )
-        )
+# A moment is read within moments of its detection, unless the stage's
+# window is full: then within a few generations' time.
+early = EarlyStarts(limit=2 * settings.llm_max_in_flight, max_age_s=3 * settings.llm_timeout_s)
 
 
 def llm_client() -> LLMClient:
@@ -300,21 +242,3 @@ def llm_client() -> LLMClient:
         breaker_cooldown_s=settings.llm_breaker_cooldown_s,
         metrics=metrics,
     )
-
-
-@app.agent(topics.moments, name="kairos.offers")
-async def offers(stream: Any) -> None:
-    writer = await Writer.start()
-
-    async def handle(event: Any) -> Awaitable[Any]:
-        return asyncio.ensure_future(deliver(writer, event.message))
-
-    early.writer = writer
-    try:
-        await process_in_order(
-            stream, handle, window=2 * settings.llm_max_in_flight, on_failure=crash_worker
-        )
-    finally:
-        early.writer = None
-        early.forget()
-        await writer.stop()

@@ -610,7 +610,7 @@ def main() -> int:
     print("offers against a stand-in model server: live traffic...")
     figures.update(stand_in(stack_settings()))
     print("the same without transactions (KAIROS_OFFERS_EXACTLY_ONCE=false)...")
-    workdir, settings, env = stack_settings()
+    workdir, settings, _ = stack_settings()
     plain = settings.model_copy(update={"offers_exactly_once": False})
     figures.update(stand_in((workdir, plain, settings_env(plain)), tag="stand_in_no_txn"))
     print("offers against vLLM on CPU: a burst, then live traffic, then a stalled server...")

@@ -117,6 +117,29 @@ class Metrics:
             ["at"],
             registry=registry,
         )
+        self.offer_transactions = Counter(
+            "kairos_offer_transactions_total",
+            "Transactions of the offers stage (each: the offers that were ready, and the "
+            "moments partition's commit), by outcome: committed, aborted (the worker stops, "
+            "and its restart delivers them again), fenced (the partition went to another "
+            "worker, which delivers them). None while KAIROS_OFFERS_EXACTLY_ONCE is off.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.offer_moments = Counter(
+            "kairos_offer_moments_total",
+            "Moments the offers stage finished (its commit passed them), by outcome: offered, "
+            "suppressed (held out, quiet hours, capped), duplicate (a second copy of a moment "
+            "already offered: written twice by the stages before, after a crash or by a paused "
+            "worker), dead_letter (its offer could not be written).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.offer_partitions = Gauge(
+            "kairos_offer_partitions",
+            "Partitions of kairos.internal.moments whose offers this worker delivers now.",
+            registry=registry,
+        )
         self.context_bundles = Counter(
             "kairos_context_bundles_total",
             "Bundles of events the context agent read from kairos.internal.events, by where "

@@ -1,10 +1,13 @@
 """``kairos tail``: a sample downstream consumer of kairos.offers.
 
-What a notification service does with the topic: read offers, drop the ones
-it has already handled (the offer id is the idempotency key: kairos is
-at-least-once, so a replay after a crash can deliver an offer twice), and
-act on the rest; here, print them. The ids seen are kept in a bounded
-memory, as a real consumer would keep them in its own store.
+What a notification service does with the topic: read offers (committed
+ones: kairos writes each in a transaction, so a read_committed consumer
+sees each offer once), drop any it has already handled, and act on the
+rest; here, print them. Dropping by offer id (the idempotency key) still
+matters to a service that restarts from an older position of its own, or
+when ``KAIROS_OFFERS_EXACTLY_ONCE`` is off and a crash replays offers. The
+ids seen are kept in a bounded memory, as a real consumer would keep them
+in its own store.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ async def tail(
         group_id=group,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=group is not None,
+        isolation_level="read_committed",  # offers land in transactions
     )
     await consumer.start()
     seen = SeenOffers()

@@ -98,6 +98,13 @@ class Worker:
     def kill(self) -> None:
         self.process.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP: alive, answering nothing, until :meth:`resume`."""
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
     def counter(self, name: str) -> float:
         """A counter's value (summed over labels) from /metrics, 0 if absent."""
         total = 0.0
@@ -144,13 +151,18 @@ async def consume(
     until: Callable[[list[Any]], bool],
     seconds: float,
 ) -> list[Any]:
-    """Records of ``topic`` from the start, until ``until(records)`` or ``seconds`` pass."""
+    """Records of ``topic`` from the start, until ``until(records)`` or ``seconds`` pass.
+
+    Read committed, as a consumer of kairos.offers must read: an offer is
+    there once its transaction commits, and never if it aborts.
+    """
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
         fetch_max_wait_ms=50,
+        isolation_level="read_committed",
     )
     await consumer.start()
     records: list[Any] = []
