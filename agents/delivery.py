@@ -95,7 +95,7 @@ class OfferDelivery(mode.Service):
             client_id=f"{settings.app_id}-offers",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_wait_ms,
+            fetch_max_wait_ms=settings.consumer_fetch_wait_ms,
             session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000),
         )

@@ -61,7 +61,7 @@ class ReferenceFollower(mode.Service):
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_wait_ms,
+            fetch_max_wait_ms=settings.consumer_fetch_wait_ms,
             client_id=f"{settings.app_id}-reference",
         )
         await self.consumer.start()

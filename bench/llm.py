@@ -467,7 +467,7 @@ class Session:
             bootstrap_servers=self.settings.bootstrap_servers,
             auto_offset_reset="earliest",
             group_id=None,
-            fetch_max_wait_ms=self.settings.fetch_wait_ms,
+            fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
             isolation_level="read_committed",  # offers land in transactions
         )
         await consumer.start()

@@ -412,7 +412,7 @@ def write(figures: dict[str, float], low: float, high: float) -> None:
         for name, value in os.environ.items()
         if name.startswith("KAIROS_")
     )
-    wait_ms = Settings(broker_url=BROKER).fetch_wait_ms
+    wait_ms = Settings(broker_url=BROKER).consumer_fetch_wait_ms
     settings_line = (
         "the demo's defaults (4 partitions, RocksDB store, producer batching on "
         "with 5 ms linger and 512 KiB batches, ingest batches of up to 5,000 "

@@ -161,6 +161,7 @@ class EmbeddedKafka:
         self.home = home.resolve()
         self.port = port
         self.lib = kafka_lib(lib)
+        self.java = java()  # checked once: `java -version` is a process start
         self.heap_mb = heap_mb
         self.logs = self.home / "logs"
         self.log_dirs = self.home / "data"
@@ -168,7 +169,7 @@ class EmbeddedKafka:
     def command(self, main: str, *args: str) -> list[str]:
         log4j = self.logs / "log4j2.properties"
         return [
-            str(java()), f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", *JVM_FLAGS,
+            str(self.java), f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", *JVM_FLAGS,
             f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.logs}",
             "-cp", f"{self.lib}/*", main, *args,
         ]  # fmt: skip

@@ -168,7 +168,7 @@ async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
-        fetch_max_wait_ms=settings.fetch_wait_ms,
+        fetch_max_wait_ms=settings.consumer_fetch_wait_ms,
         isolation_level="read_committed",  # offers land in transactions
     )
     await consumer.start()

@@ -253,10 +253,6 @@ class Settings(BaseSettings):
         return self.broker_url or f"127.0.0.1:{self.broker_port}"
 
     @property
-    def fetch_wait_ms(self) -> int:
-        return self.consumer_fetch_wait_ms
-
-    @property
     def llm_base_url(self) -> str:
         return self.llm_url or f"http://127.0.0.1:{self.llm_port}/v1"
 

@@ -16,7 +16,7 @@ def test_defaults_run_the_embedded_demo() -> None:
     settings = load_settings()
     assert settings.embedded_broker and settings.embedded_llm
     assert settings.topics.clickstream == "kairos.clickstream"
-    assert settings.fetch_wait_ms == 500
+    assert settings.consumer_fetch_wait_ms == 500
 
 
 def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.llm_base_url == "http://vllm:8000/v1"
     assert settings.topics.offers == "my.offers"
     assert settings.bootstrap_servers == "k1:9092,k2:9093"
-    assert settings.fetch_wait_ms == 500
+    assert settings.consumer_fetch_wait_ms == 500
 
 
 @pytest.mark.parametrize(
