@@ -44,9 +44,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import SimpleNamespace
 from typing import Any, cast
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from agents.attribution import group_of, join
+from agents.continuity import Continuity, SkippedRecords, read_range
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
@@ -468,29 +470,74 @@ class InProcess:
 in_process = InProcess()
 
 
+continuity = Continuity()
+
+
+@app.on_partitions_assigned.connect
+async def _assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    assigned: set[TP] = args[0]
+    name = topics.events.get_topic_name()
+    continuity.assigned(tp.partition for tp in assigned if tp.topic == name)
+
+
+def _reader() -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-context-reread",
+        enable_auto_commit=False,
+    )
+
+
+async def skipped_first(message: Any) -> list[Awaitable[Any]]:
+    """Fold the records before ``message`` that the consumer never handed over."""
+    skipped = continuity.skipped(message.partition, message.offset)
+    if not skipped:
+        return []
+    log.warning(
+        "context: offsets %d-%d of %s/%d were skipped by the stream consumer; reading them",
+        skipped.start, skipped.stop - 1, message.topic, message.partition,
+    )  # fmt: skip
+    metrics.context_skipped.inc(len(skipped))
+    tp = TopicPartition(message.topic, message.partition)
+    try:
+        records = await read_range(_reader, tp, skipped)
+    except SkippedRecords as exc:  # the worker stops: its restart reads from the last commit
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return [failed]
+    return [await handle_message(record) for record in records]
+
+
 @app.agent(topics.events, name="kairos.context")
 async def context(stream: Any) -> None:
     async def handle(record: Any) -> Awaitable[Any]:
-        message = record.message
-        folded = in_process.claim(message)
-        if folded is not None:
-            metrics.context_bundles.labels("in_process").inc()
-            return folded
-        try:
-            events = loads(message.value)
-        except Exception as exc:
-            return await dead_letter(
-                message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
-                stage="context",
-            )  # fmt: skip
-        async with _writing:
-            if events and events[0].get("kind") == SWEEP:
-                fold = Fold(loader(message.partition))
-                return await tick(message, fold, events[0].get("ts") or now_ms())
-            metrics.context_bundles.labels("topic").inc()
-            return await fold_bundle(message.partition, events, message)
+        before = await skipped_first(record.message)
+        work = await handle_message(record.message)
+        return asyncio.gather(*before, work) if before else work
 
     await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
+
+
+async def handle_message(message: Any) -> Awaitable[Any]:
+    """One record of kairos.internal.events: a bundle, folded here or already in
+    process, or a sweep marker."""
+    folded = in_process.claim(message)
+    if folded is not None:
+        metrics.context_bundles.labels("in_process").inc()
+        return folded
+    try:
+        events = loads(message.value)
+    except Exception as exc:
+        return await dead_letter(
+            message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
+            stage="context",
+        )  # fmt: skip
+    async with _writing:
+        if events and events[0].get("kind") == SWEEP:
+            fold = Fold(loader(message.partition))
+            return await tick(message, fold, events[0].get("ts") or now_ms())
+        metrics.context_bundles.labels("topic").inc()
+        return await fold_bundle(message.partition, events, message)
 
 
 def expired(entries: list[tuple[bytes, bytes]], now: int, ttl_ms: int) -> list[bytes]:

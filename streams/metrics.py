@@ -150,6 +150,12 @@ class Metrics:
             ["path"],
             registry=registry,
         )
+        self.context_skipped = Counter(
+            "kairos_context_skipped_records_total",
+            "Records of kairos.internal.events the stream consumer skipped and the context "
+            "agent read back itself before going on (agents/continuity.py).",
+            registry=registry,
+        )
         self.fallbacks = Counter(
             "kairos_llm_fallbacks_total",
             "Offers that used the template message, by reason.",
