@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 
+from streams import clients
 from streams.admin import create_topics
 from streams.process import ManagedProcess, free_port
 from streams.producer import replay
@@ -156,9 +156,9 @@ async def consume(
     Read committed, as a consumer of kairos.offers must read: an offer is
     there once its transaction commits, and never if it aborts.
     """
-    consumer = AIOKafkaConsumer(
+    consumer = clients.consumer(
+        settings,
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
         fetch_max_wait_ms=50,

@@ -1,0 +1,96 @@
+"""Throwaway TLS material and a SASL_SSL listener for the embedded Kafka.
+
+A CA made for one test session signs a certificate for 127.0.0.1 and
+localhost (openssl, which every machine here has); the broker reads the
+certificate and key as PEM. The SCRAM-SHA-512 user is written into the
+metadata log by ``StorageTool format --add-scram``, as an operator of a
+KRaft cluster bootstraps one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.broker import Listener
+
+MECHANISM = "SCRAM-SHA-512"
+LISTENER = "SECURE"
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A CA and what it signed, as PEM files."""
+
+    ca: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+
+def _openssl(*args: str) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("generating test certificates needs openssl on PATH")
+    done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} failed: {done.stderr}")
+
+
+def make_ca(folder: Path, name: str = "kairos test CA") -> tuple[Path, Path]:
+    """A self-signed CA, valid for a day: (certificate, key)."""
+    ca, key = folder / "ca.pem", folder / "ca.key"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(ca),
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    return ca, key
+
+
+def make_tls(folder: Path, names: str = "IP:127.0.0.1,DNS:localhost") -> Tls:
+    """A CA and a server certificate it signed for ``names`` (subjectAltName)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = make_ca(folder)
+    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.pem"
+    ext = folder / "server.ext"
+    ext.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+             "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return Tls(ca, ca_key, cert, key)
+
+
+@dataclass(frozen=True)
+class ScramUser:
+    name: str
+    password: str
+
+
+def new_user() -> ScramUser:
+    """A user with a password no test would write by chance, so a leak is found."""
+    return ScramUser("kairos-app", "sasl-pw-" + uuid.uuid4().hex)
+
+
+def sasl_ssl_listener(port: int, tls: Tls, user: ScramUser, folder: Path) -> Listener:
+    """A SASL_SSL listener on ``port``: SCRAM-SHA-512 for ``user``, ``tls``'s certificate."""
+    keystore = folder / "keystore.pem"  # Kafka's PEM keystore: the key, then the chain
+    keystore.write_text(tls.key.read_text() + tls.cert.read_text())
+    prefix = f"listener.name.{LISTENER.lower()}."
+    return Listener(
+        LISTENER,
+        port,
+        "SASL_SSL",
+        {
+            "sasl.enabled.mechanisms": MECHANISM,
+            prefix + "sasl.enabled.mechanisms": MECHANISM,
+            prefix + MECHANISM.lower() + ".sasl.jaas.config": SCRAM_LOGIN,
+            prefix + "ssl.keystore.type": "PEM",
+            prefix + "ssl.keystore.location": str(keystore),
+        },
+        ("--add-scram", f"{MECHANISM}=[name={user.name},password={user.password}]"),
+    )
