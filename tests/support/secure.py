@@ -10,6 +10,7 @@ KRaft cluster bootstraps one.
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -94,3 +95,10 @@ def sasl_ssl_listener(port: int, tls: Tls, user: ScramUser, folder: Path) -> Lis
         },
         ("--add-scram", f"{MECHANISM}=[name={user.name},password={user.password}]"),
     )
+
+
+def server_context(tls: Tls) -> ssl.SSLContext:
+    """A TLS server context presenting ``tls``'s certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+    return context
