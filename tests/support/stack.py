@@ -60,7 +60,9 @@ def settings_for_test(
     )
 
 
-def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``kairos ARGS`` in a subprocess with ``settings``; its exit code and output."""
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
@@ -68,7 +70,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
