@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from streams.exposure import api_exposure, is_loopback
-from streams.settings import Settings
+from streams.settings import Settings, secret_variables
 from tests.support.stack import REPO
 
 
@@ -60,3 +61,34 @@ def test_the_worker_command_stops_before_touching_kafka() -> None:
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("kairos: KAIROS_WEB_HOST=0.0.0.0 is not a loopback address")
     assert "Traceback" not in result.stderr
+
+
+def k8s_resources() -> list[dict]:
+    return [
+        resource
+        for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
+        for resource in yaml.safe_load_all(path.read_text())
+    ]
+
+
+def test_the_manifests_ship_no_secret_and_need_the_operators() -> None:
+    resources = k8s_resources()
+    assert not [r for r in resources if r["kind"] == "Secret"]
+    workers = next(r for r in resources if r["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    for container in workers["containers"] + workers.get("initContainers", []):
+        refs = [ref["secretRef"] for ref in container.get("envFrom", []) if "secretRef" in ref]
+        assert refs == [{"name": "kairos", "optional": False}], container["name"]
+
+
+def test_the_readme_says_how_to_create_that_secret() -> None:
+    readme = (REPO / "README.md").read_text()
+    command = readme[readme.index("kubectl create secret generic kairos") :].split("```")[0]
+    assert "KAIROS_API_TOKEN=" in command and "KAIROS_COUPON_SECRET=" in command
+    assert "change-me" not in command
+
+
+def test_every_secret_setting_is_known_as_one() -> None:
+    assert secret_variables() == {
+        "KAIROS_API_TOKEN", "KAIROS_COUPON_SECRET", "KAIROS_LLM_API_KEY",
+        "KAIROS_KAFKA_SASL_USERNAME", "KAIROS_KAFKA_SASL_PASSWORD",
+    }  # fmt: skip
