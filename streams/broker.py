@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,7 +65,7 @@ class BrokerError(RuntimeError):
 
 @dataclass(frozen=True)
 class Listener:
-    """One more listener beside PLAINTEXT, for example SASL_SSL to test the
+    """A listener beside PLAINTEXT, for example SASL_SSL to test the
     clients against: its name, port and security protocol, the broker
     configs it needs, and what ``StorageTool format`` must add (SCRAM users)."""
 
@@ -136,7 +136,7 @@ def cluster_id() -> str:
 
 
 def server_properties(
-    port: int, controller_port: int, log_dirs: Path, extra: Listener | None = None
+    port: int, controller_port: int, log_dirs: Path, extra: Sequence[Listener] = ()
 ) -> dict[str, str]:
     """Combined mode on loopback, with static voters (so a formatted log dir
     holds no ports, and a restart may take a new controller port)."""
@@ -152,12 +152,12 @@ def server_properties(
         "log.dirs": str(log_dirs),
         **SMALL_MACHINE,
     }
-    if extra is not None:
-        address = f"{extra.name}://127.0.0.1:{extra.port}"
+    for listener in extra:
+        address = f"{listener.name}://127.0.0.1:{listener.port}"
         props["listeners"] += f",{address}"
         props["advertised.listeners"] += f",{address}"
-        props["listener.security.protocol.map"] += f",{extra.name}:{extra.protocol}"
-        props.update(extra.configs)
+        props["listener.security.protocol.map"] += f",{listener.name}:{listener.protocol}"
+        props.update(listener.configs)
     return props
 
 
@@ -182,7 +182,7 @@ class EmbeddedKafka:
 
     def __init__(
         self, home: Path, port: int, lib: Path | None = None, heap_mb: int = 512,
-        extra: Listener | None = None,
+        extra: Sequence[Listener] = (),
     ) -> None:  # fmt: skip
         self.home = home.resolve()
         self.port = port
@@ -216,7 +216,7 @@ class EmbeddedKafka:
             return
         argv = self.command("kafka.tools.StorageTool", "format", "-t", cluster_id(),
                             "-c", str(config),
-                            *(self.extra.format_args if self.extra else ()))  # fmt: skip
+                            *(arg for x in self.extra for arg in x.format_args))  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"formatting {self.log_dirs} failed: {done.stdout}{done.stderr}")
@@ -234,11 +234,11 @@ def start_broker(
     progress: Callable[[float], None] | None = None,
     lib: Path | None = None,
     heap_mb: int = 512,
-    extra: Listener | None = None,
+    extra: Sequence[Listener] = (),
 ) -> ManagedProcess:
     """Start the embedded broker with its data in ``home``; return once it
     answers a Metadata request listing itself (so topics can be created).
-    ``extra`` adds a listener; the readiness probe asks the plaintext one."""
+    ``extra`` adds listeners; the readiness probe asks the plaintext one."""
     if port_open("127.0.0.1", port):
         raise BrokerError(
             f"port {port} is already in use; stop what holds it or set KAIROS_BROKER_PORT"

@@ -114,9 +114,8 @@ async def refusal(settings: Settings, timeout_ms: int = 10_000) -> str | None:
             return f"the TLS handshake with Kafka at {server} failed ({protocol}): {exc}"
         except KafkaConnectionError as exc:
             if "closed" in str(exc):
-                return (
-                    f"Kafka at {server} closed the connection unanswered ({protocol}): "
-                    "does its listener expect TLS or SASL?"
+                return f"Kafka at {server} closed the connection unanswered ({protocol}): " + (
+                    _hang_up_hint(settings)
                 )
         except (OSError, KafkaError, TimeoutError):
             continue
@@ -124,3 +123,13 @@ async def refusal(settings: Settings, timeout_ms: int = 10_000) -> str | None:
             conn.close()
             return None
     return None
+
+
+def _hang_up_hint(settings: Settings) -> str:
+    """What a listener that hangs up on this client most likely wants instead."""
+    cert = env_name(("kafka_cert_file",))
+    if settings.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        return "does its listener expect TLS?"
+    if settings.kafka_cert_file is None:
+        return f"does its listener expect a client certificate ({cert}) or SASL?"
+    return f"does its listener trust the client certificate of {cert}?"

@@ -1,10 +1,11 @@
 """Every kairos command through a SASL_SSL listener (SCRAM-SHA-512), and no
-secret in what they print, log, serve or dead-letter.
+secret in what they print, log, serve or dead-letter; mutual TLS.
 
 One embedded Kafka for the module has its plaintext listener (for the
-readiness probe) and a second one, SASL_SSL, signed by a CA made here; the
-SCRAM user is created when its log dirs are formatted. Every client in
-these tests connects to the second listener only.
+readiness probe), one SASL_SSL and one SSL that requires a client
+certificate, both with a certificate from a CA made here; the SCRAM user is
+created when its log dirs are formatted. Every client in these tests
+connects to one of the secured listeners only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from tests.support.secure import (
     MECHANISM,
     ScramUser,
     Tls,
+    client_certificate,
     make_tls,
+    mutual_tls_listener,
     new_user,
     sasl_ssl_listener,
     server_context,
@@ -51,6 +54,7 @@ STORE = {"id": "s-harbor", "name": "Harbor", "lat": 41.3, "lon": -72.9, "radius_
 @dataclass(frozen=True)
 class Secured:
     address: str  # the SASL_SSL listener
+    mtls_address: str  # the SSL listener that requires a client certificate
     tls: Tls
     user: ScramUser
 
@@ -58,11 +62,14 @@ class Secured:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     home = tmp_path_factory.mktemp("secured-broker")
-    tls, user, port = make_tls(home / "tls"), new_user(), free_port()
-    listener = sasl_ssl_listener(port, tls, user, home)
-    process = start_broker(free_port(), home, home / "broker.log", extra=listener)
+    tls, user, port, mtls_port = make_tls(home / "tls"), new_user(), free_port(), free_port()
+    listeners = [
+        sasl_ssl_listener(port, tls, user, home),
+        mutual_tls_listener(mtls_port, tls, home),
+    ]
+    process = start_broker(free_port(), home, home / "broker.log", extra=listeners)
     try:
-        yield Secured(f"127.0.0.1:{port}", tls, user)
+        yield Secured(f"127.0.0.1:{port}", f"127.0.0.1:{mtls_port}", tls, user)
     finally:
         process.stop()
 
@@ -240,7 +247,9 @@ def test_a_plaintext_client_is_refused_on_the_secured_listener(
     done = run_cli(settings, "topics", "list")
     assert done.returncode == 1, done.stderr
     assert f"Kafka at {secured.address} closed the connection unanswered" in done.stderr
-    assert "KAIROS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in done.stderr
+    assert "(KAIROS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT): does its listener expect TLS?" in (
+        done.stderr
+    )
 
 
 def test_a_certificate_from_an_untrusted_ca_fails_the_handshake(
@@ -261,3 +270,50 @@ def test_the_demo_runs_through_the_secured_listener(secured: Secured, tmp_path: 
                        timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "topics: " in done.stdout and "offers that work? (kairos report)" in done.stdout
+
+
+def mutual_tls(secured: Secured, folder: Path, certificate: bool) -> Settings:
+    settings = settings_for_test(secured.mtls_address, "http://127.0.0.1:9/v1", "none", folder)
+    cert, key = client_certificate(secured.tls, folder) if certificate else (None, None)
+    return Settings(**{
+        **settings.model_dump(), "kafka_security_protocol": "SSL",
+        "kafka_ca_file": secured.tls.ca, "kafka_cert_file": cert, "kafka_key_file": key,
+    })  # fmt: skip
+
+
+def test_mutual_tls_creates_produces_and_reads(secured: Secured, tmp_path: Path) -> None:
+    settings = mutual_tls(secured, tmp_path, certificate=True)
+    created = run_cli(settings, "topics", "create")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created: ")
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for _s, e in shopper_events(OMAR)))
+    sent = run_cli(settings, "produce", "file", str(events))
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith(f"sent {len(shopper_events(OMAR))} events")
+    tail = run_cli(settings, "tail", "--from-beginning", "--idle", "1")
+    assert tail.returncode == 0, tail.stderr
+    assert "0 offers" in tail.stderr  # read to the end; no worker made any
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused(
+    secured: Secured, tmp_path: Path
+) -> None:
+    done = run_cli(mutual_tls(secured, tmp_path, certificate=False), "topics", "list")
+    assert done.returncode == 1, done.stderr
+    assert f"Kafka at {secured.mtls_address} closed the connection unanswered" in done.stderr
+    assert "expect a client certificate (KAIROS_KAFKA_CERT_FILE)" in done.stderr
+
+
+def test_an_api_left_open_on_purpose_is_logged_as_a_warning(
+    secured: Secured, tmp_path: Path
+) -> None:
+    """The worker goes on to Kafka after the warning (here to be turned away there)."""
+    settings = settings_for_test(secured.address, "http://127.0.0.1:9/v1", "none", tmp_path)
+    open_api = settings.model_copy(update={"web_host": "0.0.0.0", "api_open": True})
+    done = run_cli(open_api, "worker")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("kairos: the Profile API is open to anyone who can reach "
+                               "KAIROS_WEB_HOST=0.0.0.0 (KAIROS_API_OPEN=true")  # fmt: skip
+    assert f"Kafka at {secured.address} closed the connection unanswered" in lines[-1]

@@ -56,14 +56,25 @@ def make_tls(folder: Path, names: str = "IP:127.0.0.1,DNS:localhost") -> Tls:
     """A CA and a server certificate it signed for ``names`` (subjectAltName)."""
     folder.mkdir(parents=True, exist_ok=True)
     ca, ca_key = make_ca(folder)
-    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.pem"
-    ext = folder / "server.ext"
-    ext.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+    cert, key = sign(ca, ca_key, folder / "server", "localhost",
+                     f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")  # fmt: skip
+    return Tls(ca, ca_key, cert, key)
+
+
+def client_certificate(tls: Tls, folder: Path, name: str = "kairos") -> tuple[Path, Path]:
+    """A client certificate for mutual TLS, signed by ``tls``'s CA: (certificate, key)."""
+    return sign(tls.ca, tls.ca_key, folder / "client", name, "extendedKeyUsage=clientAuth\n")
+
+
+def sign(ca: Path, ca_key: Path, stem: Path, name: str, extensions: str) -> tuple[Path, Path]:
+    """A new key and a certificate for ``name`` that ``ca`` signed: (certificate, key)."""
+    key, csr, cert, ext = (stem.with_suffix(s) for s in (".key", ".csr", ".pem", ".ext"))
+    ext.write_text(extensions)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
              "-keyout", str(key), "-out", str(csr))  # fmt: skip
     _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
              "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
-    return Tls(ca, ca_key, cert, key)
+    return cert, key
 
 
 @dataclass(frozen=True)
@@ -77,10 +88,15 @@ def new_user() -> ScramUser:
     return ScramUser("kairos-app", "sasl-pw-" + uuid.uuid4().hex)
 
 
+def keystore(tls: Tls, folder: Path) -> Path:
+    """Kafka's PEM keystore: the server's key, then its certificate."""
+    path = folder / "keystore.pem"
+    path.write_text(tls.key.read_text() + tls.cert.read_text())
+    return path
+
+
 def sasl_ssl_listener(port: int, tls: Tls, user: ScramUser, folder: Path) -> Listener:
     """A SASL_SSL listener on ``port``: SCRAM-SHA-512 for ``user``, ``tls``'s certificate."""
-    keystore = folder / "keystore.pem"  # Kafka's PEM keystore: the key, then the chain
-    keystore.write_text(tls.key.read_text() + tls.cert.read_text())
     prefix = f"listener.name.{LISTENER.lower()}."
     return Listener(
         LISTENER,
@@ -91,10 +107,22 @@ def sasl_ssl_listener(port: int, tls: Tls, user: ScramUser, folder: Path) -> Lis
             prefix + "sasl.enabled.mechanisms": MECHANISM,
             prefix + MECHANISM.lower() + ".sasl.jaas.config": SCRAM_LOGIN,
             prefix + "ssl.keystore.type": "PEM",
-            prefix + "ssl.keystore.location": str(keystore),
+            prefix + "ssl.keystore.location": str(keystore(tls, folder)),
         },
         ("--add-scram", f"{MECHANISM}=[name={user.name},password={user.password}]"),
     )
+
+
+def mutual_tls_listener(port: int, tls: Tls, folder: Path) -> Listener:
+    """An SSL listener on ``port`` that requires a client certificate ``tls``'s CA signed."""
+    prefix = "listener.name.mtls."
+    return Listener("MTLS", port, "SSL", {
+        prefix + "ssl.keystore.type": "PEM",
+        prefix + "ssl.keystore.location": str(keystore(tls, folder)),
+        prefix + "ssl.truststore.type": "PEM",
+        prefix + "ssl.truststore.location": str(tls.ca),
+        prefix + "ssl.client.auth": "required",
+    })  # fmt: skip
 
 
 def server_context(tls: Tls) -> ssl.SSLContext:

@@ -186,7 +186,7 @@ def test_every_kafka_client_comes_from_the_factory() -> None:
 
 def test_an_extra_listener_joins_the_plaintext_one(tmp_path: Path) -> None:
     extra = Listener("SECURE", 9094, "SASL_SSL", {"sasl.enabled.mechanisms": "SCRAM-SHA-512"})
-    props = server_properties(9092, 9093, tmp_path, extra)
+    props = server_properties(9092, 9093, tmp_path, [extra])
     assert props["listeners"] == (
         "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,SECURE://127.0.0.1:9094"
     )
