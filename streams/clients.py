@@ -94,8 +94,9 @@ SASL_FAILURES = (SaslAuthenticationFailed, UnsupportedSaslMechanismError, Illega
 
 async def refusal(settings: Settings, timeout_ms: int = 10_000) -> str | None:
     """Why the brokers turn this client away, if they answer at all: a
-    rejected password or mechanism, a failed TLS handshake, or a listener
-    that hangs up unanswered (it expects TLS). None if no broker answered
+    rejected password or mechanism, a failed TLS handshake, a listener that
+    hangs up unanswered (it expects TLS or a client certificate), or one that
+    resets a TLS hello (it is plaintext). None if no broker answered
     (down, unreachable: worth retrying) or one accepted the connection.
 
     aiokafka logs these at connect and raises only "Unable to bootstrap";
@@ -112,6 +113,13 @@ async def refusal(settings: Settings, timeout_ms: int = 10_000) -> str | None:
             return f"Kafka at {server} refused the SASL login: {exc.args[0] if exc.args else exc}"
         except ssl.SSLError as exc:
             return f"the TLS handshake with Kafka at {server} failed ({protocol}): {exc}"
+        except ConnectionResetError:
+            # A plaintext listener reads a TLS hello as an oversized request and resets.
+            if options["ssl_context"] is not None:
+                return (
+                    f"Kafka at {server} reset the connection during the TLS handshake "
+                    f"({protocol}): is it a plaintext listener?"
+                )
         except KafkaConnectionError as exc:
             if "closed" in str(exc):
                 return f"Kafka at {server} closed the connection unanswered ({protocol}): " + (

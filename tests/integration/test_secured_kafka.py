@@ -55,6 +55,7 @@ STORE = {"id": "s-harbor", "name": "Harbor", "lat": 41.3, "lon": -72.9, "radius_
 class Secured:
     address: str  # the SASL_SSL listener
     mtls_address: str  # the SSL listener that requires a client certificate
+    plaintext_address: str
     tls: Tls
     user: ScramUser
 
@@ -67,9 +68,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         sasl_ssl_listener(port, tls, user, home),
         mutual_tls_listener(mtls_port, tls, home),
     ]
-    process = start_broker(free_port(), home, home / "broker.log", extra=listeners)
+    plaintext = free_port()
+    process = start_broker(plaintext, home, home / "broker.log", extra=listeners)
     try:
-        yield Secured(f"127.0.0.1:{port}", f"127.0.0.1:{mtls_port}", tls, user)
+        yield Secured(f"127.0.0.1:{port}", f"127.0.0.1:{mtls_port}", f"127.0.0.1:{plaintext}",
+                      tls, user)  # fmt: skip
     finally:
         process.stop()
 
@@ -317,3 +320,16 @@ def test_an_api_left_open_on_purpose_is_logged_as_a_warning(
     assert lines[0].startswith("kairos: the Profile API is open to anyone who can reach "
                                "KAIROS_WEB_HOST=0.0.0.0 (KAIROS_API_OPEN=true")  # fmt: skip
     assert f"Kafka at {secured.address} closed the connection unanswered" in lines[-1]
+
+
+def test_a_tls_client_on_a_plaintext_listener_stops_with_the_reason(
+    secured: Secured, tmp_path: Path
+) -> None:
+    settings = secure(settings_for_test("unused:1", "http://127.0.0.1:9/v1", "none", tmp_path),
+                      secured, broker_url=secured.plaintext_address)  # fmt: skip
+    done = run_cli(settings, "topics", "list")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"kairos: Kafka at {secured.plaintext_address} reset the connection during the TLS "
+        "handshake (KAIROS_KAFKA_SECURITY_PROTOCOL=SASL_SSL): is it a plaintext listener?\n"
+    )  # at once: not retried
