@@ -77,8 +77,8 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
     (``broker_credentials``): None in plaintext, as Faust's default."""
     from faust.auth import SASLCredentials, SSLCredentials
 
-    context = ssl_context(settings)
     options = connection(settings)
+    context = options["ssl_context"]
     if "sasl_mechanism" in options:
         return SASLCredentials(
             username=options["sasl_plain_username"],
