@@ -36,6 +36,7 @@ from tests.support.secure import (
     make_tls,
     mutual_tls_listener,
     new_user,
+    sasl_plaintext_listener,
     sasl_ssl_listener,
     server_context,
 )
@@ -56,6 +57,7 @@ class Secured:
     address: str  # the SASL_SSL listener
     mtls_address: str  # the SSL listener that requires a client certificate
     plaintext_address: str
+    sasl_plaintext_address: str  # SASL without TLS: PLAIN or SCRAM-SHA-256
     tls: Tls
     user: ScramUser
 
@@ -63,15 +65,16 @@ class Secured:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     home = tmp_path_factory.mktemp("secured-broker")
-    tls, user, port, mtls_port = make_tls(home / "tls"), new_user(), free_port(), free_port()
+    tls, user = make_tls(home / "tls"), new_user()
+    plaintext, port, mtls_port, sasl_plaintext = (free_port() for _ in range(4))
     listeners = [
         sasl_ssl_listener(port, tls, user, home),
         mutual_tls_listener(mtls_port, tls, home),
+        sasl_plaintext_listener(sasl_plaintext, user),
     ]
-    plaintext = free_port()
     process = start_broker(plaintext, home, home / "broker.log", extra=listeners)
     try:
-        yield Secured(f"127.0.0.1:{port}", f"127.0.0.1:{mtls_port}", f"127.0.0.1:{plaintext}",
+        yield Secured(*(f"127.0.0.1:{p}" for p in (port, mtls_port, plaintext, sasl_plaintext)),
                       tls, user)  # fmt: skip
     finally:
         process.stop()
@@ -333,3 +336,17 @@ def test_a_tls_client_on_a_plaintext_listener_stops_with_the_reason(
         f"kairos: Kafka at {secured.plaintext_address} reset the connection during the TLS "
         "handshake (KAIROS_KAFKA_SECURITY_PROTOCOL=SASL_SSL): is it a plaintext listener?\n"
     )  # at once: not retried
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_sasl_without_tls_by_each_other_mechanism(
+    secured: Secured, tmp_path: Path, mechanism: str
+) -> None:
+    settings = secure(
+        settings_for_test("unused:1", "http://127.0.0.1:9/v1", "none", tmp_path), secured,
+        broker_url=secured.sasl_plaintext_address, kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism=mechanism, kafka_ca_file=None,
+    )  # fmt: skip
+    created = run_cli(settings, "topics", "create")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created: ")

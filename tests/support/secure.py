@@ -103,13 +103,31 @@ def sasl_ssl_listener(port: int, tls: Tls, user: ScramUser, folder: Path) -> Lis
         port,
         "SASL_SSL",
         {
-            "sasl.enabled.mechanisms": MECHANISM,
             prefix + "sasl.enabled.mechanisms": MECHANISM,
             prefix + MECHANISM.lower() + ".sasl.jaas.config": SCRAM_LOGIN,
             prefix + "ssl.keystore.type": "PEM",
             prefix + "ssl.keystore.location": str(keystore(tls, folder)),
         },
         ("--add-scram", f"{MECHANISM}=[name={user.name},password={user.password}]"),
+    )
+
+
+def sasl_plaintext_listener(port: int, user: ScramUser) -> Listener:
+    """A SASL_PLAINTEXT listener on ``port`` for ``user``, by PLAIN (the user in
+    the broker's JAAS config) or SCRAM-SHA-256 (created at format)."""
+    prefix = "listener.name.saslplain."
+    plain = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+             f'user_{user.name}="{user.password}";')  # fmt: skip
+    return Listener(
+        "SASLPLAIN",
+        port,
+        "SASL_PLAINTEXT",
+        {
+            prefix + "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+            prefix + "plain.sasl.jaas.config": plain,
+            prefix + "scram-sha-256.sasl.jaas.config": SCRAM_LOGIN,
+        },
+        ("--add-scram", f"SCRAM-SHA-256=[name={user.name},password={user.password}]"),
     )
 
 
