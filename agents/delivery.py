@@ -43,7 +43,7 @@ from agents.lanes import Committed, Item, Lane, Outlet
 from agents.offers import drop, early, generate, llm_client
 from agents.outlets import AtLeastOnce, Transactional, offers_producer
 from models.client import LLMClient
-from streams import topics
+from streams import clients, topics
 from streams.admin import partitions_of
 from streams.app import app, metrics, ready_checks, settings
 from streams.codecs import loads, now_ms
@@ -83,14 +83,13 @@ class OfferDelivery(mode.Service):
 
     async def on_start(self) -> None:
         self.client = llm_client()
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                         client_id=f"{settings.app_id}-offers")  # fmt: skip
+        self.admin = clients.admin(settings, client_id=f"{settings.app_id}-offers")
         await self.admin.start()
         if not settings.offers_exactly_once:
             self.shared = offers_producer(client_id=f"{settings.app_id}-offers")
             await self.shared.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self.consumer = clients.consumer(
+            settings,
             group_id=self.group_id,
             client_id=f"{settings.app_id}-offers",
             enable_auto_commit=False,
@@ -99,8 +98,8 @@ class OfferDelivery(mode.Service):
             session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000),
         )
-        self.history = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self.history = clients.consumer(
+            settings,
             group_id=None,
             client_id=f"{settings.app_id}-offers-history",
             enable_auto_commit=False,

@@ -142,8 +142,10 @@ class Ingest(mode.Service):
         ready_checks.append(lambda: self.assigned)
 
     async def on_start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        from streams import clients
+
+        self.consumer = clients.consumer(
+            settings,
             group_id=f"{settings.app_id}-ingest",
             client_id=f"{settings.app_id}-ingest",
             enable_auto_commit=False,

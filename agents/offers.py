@@ -230,11 +230,11 @@ early = EarlyStarts(limit=2 * settings.llm_max_in_flight, max_age_s=3 * settings
 
 
 def llm_client() -> LLMClient:
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     return LLMClient(
         settings.llm_base_url,
         settings.llm_model,
-        api_key=key,
+        api_key=settings.llm_api_key,
+        ca_file=settings.llm_ca_file,
         timeout_s=settings.llm_timeout_s,
         retries=settings.llm_retries,
         max_in_flight=settings.llm_max_in_flight,

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from agents.lanes import Committed, PartitionLost
-from streams import topics
+from streams import clients, topics
 from streams.app import metrics, settings
 from streams.codecs import dumps
 
@@ -38,8 +38,8 @@ COMMIT_EVERY_S = 0.5
 def offers_producer(**config: Any) -> AIOKafkaProducer:
     """A producer for kairos.offers: acks from every in-sync replica,
     idempotent, no linger (each offer is awaited by a person, and they are few)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    return clients.producer(
+        settings,
         acks="all",
         enable_idempotence=True,
         linger_ms=0,

@@ -20,6 +20,7 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams import clients
 from streams.admin import at_end, partitions_of
 from streams.app import app, metrics, ready_checks, settings
 from streams.codecs import loads
@@ -56,8 +57,8 @@ class ReferenceFollower(mode.Service):
         ready_checks.append(lambda: self.caught_up)
 
     async def on_start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self.consumer = clients.consumer(
+            settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

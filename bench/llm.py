@@ -37,7 +37,6 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from agents.coupons import discount_pct
 from agents.moments import STORE_ENTRY, moment_id, offer_id
@@ -46,6 +45,7 @@ from models.client import chat_body
 from models.context import select_context
 from models.prompts import prompt_for
 from models.server import ensure_model, start_llm_server
+from streams import clients
 from streams.admin import create_topics
 from streams.broker import start_broker
 from streams.process import ManagedProcess, free_port
@@ -462,9 +462,9 @@ class Session:
             await asyncio.sleep(0.01)
 
     async def _consume(self, topic: str, handle: Any) -> None:
-        consumer = AIOKafkaConsumer(
+        consumer = clients.consumer(
+            self.settings,
             topic,
-            bootstrap_servers=self.settings.bootstrap_servers,
             auto_offset_reset="earliest",
             group_id=None,
             fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,

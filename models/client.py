@@ -16,11 +16,14 @@ outcome closes the circuit or opens it again.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from streams.metrics import Metrics
 
@@ -134,14 +137,18 @@ class Completion:
 
 
 class LLMClient:
-    """Chat completions against ``base_url`` (for example ``http://vllm:8000/v1``)."""
+    """Chat completions against ``base_url`` (for example ``http://vllm:8000/v1``).
+
+    An https URL is verified against the system's CAs, or ``ca_file``'s.
+    """
 
     def __init__(
         self,
         base_url: str,
         model: str,
         *,
-        api_key: str | None = None,
+        api_key: SecretStr | None = None,
+        ca_file: Path | None = None,
         timeout_s: float = 30.0,
         retries: int = 2,
         max_in_flight: int = 4,
@@ -151,7 +158,8 @@ class LLMClient:
         breaker_cooldown_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # The key goes only into the header; httpx masks it in the headers' repr.
+        headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key else {}
         self.model = model
         self.timeout_s = timeout_s
         self.retries = retries
@@ -168,6 +176,7 @@ class LLMClient:
                 max_connections=max_in_flight, max_keepalive_connections=max_in_flight
             ),
             transport=transport,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
         )
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from streams import clients
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,15 @@ async def connect_admin(settings: Settings, attempts: int = 6) -> AIOKafkaAdminC
 async def _connect(settings: Settings, attempts: int) -> AIOKafkaAdminClient:
     delay = 0.5
     for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000
-        )
+        admin = clients.admin(settings, request_timeout_ms=10_000)
         try:
             await admin.start()
             return admin
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             await admin.close()
+            refused = await clients.refusal(settings)
+            if refused:  # a password or a certificate: no retry fixes it
+                raise BrokerUnavailable(refused) from None
             if attempt == attempts:
                 hint = (
                     "; KAIROS_BROKER_URL is unset, so start the embedded broker with "

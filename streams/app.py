@@ -14,6 +14,7 @@ from typing import Any, cast
 import faust
 from prometheus_client import CollectorRegistry
 
+from streams.clients import broker_credentials
 from streams.metrics import Metrics
 from streams.settings import get_settings
 from streams.transport import App
@@ -23,6 +24,7 @@ settings = get_settings()
 app = App(
     settings.app_id,
     broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+    broker_credentials=broker_credentials(settings),
     store=settings.store,
     datadir=str(settings.data_dir / "worker"),
     topic_partitions=settings.partitions,

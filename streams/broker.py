@@ -18,7 +18,8 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,19 @@ SMALL_MACHINE = {
 
 class BrokerError(RuntimeError):
     """The embedded broker cannot start; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listener beside PLAINTEXT, for example SASL_SSL to test the
+    clients against: its name, port and security protocol, the broker
+    configs it needs, and what ``StorageTool format`` must add (SCRAM users)."""
+
+    name: str
+    port: int
+    protocol: str
+    configs: Mapping[str, str] = field(default_factory=dict)
+    format_args: tuple[str, ...] = ()
 
 
 def java() -> Path:
@@ -121,10 +135,12 @@ def cluster_id() -> str:
             return text
 
 
-def server_properties(port: int, controller_port: int, log_dirs: Path) -> dict[str, str]:
+def server_properties(
+    port: int, controller_port: int, log_dirs: Path, extra: Sequence[Listener] = ()
+) -> dict[str, str]:
     """Combined mode on loopback, with static voters (so a formatted log dir
     holds no ports, and a restart may take a new controller port)."""
-    return {
+    props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
@@ -136,6 +152,13 @@ def server_properties(port: int, controller_port: int, log_dirs: Path) -> dict[s
         "log.dirs": str(log_dirs),
         **SMALL_MACHINE,
     }
+    for listener in extra:
+        address = f"{listener.name}://127.0.0.1:{listener.port}"
+        props["listeners"] += f",{address}"
+        props["advertised.listeners"] += f",{address}"
+        props["listener.security.protocol.map"] += f",{listener.name}:{listener.protocol}"
+        props.update(listener.configs)
+    return props
 
 
 LOG4J = """\
@@ -157,9 +180,13 @@ logger.state.level = warn
 class EmbeddedKafka:
     """Files and command lines of one embedded broker under ``home``."""
 
-    def __init__(self, home: Path, port: int, lib: Path | None = None, heap_mb: int = 512) -> None:
+    def __init__(
+        self, home: Path, port: int, lib: Path | None = None, heap_mb: int = 512,
+        extra: Sequence[Listener] = (),
+    ) -> None:  # fmt: skip
         self.home = home.resolve()
         self.port = port
+        self.extra = extra
         self.lib = kafka_lib(lib)
         self.java = java()  # checked once: `java -version` is a process start
         self.heap_mb = heap_mb
@@ -178,7 +205,7 @@ class EmbeddedKafka:
         """Write server.properties (a fresh controller port each start) and the log config."""
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.logs / "log4j2.properties").write_text(LOG4J.format(log=self.logs / "server.log"))
-        props = server_properties(self.port, free_port(), self.log_dirs)
+        props = server_properties(self.port, free_port(), self.log_dirs, self.extra)
         path = self.home / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
@@ -188,7 +215,8 @@ class EmbeddedKafka:
         if (self.log_dirs / "meta.properties").is_file():
             return
         argv = self.command("kafka.tools.StorageTool", "format", "-t", cluster_id(),
-                            "-c", str(config))  # fmt: skip
+                            "-c", str(config),
+                            *(arg for x in self.extra for arg in x.format_args))  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"formatting {self.log_dirs} failed: {done.stdout}{done.stderr}")
@@ -206,14 +234,16 @@ def start_broker(
     progress: Callable[[float], None] | None = None,
     lib: Path | None = None,
     heap_mb: int = 512,
+    extra: Sequence[Listener] = (),
 ) -> ManagedProcess:
     """Start the embedded broker with its data in ``home``; return once it
-    answers a Metadata request listing itself (so topics can be created)."""
+    answers a Metadata request listing itself (so topics can be created).
+    ``extra`` adds listeners; the readiness probe asks the plaintext one."""
     if port_open("127.0.0.1", port):
         raise BrokerError(
             f"port {port} is already in use; stop what holds it or set KAIROS_BROKER_PORT"
         )
-    broker = EmbeddedKafka(home, port, lib, heap_mb).process(log_path)
+    broker = EmbeddedKafka(home, port, lib, heap_mb, extra).process(log_path)
     broker.start()
     try:
         broker.wait_ready(lambda: broker_ready("127.0.0.1", port), READY_TIMEOUT_S, progress)

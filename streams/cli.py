@@ -145,7 +145,13 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
     from streams.admin import BrokerUnavailable, missing_topics
+    from streams.exposure import api_exposure
 
+    exposure = api_exposure(settings)
+    if exposure.refusal:
+        raise SettingsError(exposure.refusal)
+    if exposure.warning:
+        logging.getLogger("kairos").warning(exposure.warning)
     prepare_data_dir(settings)
     try:
         missing = asyncio.run(missing_topics(settings))

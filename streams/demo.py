@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from streams import clients
 from streams.admin import BrokerUnavailable, create_topics
 from streams.codecs import loads, now_ms
 from streams.console import Progress, say
@@ -161,11 +162,11 @@ def _ready(url: str) -> bool:
 
 async def _drive(settings: Settings, options: DemoOptions, tally: Tally) -> None:
     out = options.offers_out.open("w") if options.offers_out else None
-    consumer = AIOKafkaConsumer(
+    consumer = clients.consumer(
+        settings,
         settings.topics.offers,
         internal_name(settings, "moments"),
         settings.topics.dlq,
-        bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
         fetch_max_wait_ms=settings.consumer_fetch_wait_ms,

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
+from streams import clients
 from streams.codecs import dumps
 from streams.settings import Settings
 from streams.traffic import Planned
@@ -40,8 +40,8 @@ class EventProducer:
             "location": settings.topics.location,
             "feedback": settings.topics.feedback,
         }
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self._producer = clients.producer(
+            settings,
             linger_ms=linger_ms,
             acks="all",
             enable_idempotence=True,
@@ -213,7 +213,7 @@ async def send_reference(settings: Settings, kind: str, rows: list[dict[str, Any
     from streams.admin import connect_admin
 
     await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = clients.producer(settings, acks="all")
     await producer.start()
     try:
         for row in rows:

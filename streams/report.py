@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from agents.attribution import CONVERTED, HOLDOUT, OFFER, group_of
+from streams import clients
 from streams.admin import at_end
 from streams.settings import Settings
 from streams.topics import internal_name
@@ -109,9 +109,9 @@ def tally(moments: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]])
 
 async def read_all(settings: Settings, topic: str, idle_s: float = 10.0) -> list[dict[str, Any]]:
     """Every readable JSON record of ``topic``, from its start to its current end."""
-    consumer = AIOKafkaConsumer(
+    consumer = clients.consumer(
+        settings,
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

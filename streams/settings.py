@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,12 +31,16 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from streams.security import kafka_problems, llm_problems
+
 ENV_PREFIX = "KAIROS_"
 CONFIG_ENV = "KAIROS_CONFIG"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
+# Tokens that example manifests ship with; never a real secret.
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme"})
 
 
 class SettingsError(Exception):
@@ -97,6 +101,20 @@ class Settings(BaseSettings):
     # data arrives, so a long wait costs no latency, only idle round trips.
     consumer_fetch_wait_ms: Annotated[int, Field(ge=1, le=60_000)] = 500
     topics: TopicNames = TopicNames()
+    # How every Kafka client kairos makes connects (streams/clients.py):
+    # SASL_SSL with SCRAM is what managed clusters ask for; SSL with a client
+    # certificate and key is mutual TLS. The CA file is needed when the
+    # brokers' certificates are not signed by a CA the system trusts.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: SecretStr | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ca_file: Path | None = None
+    kafka_cert_file: Path | None = None
+    kafka_key_file: Path | None = None
+    # Off only for brokers whose certificates name no host the client dials
+    # (the certificate is still verified against the CA).
+    kafka_check_hostname: bool = True
 
     # The Faust worker.
     app_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]+$")] = "kairos"
@@ -109,7 +127,11 @@ class Settings(BaseSettings):
     # Default: http://web_host:web_port.
     web_url: str | None = None
     # Required by the Profile API when set (bearer token or basic-auth user).
+    # A worker whose web_host is not a loopback address refuses to start
+    # without it (streams/exposure.py), unless api_open says the API is meant
+    # to be readable by anyone who reaches the port.
     api_token: SecretStr | None = None
+    api_open: bool = False
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     reference_dir: Path | None = None
     # How long the worker's producer waits to fill a batch. 0 sends each
@@ -131,6 +153,8 @@ class Settings(BaseSettings):
     llm_url: str | None = None
     llm_model: str = "smollm2-135m-instruct"
     llm_api_key: SecretStr | None = None
+    # CAs to trust for an https llm_url (default: the system's).
+    llm_ca_file: Path | None = None
     llm_port: Port = 18000
     llm_python: Path | None = None
     llm_model_dir: Path | None = None
@@ -209,6 +233,9 @@ class Settings(BaseSettings):
         # a guess, so it is refused.
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty: set a token, or leave the variable unset")
+        # Shipped as an example value, so anyone who read the manifests knows it.
+        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError("is a placeholder from an example: set a token of your own")
         return value
 
     @model_validator(mode="after")
@@ -219,6 +246,13 @@ class Settings(BaseSettings):
                 f"{env_name(('replication_factor',))}={self.replication_factor}: "
                 "no write with acks=all could succeed"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _connections(self) -> Settings:
+        problems = kafka_problems(self) + llm_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     @classmethod
@@ -265,11 +299,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if name == "topics":
             for topic, topic_name in value.items():
                 env[env_name((name, topic))] = topic_name
-        elif name in ("coupon_secret", "llm_api_key", "api_token"):
+        elif isinstance(getattr(settings, name), SecretStr):
             env[env_name((name,))] = getattr(settings, name).get_secret_value()
         else:
             env[env_name((name,))] = str(value)
     return env
+
+
+def secret_variables() -> frozenset[str]:
+    """The variables whose values are secrets (the SecretStr settings)."""
+    return frozenset(
+        env_name((field,))
+        for field, info in Settings.model_fields.items()
+        if SecretStr in (info.annotation, *getattr(info.annotation, "__args__", ()))
+    )
 
 
 def prepare_data_dir(settings: Settings) -> Path:
@@ -363,7 +406,8 @@ def _describe(exc: ValidationError) -> str:
             continue
         value = error.get("input")
         message = error["msg"].removeprefix("Value error, ")
-        shown = "" if isinstance(value, dict) or repr(value) in message else f" (got {value!r})"
+        hidden = isinstance(value, dict) or name in secret_variables() or repr(value) in message
+        shown = "" if hidden else f" (got {value!r})"
         lines.append(f"{name}: {message}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)
 

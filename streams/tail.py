@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
+from streams import clients
 from streams.settings import Settings
 
 REMEMBERED = 100_000
@@ -67,9 +67,9 @@ async def tail(
     as_json: bool,
 ) -> tuple[int, int]:
     """Print distinct offers until ``count`` or ``idle_s`` without one; (printed, duplicates)."""
-    consumer = AIOKafkaConsumer(
+    consumer = clients.consumer(
+        settings,
         settings.topics.offers,
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=group,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=group is not None,

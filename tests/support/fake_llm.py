@@ -9,6 +9,7 @@ default answers every request with a valid offer.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,13 +53,16 @@ class FakeLLM:
     """``with FakeLLM(script) as llm:`` serves on ``llm.url`` until the block ends."""
 
     def __init__(
-        self, script: Callable[[dict[str, Any]], Answer] = lambda _: OK, port: int | None = None
-    ) -> None:
+        self, script: Callable[[dict[str, Any]], Answer] = lambda _: OK, port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:  # fmt: skip
         self.script = script
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.tls = tls  # a server context: serve https
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v1"
         self.model = "fake-llm"
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []  # each request's Authorization header
         self._loop = asyncio.new_event_loop()
         self._released: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -87,7 +91,7 @@ class FakeLLM:
         app.router.add_get("/health", lambda _: web.Response(text="ok"))
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls).start()
 
     async def _stop(self) -> None:
         if self._runner is not None:
@@ -96,6 +100,7 @@ class FakeLLM:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         self.requests.append(body)
+        self.authorizations.append(request.headers.get("Authorization", ""))
         answer = self.script(body)
         if answer.hold and self._released is not None:
             await self._released.wait()

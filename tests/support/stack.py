@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 
+from streams import clients
 from streams.admin import create_topics
 from streams.process import ManagedProcess, free_port
 from streams.producer import replay
@@ -60,7 +60,9 @@ def settings_for_test(
     )
 
 
-def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``kairos ARGS`` in a subprocess with ``settings``; its exit code and output."""
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
@@ -68,7 +70,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
@@ -156,9 +158,9 @@ async def consume(
     Read committed, as a consumer of kairos.offers must read: an offer is
     there once its transaction commits, and never if it aborts.
     """
-    consumer = AIOKafkaConsumer(
+    consumer = clients.consumer(
+        settings,
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
         fetch_max_wait_ms=50,
