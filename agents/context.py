@@ -77,7 +77,7 @@ from agents.profile import (
 )
 from agents.rules import cached_rules, suppression
 from models.prompts import variant_for
-from streams import topics
+from streams import clients, topics
 from streams.acks import process_in_order
 from streams.app import app, metrics, settings
 from streams.bundles import bundles_by_partition
@@ -481,10 +481,8 @@ async def _assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None
 
 
 def _reader() -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.app_id}-context-reread",
-        enable_auto_commit=False,
+    return clients.consumer(
+        settings, client_id=f"{settings.app_id}-context-reread", enable_auto_commit=False
     )
 
 

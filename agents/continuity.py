@@ -90,4 +90,3 @@ async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, offsets: range) 
         batch = await consumer.getmany(tp, timeout_ms=500)
         found += [r for r in batch.get(tp, ()) if r.offset in offsets]
     return found
-
