@@ -155,7 +155,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(
             "these topics do not exist: " + ", ".join(missing) + "; run `kairos topics create`"
         )
-    import agents  # noqa: F401  (registers the agents)
+    from agents import api, context, delivery, ingest, offers, reference  # noqa: F401  (register)
     from streams.app import app
 
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
