@@ -36,13 +36,12 @@ a profile an event has just touched, nor judge a cart on stale state.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from faust.types import TP
 
@@ -50,6 +49,7 @@ from agents.attribution import group_of, join
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
+from agents.handoffs import Placed
 from agents.moments import (
     CART_ABANDONED,
     STORE_ENTRY,
@@ -62,7 +62,6 @@ from agents.moments import (
     update_visit,
     win_back,
 )
-from agents.offers import early
 from agents.profile import (
     PROFILE_VERSION,
     Profile,
@@ -73,17 +72,15 @@ from agents.profile import (
     remember_offer,
     upgraded,
 )
-from agents.rules import cached_rules, suppression
+from agents.rules import Rules, suppression
+from agents.runtime import Runtime
 from models.prompts import variant_for
-from streams import topics
 from streams.acks import process_in_order
-from streams.app import app, metrics, settings
 from streams.bundles import bundles_by_partition
 from streams.changelog import read, scan, write_batch
 from streams.codecs import dumps, loads, now_ms
-from streams.deadletters import crash_worker, dead_letter
-from streams.keys import Partitioner
-from streams.reference import current_reference
+from streams.reference import ReferenceData
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -95,38 +92,40 @@ SWEEP = "sweep"
 TIMER_PREFIX = b"\x00due:"
 TIMERS_END = b"\x00due;"
 SWEEP_BATCH = 2000
-TTL_MS = int(settings.profile_ttl_s * 1000)
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
-ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
-ATTRIBUTION_MS = int(settings.attribution_window_s * 1000)
-
-partition_for = Partitioner(settings.partitions)
-RULES = cached_rules(settings.rules_file)
-STORE_RULE = RULES.rules.store_entry
-STORE_INTEREST_MS, STORE_COOLDOWN_MS = STORE_RULE.recent_interest_ms, STORE_RULE.cooldown_ms
-CART_IDLE_MS = RULES.rules.cart_abandoned.idle_ms
-WIN_BACK_MS = RULES.rules.win_back.lapsed_ms
 # Kinds of event that can change a cart or a visit (an absorb brings the old id's).
 CART_KINDS = frozenset({"track", "absorb", "order"})
 VISIT_KINDS = frozenset({"location", "absorb"})
 
-profiles = app.Table(
-    "profiles",
-    partitions=settings.partitions,
-    changelog_topic=topics.profiles_changelog,
-    key_type=bytes,
-    value_type=bytes,
-    help="Per-user profile (agents/profile.py), orjson bytes keyed by profile id.",
-)
+
+@dataclass(frozen=True)
+class Policy:
+    """What the fold judges by: the moment rules, the reference data in
+    force, and the windows from the settings. Read live on every event, so
+    a fold and its timers never disagree about a rule."""
+
+    rules: Rules
+    reference: ReferenceData
+    allowed_lateness_ms: int
+    attribution_ms: int
+
+    @classmethod
+    def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
+        return cls(
+            rules,
+            reference,
+            allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
+            attribution_ms=int(settings.attribution_window_s * 1000),
+        )
 
 
-def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
+def update(policy: Policy, profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
     """Fold ``event`` into ``profile``; return a moment if one fires."""
     if event["kind"] in BEHAVIOUR:
         add_to_tiles(profile, event)
     if event["kind"] == "location":
-        update_visit(profile, event, current_reference(settings.reference_dir))
+        update_visit(profile, event, policy.reference.current)
         profile["n"] += 1
     elif event["kind"] == "absorb":
         source = upgraded(event["profile"])
@@ -134,25 +133,28 @@ def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
         merge_features(profile, source)
     else:
         apply_event(profile, event)
-    if not STORE_RULE.enabled:
+    rule = policy.rules.rules.store_entry
+    if not rule.enabled:
         return None
     before = profile["moments"].get(STORE_ENTRY)
     moment = store_entry(
         profile,
-        recent_interest_ms=STORE_INTEREST_MS,
-        cooldown_ms=STORE_COOLDOWN_MS,
-        opt_out_traits=RULES.opt_out_traits,
+        recent_interest_ms=rule.recent_interest_ms,
+        cooldown_ms=rule.cooldown_ms,
+        opt_out_traits=policy.rules.opt_out_traits,
     )
-    return None if moment is None else judged(profile, moment, before)
+    return None if moment is None else judged(policy.rules, profile, moment, before)
 
 
-def judged(profile: Profile, moment: dict[str, Any], before: int | None) -> dict[str, Any]:
+def judged(
+    rules: Rules, profile: Profile, moment: dict[str, Any], before: int | None
+) -> dict[str, Any]:
     """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py).
 
     ``before`` is the rule's last moment time before this one: when nothing
     is sent (quiet hours, a cap), the cooldown does not start.
     """
-    reason = suppression(profile, moment, RULES)
+    reason = suppression(profile, moment, rules)
     if reason is not None:
         moment["suppressed"] = reason
     if reason in ("quiet_hours", "frequency_cap"):
@@ -183,8 +185,9 @@ def key_user(key: bytes) -> str:
 class Fold:
     """One bundle's effect: profiles touched, and what to send or dead-letter."""
 
-    def __init__(self, load: Callable[[str], Profile | None]) -> None:
+    def __init__(self, load: Callable[[str], Profile | None], policy: Policy) -> None:
         self._load = load
+        self.policy = policy
         self.profiles: dict[str, Profile] = {}
         self.dirty: set[str] = set()
         self.moments: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -220,11 +223,11 @@ class Fold:
             # records never landed, though the local store kept its effects.
             self.dirty.add(key)
             self.duplicates += 1
-        elif (late := lateness(profile, event)) > ALLOWED_LATENESS_MS:
+        elif (late := lateness(profile, event)) > (allowed := self.policy.allowed_lateness_ms):
             self.dirty.add(key)  # the id is remembered: a resend is a duplicate
             reason = (
                 f"{event['kind']} event is {late / 60_000:.0f} min older than this person's "
-                f"latest; windows accept up to {ALLOWED_LATENESS_MS // 60_000} min"
+                f"latest; windows accept up to {allowed // 60_000} min"
             )
             self.dead.append((event, "too_late", reason))
         else:
@@ -236,32 +239,34 @@ class Fold:
             carts, visits = event["kind"] in CART_KINDS, event["kind"] in VISIT_KINDS
             cart_before = cart_changed_at(profile) if carts else None
             visit_before = last_store_visit(profile) if visits else None
-            joined, unattributed = join(profile, event, ATTRIBUTION_MS)
+            joined, unattributed = join(profile, event, self.policy.attribution_ms)
             self.outcomes += joined
             if unattributed:
                 self.unattributed[unattributed] += 1
-            moment = update(profile, event)
+            moment = update(self.policy, profile, event)
+            rules = self.policy.rules.rules
             if moment is not None:
                 self._record(profile, event, moment)
             if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
-                self.timers.add((cart_after + CART_IDLE_MS, CART_ABANDONED, key))
+                self.timers.add((cart_after + rules.cart_abandoned.idle_ms, CART_ABANDONED, key))
             if visits and (visit_after := last_store_visit(profile)) not in (None, visit_before):
-                self.timers.add((visit_after + WIN_BACK_MS, WIN_BACK, key))
+                self.timers.add((visit_after + rules.win_back.lapsed_ms, WIN_BACK, key))
 
     def fire(self, rule: str, key: str, now: int) -> None:
         """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``."""
         profile = self.profile(key)
         if "merged_into" in profile:
             return  # the profile moved, with its cart and visits, and timers of its own
-        if rule == CART_ABANDONED and RULES.rules.cart_abandoned.enabled:
-            cart = RULES.rules.cart_abandoned
+        rules = self.policy.rules
+        if rule == CART_ABANDONED and rules.rules.cart_abandoned.enabled:
+            cart = rules.rules.cart_abandoned
             before = profile["moments"].get(CART_ABANDONED)
             moment = cart_abandoned(
                 profile, now, idle_ms=cart.idle_ms, cooldown_ms=cart.cooldown_ms,
-                opt_out_traits=RULES.opt_out_traits,
+                opt_out_traits=rules.opt_out_traits,
             )  # fmt: skip
-        elif rule == WIN_BACK and RULES.rules.win_back.enabled:
-            back = RULES.rules.win_back
+        elif rule == WIN_BACK and rules.rules.win_back.enabled:
+            back = rules.rules.win_back
             held = profile.get("last_store")
             if held and now < held[2] + back.lapsed_ms:  # the visit went on: wait for its end
                 self.timers.add((held[2] + back.lapsed_ms, WIN_BACK, key))
@@ -270,14 +275,14 @@ class Fold:
             before = profile["moments"].get(WIN_BACK)
             moment = win_back(
                 profile, now, lapsed_ms=back.lapsed_ms, cooldown_ms=back.cooldown_ms,
-                opt_out_traits=RULES.opt_out_traits,
+                opt_out_traits=rules.opt_out_traits,
             )  # fmt: skip
         else:
             return
         if moment is not None:
             self.dirty.add(key)
             trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
-            self._record(profile, trigger, judged(profile, moment, before))
+            self._record(profile, trigger, judged(rules, profile, moment, before))
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The table writes: each changed profile once, and the timers set."""
@@ -288,9 +293,7 @@ class Fold:
 
     def _record(self, profile: Profile, event: dict[str, Any], moment: dict[str, Any]) -> None:
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
-        moment["features"] = features(
-            profile, moment["event_ts"], current_reference(settings.reference_dir)
-        )
+        moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
         group = group_of(moment)
         if group is not None:
@@ -339,260 +342,204 @@ class Fold:
         self.forwards.append(dict(event, user=into, hops=hops))
 
 
-def loader(partition: int) -> Callable[[str], Profile | None]:
-    """Reads profiles of ``partition`` (the bundle's) from the table."""
-
-    def load(key: str) -> Profile | None:
-        stored = read(profiles, partition, key.encode())
-        return upgraded(loads(stored)) if stored else None
-
-    return load
-
-
-# One bundle's fold and writes at a time, whether the agent or ingest runs it:
-# two interleaved could send a profile's changelog records out of order.
-_writing = asyncio.Lock()
-
-
-async def fold_bundle(partition: int, events: list[dict[str, Any]], where: Any) -> Awaitable[Any]:
-    """Fold a bundle's events into ``partition``'s profiles, write them, emit the
-    moments; returns what is left to land. The caller holds ``_writing``.
-
-    ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
-    """
-    fold = Fold(loader(partition))
-    for event in events:
-        try:
-            fold.apply(event)
-        except Exception as exc:  # a bug must not lose the event
-            log.exception("context update failed for event %s", event.get("id"))
-            fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-    written = await write_batch(app, profiles, partition, fold.changes())
-    if events:  # one bundle's events share their ingest time
-        metrics.stage_latency.labels("ingest_to_state").observe(
-            max(0, now_ms() - events[0].get("at", now_ms())) / 1000
-        )
-    return await _emit(where, fold, written)
-
-
-class Placed:
-    """Where a bundle folded in-process lands on kairos.internal.events: its
-    partition now, its offset once ingest's produce is acknowledged."""
-
-    def __init__(self, partition: int) -> None:
-        self.topic = topics.events.get_topic_name()
-        self.partition = partition
-        self.key = None
-        self.offset: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def follow(self, delivery: Awaitable[Any]) -> None:
-        """Take the offset from ``delivery``, the bundle's produce."""
-
-        def done(future: asyncio.Future[Any]) -> None:
-            if self.offset.done():
-                return
-            if future.cancelled() or future.exception() is not None:
-                self.offset.set_result(-1)  # ingest stops the worker; the offset is unknown
-            else:
-                self.offset.set_result(future.result().offset)
-
-        asyncio.ensure_future(delivery).add_done_callback(done)
-
-
-class InProcess:
-    """Bundles folded as this worker's ingest produces them, not read back first.
-
-    Ingest hands each bundle for a partition of kairos.internal.events this
-    worker owns (actively, recovered, not rebalancing) to :meth:`apply`,
-    which folds it at once, as the agent would, then produces it with a
-    header naming it. When the agent reads that bundle it waits for the work
-    already done instead of folding it again (:meth:`claim`), and acks it
-    once that work has landed. The topic stays the record: a restart, or
-    another worker that takes the partition, finds no token it knows and
-    folds the bundle as usual (dropping events already applied by id).
-
-    Only bundles this process produced are claimed, so events from other
-    workers' ingest or forwarded by merges still come through the topic;
-    they may be folded after newer in-process ones, as events of different
-    source partitions always could.
-    """
-
-    HEADER = "kairos-folded"
-    # Beyond this many unclaimed, those of partitions no longer owned are dropped.
-    LIMIT = 10_000
-
-    def __init__(self) -> None:
-        self._prefix = uuid.uuid4().hex[:16]
-        self._count = itertools.count()
-        self._folded: dict[bytes, tuple[Awaitable[Any], TP]] = {}
-
-    def owns(self, tp: TP) -> bool:
-        return bool(
-            cast(Any, app.tables).actives_ready
-            and not app.rebalancing
-            and not app.in_recovery
-            and tp in app.assignor.assigned_actives()
-        )
-
-    async def apply(
-        self, partition: int, bundle: bytes
-    ) -> tuple[list[tuple[str, bytes]], Placed, Awaitable[Any]] | None:
-        """Fold ``bundle`` now if this worker owns ``partition``: the headers to
-        produce it with, where it goes, and its work; None to leave it to the topic."""
-        tp = TP(topics.events.get_topic_name(), partition)
-        if not self.owns(tp):
-            return None
-        events = loads(bundle)
-        async with _writing:
-            if not self.owns(tp):  # a rebalance began while this waited
-                return None
-            placed = Placed(partition)
-            work = await fold_bundle(partition, events, placed)
-        if len(self._folded) >= self.LIMIT:
-            owned = app.assignor.assigned_actives()
-            self._folded = {t: v for t, v in self._folded.items() if v[1] in owned}
-        token = f"{self._prefix}:{next(self._count)}".encode()
-        self._folded[token] = (work, tp)
-        return [(self.HEADER, token)], placed, work
-
-    def claim(self, message: Any) -> Awaitable[Any] | None:
-        """The work of a bundle folded here already, now the caller's to wait for."""
-        headers = message.headers or ()
-        for key, value in headers.items() if isinstance(headers, Mapping) else headers:
-            if key == self.HEADER:
-                folded = self._folded.pop(bytes(value), None)
-                return folded[0] if folded else None
-        return None
-
-
-in_process = InProcess()
-
-
-@app.agent(topics.events, name="kairos.context")
-async def context(stream: Any) -> None:
-    async def handle(record: Any) -> Awaitable[Any]:
-        message = record.message
-        folded = in_process.claim(message)
-        if folded is not None:
-            metrics.context_bundles.labels("in_process").inc()
-            return folded
-        try:
-            events = loads(message.value)
-        except Exception as exc:
-            return await dead_letter(
-                message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
-                stage="context",
-            )  # fmt: skip
-        async with _writing:
-            if events and events[0].get("kind") == SWEEP:
-                fold = Fold(loader(message.partition))
-                return await tick(message, fold, events[0].get("ts") or now_ms())
-            metrics.context_bundles.labels("topic").inc()
-            return await fold_bundle(message.partition, events, message)
-
-    await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
-
-
 def expired(entries: list[tuple[bytes, bytes]], now: int, ttl_ms: int) -> list[bytes]:
     """Keys of the profiles (and merge stubs) without an event for longer than ``ttl_ms``."""
     return [key for key, value in entries if now - loads(value).get("updated", 0) > ttl_ms]
 
 
-_swept: dict[int, bytes] = {}  # per partition, the last key the sweep read
+class ContextStage:
+    """The context agent's I/O around the fold: the table, ticks, output."""
 
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.policy = Policy.of(rt.settings, rt.rules, rt.reference)
+        self.ttl_ms = int(rt.settings.profile_ttl_s * 1000)
+        self._swept: dict[int, bytes] = {}  # per partition, the last key the sweep read
 
-async def tick(message: Any, fold: Fold, now: int) -> Awaitable[Any]:
-    """On a partition's tick: fire the timers due by ``now``, expire idle profiles."""
-    partition = message.partition
-    changes: list[tuple[bytes, bytes | None]] = []
-    until = TIMER_PREFIX + f"{now:013d};".encode()  # ';' sorts after ':'
-    for key, _value in scan(profiles, partition, TIMER_PREFIX, SWEEP_BATCH, _partition_of, until):
-        changes.append((key, None))  # spent, whatever the rule decides
+    def loader(self, partition: int) -> Callable[[str], Profile | None]:
+        """Reads profiles of ``partition`` (the bundle's) from the table."""
+        profiles = self.rt.profiles
+
+        def load(key: str) -> Profile | None:
+            stored = read(profiles, partition, key.encode())
+            return upgraded(loads(stored)) if stored else None
+
+        return load
+
+    async def fold_bundle(
+        self, partition: int, events: list[dict[str, Any]], where: Any
+    ) -> Awaitable[Any]:
+        """Fold a bundle's events into ``partition``'s profiles, write them, emit the
+        moments; returns what is left to land. The caller holds the in-process lock.
+
+        ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
+        """
+        fold = Fold(self.loader(partition), self.policy)
+        for event in events:
+            try:
+                fold.apply(event)
+            except Exception as exc:  # a bug must not lose the event
+                log.exception("context update failed for event %s", event.get("id"))
+                fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
+        written = await write_batch(self.rt.app, self.rt.profiles, partition, fold.changes())
+        if events:  # one bundle's events share their ingest time
+            self.rt.metrics.stage_latency.labels("ingest_to_state").observe(
+                max(0, now_ms() - events[0].get("at", now_ms())) / 1000
+            )
+        return await self._emit(where, fold, written)
+
+    async def fold_in_process(
+        self, partition: int, bundle: bytes
+    ) -> tuple[list[tuple[str, bytes]], Placed, Awaitable[Any]] | None:
+        """Fold ``bundle`` now if this worker owns ``partition`` (ingest's hand-off):
+        the headers to produce it with, where it goes, and its work; None to
+        leave it to the topic."""
+        in_process, topic = self.rt.in_process, self.rt.topics.events.get_topic_name()
+        tp = TP(topic, partition)
+        if not in_process.owns(tp):
+            return None
+        events = loads(bundle)
+        async with in_process.lock:
+            if not in_process.owns(tp):  # a rebalance began while this waited
+                return None
+            placed = Placed(topic, partition)
+            work = await self.fold_bundle(partition, events, placed)
+        return in_process.remember(work, tp), placed, work
+
+    async def handle(self, record: Any) -> Awaitable[Any]:
+        """One bundle read from kairos.internal.events (or a tick)."""
+        message, rt = record.message, self.rt
+        folded = rt.in_process.claim(message)
+        if folded is not None:
+            rt.metrics.context_bundles.labels("in_process").inc()
+            return folded
         try:
-            _due, rule, user = parse_timer(key)
-        except ValueError:
-            log.warning("dropped an unreadable timer key %r", key)
-            continue
-        fold.fire(rule, user, now)
-    changes += fold.changes()
+            events = loads(message.value)
+        except Exception as exc:
+            return await rt.dead_letters.send(
+                message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
+                stage="context",
+            )  # fmt: skip
+        async with rt.in_process.lock:
+            if events and events[0].get("kind") == SWEEP:
+                fold = Fold(self.loader(message.partition), self.policy)
+                return await self.tick(message, fold, events[0].get("ts") or now_ms())
+            rt.metrics.context_bundles.labels("topic").inc()
+            return await self.fold_bundle(message.partition, events, message)
 
-    entries = scan(profiles, partition, _swept.get(partition, TIMERS_END), SWEEP_BATCH,
-                   _partition_of)  # fmt: skip
-    _swept[partition] = entries[-1][0] if len(entries) == SWEEP_BATCH else TIMERS_END  # wrap
-    gone = [key for key in expired(entries, now, TTL_MS) if key.decode() not in fold.dirty]
-    if gone:
-        metrics.profiles_expired.inc(len(gone))
-        log.info("expired %d profiles in partition %d", len(gone), partition)
-    changes += [(key, None) for key in gone]
-    written = await write_batch(app, profiles, partition, changes)
-    return await _emit(message, fold, written)
+    async def tick(self, message: Any, fold: Fold, now: int) -> Awaitable[Any]:
+        """On a partition's tick: fire the timers due by ``now``, expire idle profiles."""
+        partition, profiles = message.partition, self.rt.profiles
+        changes: list[tuple[bytes, bytes | None]] = []
+        until = TIMER_PREFIX + f"{now:013d};".encode()  # ';' sorts after ':'
+        due = scan(profiles, partition, TIMER_PREFIX, SWEEP_BATCH, self._partition_of, until)
+        for key, _value in due:
+            changes.append((key, None))  # spent, whatever the rule decides
+            try:
+                _due, rule, user = parse_timer(key)
+            except ValueError:
+                log.warning("dropped an unreadable timer key %r", key)
+                continue
+            fold.fire(rule, user, now)
+        changes += fold.changes()
 
+        entries = scan(profiles, partition, self._swept.get(partition, TIMERS_END), SWEEP_BATCH,
+                       self._partition_of)  # fmt: skip
+        wrapped = entries[-1][0] if len(entries) == SWEEP_BATCH else TIMERS_END
+        self._swept[partition] = wrapped
+        gone = [k for k in expired(entries, now, self.ttl_ms) if k.decode() not in fold.dirty]
+        if gone:
+            self.rt.metrics.profiles_expired.inc(len(gone))
+            log.info("expired %d profiles in partition %d", len(gone), partition)
+        changes += [(key, None) for key in gone]
+        written = await write_batch(self.rt.app, profiles, partition, changes)
+        return await self._emit(message, fold, written)
 
-def _partition_of(key: bytes) -> int:
-    return partition_for(key_user(key))
+    def _partition_of(self, key: bytes) -> int:
+        return self.rt.partition_for(key_user(key))
 
+    async def sweep_owned_partitions(self) -> None:
+        """A sweep marker to each partition of the internal events this worker owns."""
+        events = self.rt.topics.events
+        name = events.get_topic_name()
+        for tp in self.rt.app.assignor.assigned_actives():
+            if tp.topic == name:
+                marker = dumps([{"kind": SWEEP, "ts": now_ms()}])
+                await events.send(value=marker, partition=tp.partition)
 
-@app.timer(interval=settings.sweep_interval_s)
-async def sweep_owned_partitions() -> None:
-    """A sweep marker to each partition of the internal events this worker owns."""
-    name = topics.events.get_topic_name()
-    for tp in app.assignor.assigned_actives():
-        if tp.topic == name:
-            marker = dumps([{"kind": SWEEP, "ts": now_ms()}])
-            await topics.events.send(value=marker, partition=tp.partition)
+    async def _dead_letter_placed(
+        self, placed: Placed, event: dict[str, Any], code: str, reason: str
+    ) -> None:
+        """A dead letter of a bundle folded in-process, once its offset is known."""
+        where = SimpleNamespace(
+            topic=placed.topic, partition=placed.partition, offset=await placed.offset, key=None
+        )
+        sent = await self.rt.dead_letters.send(
+            where, code=code, reason=reason, stage="context", value=dumps(event)
+        )
+        await sent
 
-
-async def _dead_letter_placed(
-    placed: Placed, event: dict[str, Any], code: str, reason: str
-) -> None:
-    """A dead letter of a bundle folded in-process, once its offset is known."""
-    where = SimpleNamespace(
-        topic=placed.topic, partition=placed.partition, offset=await placed.offset, key=None
-    )
-    await (await dead_letter(where, code=code, reason=reason, stage="context", value=dumps(event)))
-
-
-async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awaitable[Any]:
-    metrics.state_updates.inc(fold.applied)
-    metrics.state_writes.inc(len(fold.dirty))
-    if fold.duplicates:
-        metrics.duplicates.inc(fold.duplicates)
-    for outcome, count in fold.merges.items():
-        metrics.identity_merges.labels(outcome).inc(count)
-    sends: list[Any] = [written]
-    for partition, bundle in bundles_by_partition(fold.forwards, partition_for):
-        sends.append(await topics.events.send(value=bundle, partition=partition))
-    for event, code, reason in fold.dead:
-        if isinstance(message, Placed):
-            sends.append(asyncio.ensure_future(_dead_letter_placed(message, event, code, reason)))
-        else:
-            sends.append(
-                await dead_letter(
-                    message, code=code, reason=reason, stage="context", value=dumps(event)
+    async def _emit(
+        self, message: Any, fold: Fold, written: asyncio.Future[None]
+    ) -> Awaitable[Any]:
+        rt = self.rt
+        metrics, topics = rt.metrics, rt.topics
+        metrics.state_updates.inc(fold.applied)
+        metrics.state_writes.inc(len(fold.dirty))
+        if fold.duplicates:
+            metrics.duplicates.inc(fold.duplicates)
+        for outcome, count in fold.merges.items():
+            metrics.identity_merges.labels(outcome).inc(count)
+        sends: list[Any] = [written]
+        for partition, bundle in bundles_by_partition(fold.forwards, rt.partition_for):
+            sends.append(await topics.events.send(value=bundle, partition=partition))
+        for event, code, reason in fold.dead:
+            if isinstance(message, Placed):
+                placed = self._dead_letter_placed(message, event, code, reason)
+                sends.append(asyncio.ensure_future(placed))
+            else:
+                sends.append(
+                    await rt.dead_letters.send(
+                        message, code=code, reason=reason, stage="context", value=dumps(event)
+                    )
                 )
-            )
-    for joined in fold.outcomes:
-        metrics.attributed.labels(
-            joined["moment"], joined["variant"] or "", joined["group"], joined["outcome"]
-        ).inc()
-        sends.append(await topics.outcomes.send(key=joined["user"].encode(), value=dumps(joined)))
-        metrics.events_out.labels("outcomes", joined["outcome"]).inc()
-    for reason, count in fold.unattributed.items():
-        metrics.unattributed.labels(reason).inc(count)
-    detected = now_ms()
-    for event, moment in fold.moments:
-        moment.update(ingested_at=event["at"], detected_at=detected)
-        metrics.moments.labels(moment["type"]).inc()
-        if (group := group_of(moment)) is not None:
-            metrics.attribution_moments.labels(moment["type"], moment["variant"], group).inc()
-        if "suppressed" in moment:
-            metrics.moments_suppressed.labels(moment["type"], moment["suppressed"]).inc()
-        if not event.get("timer"):  # a timer's moment has no event to measure from
-            metrics.stage_latency.labels("event_to_moment").observe(
-                max(0, detected - event["ts"]) / 1000
-            )
-        sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
-        metrics.events_out.labels("moments", moment["type"]).inc()
-        # The offers stage (agents/delivery.py) claims it when it reads the moment.
-        early.start(moment, partition_for(moment["user"]))
-    return asyncio.gather(*sends)
+        for joined in fold.outcomes:
+            metrics.attributed.labels(
+                joined["moment"], joined["variant"] or "", joined["group"], joined["outcome"]
+            ).inc()
+            key = joined["user"].encode()
+            sends.append(await topics.outcomes.send(key=key, value=dumps(joined)))
+            metrics.events_out.labels("outcomes", joined["outcome"]).inc()
+        for reason, count in fold.unattributed.items():
+            metrics.unattributed.labels(reason).inc(count)
+        detected = now_ms()
+        for event, moment in fold.moments:
+            moment.update(ingested_at=event["at"], detected_at=detected)
+            metrics.moments.labels(moment["type"]).inc()
+            if (group := group_of(moment)) is not None:
+                metrics.attribution_moments.labels(moment["type"], moment["variant"], group).inc()
+            if "suppressed" in moment:
+                metrics.moments_suppressed.labels(moment["type"], moment["suppressed"]).inc()
+            if not event.get("timer"):  # a timer's moment has no event to measure from
+                metrics.stage_latency.labels("event_to_moment").observe(
+                    max(0, detected - event["ts"]) / 1000
+                )
+            key = moment["user"].encode()
+            sends.append(await topics.moments.send(key=key, value=dumps(moment)))
+            metrics.events_out.labels("moments", moment["type"]).inc()
+            # The offers stage (agents/delivery.py) claims it when it reads the moment.
+            rt.early.start(moment, rt.partition_for(moment["user"]))
+        return asyncio.gather(*sends)
+
+
+def install(rt: Runtime) -> ContextStage:
+    """Register the context agent and its sweep timer with ``rt.app``."""
+    stage = ContextStage(rt)
+
+    async def context(stream: Any) -> None:
+        on_failure = rt.dead_letters.crash_worker
+        await process_in_order(stream, stage.handle, window=IN_FLIGHT, on_failure=on_failure)
+
+    rt.app.agent(rt.topics.events, name="kairos.context")(context)
+    rt.app.timer(interval=rt.settings.sweep_interval_s)(stage.sweep_owned_partitions)
+    return stage

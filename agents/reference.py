@@ -20,11 +20,10 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.runtime import Runtime
 from streams.admin import at_end, partitions_of
-from streams.app import app, metrics, ready_checks, settings
 from streams.codecs import loads
-from streams.deadletters import dead_letter
-from streams.reference import ReferenceError, apply_update
+from streams.reference import ReferenceError
 
 log = logging.getLogger(__name__)
 KINDS = ("store", "product")
@@ -46,16 +45,20 @@ def read_update(key: bytes | None, value: bytes | None) -> tuple[str, str, dict[
     return kind, item, row
 
 
-@app.service
 class ReferenceFollower(mode.Service):
     """Applies the reference topic to the reference data in force."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        super().__init__()
 
     def __post_init__(self) -> None:
         self.consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
-        ready_checks.append(lambda: self.caught_up)
+        self.rt.ready_checks.append(lambda: self.caught_up)
 
     async def on_start(self) -> None:
+        settings = self.rt.settings
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=None,
@@ -87,13 +90,24 @@ class ReferenceFollower(mode.Service):
                     await self.apply(record)
             if not self.caught_up and await at_end(self.consumer):
                 self.caught_up = True
-                log.info("reference data caught up with %s", settings.topics.reference)
+                log.info("reference data caught up with %s", self.rt.settings.topics.reference)
 
     async def apply(self, record: Any) -> None:
         try:
             kind, item, row = read_update(record.key, record.value)
-            apply_update(settings.reference_dir, kind, item, row)
-            metrics.reference_updates.labels(kind, "removed" if row is None else "applied").inc()
+            self.rt.reference.apply(kind, item, row)
+            self.rt.metrics.reference_updates.labels(
+                kind, "removed" if row is None else "applied"
+            ).inc()
         except ReferenceError as exc:
-            metrics.reference_updates.labels("unknown", "rejected").inc()
-            await dead_letter(record, code="bad_reference", reason=str(exc), stage="reference")
+            self.rt.metrics.reference_updates.labels("unknown", "rejected").inc()
+            await self.rt.dead_letters.send(
+                record, code="bad_reference", reason=str(exc), stage="reference"
+            )
+
+
+def install(rt: Runtime) -> ReferenceFollower:
+    """Register the reference follower with ``rt.app``."""
+    follower = ReferenceFollower(rt)
+    rt.app.service(follower)
+    return follower

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, time
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -140,11 +139,6 @@ def load_rules(path: Path | None = None) -> Rules:
             for error in exc.errors()
         )
         raise RulesError(f"rules file {path}: {problems}") from None
-
-
-@lru_cache(maxsize=4)
-def cached_rules(path: Path | None) -> Rules:
-    return load_rules(path)
 
 
 def in_holdout(user: str, moment_type: str, pct: float) -> bool:

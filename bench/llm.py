@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.coupons import discount_pct
 from agents.moments import STORE_ENTRY, moment_id, offer_id
-from agents.rules import cached_rules, in_holdout
+from agents.rules import in_holdout, load_rules
 from models.client import chat_body
 from models.context import select_context
 from models.prompts import prompt_for
@@ -50,7 +50,7 @@ from streams.admin import create_topics
 from streams.broker import start_broker
 from streams.process import ManagedProcess, free_port
 from streams.producer import EventProducer
-from streams.reference import current_reference
+from streams.reference import load_reference
 from streams.settings import Settings
 from streams.topics import internal_name
 
@@ -145,8 +145,8 @@ class Session:
         self.http = httpx.AsyncClient(timeout=10)
         # The shoppers' phones: each ping is sent as it happens (no linger).
         self.producer = EventProducer(settings, linger_ms=0)
-        self.reference = current_reference(settings.reference_dir)
-        self.rules = cached_rules(settings.rules_file)
+        self.reference = load_reference(settings.reference_dir)
+        self.rules = load_rules(settings.rules_file)
         self.stores = sorted(self.reference.stores.values(), key=lambda s: s.id)
         self.rng = random.Random(5)
         self.own_sent = 0  # valid, distinct events produced here

@@ -356,9 +356,12 @@ def state_cost(events: int, users: int) -> dict[str, float]:
 
     from aiokafka.structs import ConsumerRecord, TopicPartition
 
-    from agents.context import Fold
+    from agents.context import Fold, Policy
     from agents.ingest import Router
+    from agents.rules import load_rules
     from streams.bundles import bundles
+    from streams.reference import ReferenceData
+    from streams.settings import Settings
 
     names = {f"kairos.{s}": s for s in ("clickstream", "crm", "location", "feedback")}
     router = Router(names, 4)
@@ -374,11 +377,13 @@ def state_cost(events: int, users: int) -> dict[str, float]:
         routed.append(router.route(batch))
     encoded = [b for r in routed for _, e in sorted(r.bundles.items()) for b in bundles(e)]
     store: dict[str, bytes] = {}
+    settings = Settings()
+    policy = Policy.of(settings, load_rules(settings.rules_file), ReferenceData(None))
     gc.freeze()  # as the worker does after start-up
     applied = 0
     started = time.process_time()
     for bundle in encoded:
-        fold = Fold(lambda key: orjson.loads(store[key]) if key in store else None)
+        fold = Fold(lambda key: orjson.loads(store[key]) if key in store else None, policy)
         for event in orjson.loads(bundle):
             fold.apply(event)
         for key in fold.dirty:

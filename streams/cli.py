@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streams.settings import Settings, SettingsError, get_settings, prepare_data_dir
+from streams.settings import Settings, SettingsError, load_settings, prepare_data_dir
 from streams.traffic import Population
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="kairos: %(message)s", level=logging.WARNING)
     try:
-        settings = get_settings()
+        settings = load_settings()
         return int(args.run(settings, args) or 0)
     except SettingsError as exc:
         print(f"kairos: {exc}", file=sys.stderr)
@@ -155,9 +155,9 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(
             "these topics do not exist: " + ", ".join(missing) + "; run `kairos topics create`"
         )
-    from agents import api, context, delivery, ingest, offers, reference  # noqa: F401  (register)
-    from streams.app import app
+    from agents.worker import create_app
 
+    app = create_app(settings).app
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     # Faust's terminal spinner turns logging up to DEBUG at levels above INFO,
     # which cost ~14% of the worker's CPU; a worker's output is a log anyway.

@@ -11,42 +11,48 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from streams import topics
-from streams.app import app, metrics
 from streams.codecs import dead_letter_headers
+from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
-async def dead_letter(
-    message: Any, *, code: str, reason: str, stage: str, value: bytes | None = None
-) -> Awaitable[Any]:
-    """Send ``message`` (or ``value``, one event of it) to the dead-letter topic.
+class DeadLetters:
+    """The worker's way to the dead-letter topic, and to stopping itself."""
 
-    Returns the delivery future. Sent with the producer itself, not through
-    Faust's topic channel, whose per-message machinery cost a flood of
-    poison records about as much again as producing their dead letters.
-    """
-    metrics.dead_letters.labels(stage, code).inc()
-    headers = dead_letter_headers(
-        code=code,
-        reason=reason,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        stage=stage,
-    )
-    return await app.producer.send(
-        topics.dlq.get_topic_name(),
-        message.key,
-        message.value if value is None else value,
-        None,
-        None,
-        headers,
-    )
+    def __init__(self, app: Any, dlq: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.dlq = dlq
+        self.metrics = metrics
 
+    async def send(
+        self, message: Any, *, code: str, reason: str, stage: str, value: bytes | None = None
+    ) -> Awaitable[Any]:
+        """Send ``message`` (or ``value``, one event of it) to the dead-letter topic.
 
-async def crash_worker(exc: BaseException) -> None:
-    """Stop the worker: output was lost, so nothing after it may be committed."""
-    log.critical("stopping the worker: %s", exc)
-    await app.crash(exc)
+        Returns the delivery future. Sent with the producer itself, not through
+        Faust's topic channel, whose per-message machinery cost a flood of
+        poison records about as much again as producing their dead letters.
+        """
+        self.metrics.dead_letters.labels(stage, code).inc()
+        headers = dead_letter_headers(
+            code=code,
+            reason=reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            stage=stage,
+        )
+        return await self.app.producer.send(
+            self.dlq.get_topic_name(),
+            message.key,
+            message.value if value is None else value,
+            None,
+            None,
+            headers,
+        )
+
+    async def crash_worker(self, exc: BaseException) -> None:
+        """Stop the worker: output was lost, so nothing after it may be committed."""
+        log.critical("stopping the worker: %s", exc)
+        await self.app.crash(exc)

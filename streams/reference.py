@@ -195,17 +195,20 @@ def _read(path: Path) -> list[dict]:
     return rows
 
 
-_current: dict[Path | None, Reference] = {}
+class ReferenceData:
+    """The reference data in force in one worker: the files in ``folder``
+    (the packaged ones if None), with the updates applied since."""
 
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._current: Reference | None = None
 
-def current_reference(folder: Path | None) -> Reference:
-    """The reference data in force: the files, with the updates applied since."""
-    reference = _current.get(folder)
-    if reference is None:
-        reference = _current[folder] = load_reference(folder)
-    return reference
+    @property
+    def current(self) -> Reference:
+        if self._current is None:  # read on first use: a tool that never asks reads no file
+            self._current = load_reference(self.folder)
+        return self._current
 
-
-def apply_update(folder: Path | None, kind: str, key: str, row: dict[str, Any] | None) -> None:
-    """Replace, add or remove one store or product in the reference in force."""
-    _current[folder] = current_reference(folder).updated(kind, key, row)
+    def apply(self, kind: str, key: str, row: dict[str, Any] | None) -> None:
+        """Replace, add or remove one store or product."""
+        self._current = self.current.updated(kind, key, row)

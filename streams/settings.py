@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -366,9 +365,3 @@ def _describe(exc: ValidationError) -> str:
         shown = "" if isinstance(value, dict) or repr(value) in message else f" (got {value!r})"
         lines.append(f"{name}: {message}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
