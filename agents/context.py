@@ -75,11 +75,11 @@ from agents.profile import (
 from agents.rules import Rules, suppression
 from agents.runtime import Runtime
 from models.prompts import variant_for
-from streams.acks import process_in_order
-from streams.bundles import bundles_by_partition
-from streams.changelog import read, scan, write_batch
 from streams.codecs import dumps, loads, now_ms
 from streams.reference import ReferenceData
+from streams.runtime.acks import process_in_order
+from streams.runtime.bundles import bundles_by_partition
+from streams.runtime.changelog import read, scan, write_batch
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -46,9 +46,9 @@ from agents.offers import OfferWriter, llm_client
 from agents.outlets import AtLeastOnce, Transactional, offers_producer
 from agents.runtime import Runtime
 from models.client import LLMClient
-from streams.admin import partitions_of
 from streams.codecs import loads, now_ms
 from streams.keys import Partitioner
+from streams.runtime.admin import partitions_of
 
 log = logging.getLogger(__name__)
 

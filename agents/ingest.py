@@ -6,7 +6,7 @@ every source topic. Each record is decoded and validated; an invalid one goes
 to the dead-letter topic with its original bytes and a reason. A valid event
 is keyed by profile id (userId, else anonymousId), and the batch's events
 are sent to kairos.internal.events as one *bundle* per partition (a JSON
-array; streams/bundles.py), so the context agent, Faust's
+array; streams/runtime/bundles.py), so the context agent, Faust's
 per-message machinery and the broker see a handful of messages per batch
 instead of one per event. A bundle for a partition this worker's context
 agent owns is folded into the profiles here, before it is produced
@@ -39,10 +39,11 @@ from aiokafka.errors import CommitFailedError
 
 from agents.handoffs import Placed
 from agents.runtime import Runtime
-from streams.bundles import bundles
 from streams.codecs import dumps, now_ms
-from streams.events import SCHEMA_VERSION, InvalidEvent, decode
+from streams.errors import InvalidEvent
+from streams.events import SCHEMA_VERSION, decode
 from streams.keys import Partitioner
+from streams.runtime.bundles import bundles
 
 log = logging.getLogger(__name__)
 

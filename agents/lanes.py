@@ -37,8 +37,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 from agents.offers import GenerationFailed
 from streams.codecs import now_ms
-from streams.deadletters import DeadLetters
+from streams.errors import KairosError
 from streams.metrics import Metrics
+from streams.runtime.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class Item:
         return not self.delivered and (self.generation is None or self.generation.done())
 
 
-class PartitionLost(Exception):
+class PartitionLost(KairosError):
     """Another worker owns the partition now (it fenced this one's producer)."""
 
 

@@ -27,6 +27,7 @@ from models.context import ContextSlice, select_context
 from models.guardrails import Draft, Rejected, check, fallback
 from models.prompts import prompt_for, variant_for
 from streams.codecs import now_ms
+from streams.errors import KairosError
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
 from streams.settings import Settings
@@ -159,7 +160,7 @@ async def write_offer(
     )
 
 
-class GenerationFailed(Exception):
+class GenerationFailed(KairosError):
     """Writing an offer failed (a bug); the moment goes to the dead letters."""
 
 

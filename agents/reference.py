@@ -21,27 +21,27 @@ import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.runtime import Runtime
-from streams.admin import at_end, partitions_of
 from streams.codecs import loads
-from streams.reference import ReferenceError
+from streams.errors import ReferenceDataError
+from streams.runtime.admin import at_end, partitions_of
 
 log = logging.getLogger(__name__)
 KINDS = ("store", "product")
 
 
 def read_update(key: bytes | None, value: bytes | None) -> tuple[str, str, dict[str, Any] | None]:
-    """(kind, id, row or None to remove) from a record; ReferenceError if unreadable."""
+    """(kind, id, row or None to remove) from a record; ReferenceDataError if unreadable."""
     kind, _, item = (key or b"").decode("utf-8", "replace").partition(":")
     if kind not in KINDS or not item:
-        raise ReferenceError(f"key must be 'store:<id>' or 'product:<id>', got {key!r}")
+        raise ReferenceDataError(f"key must be 'store:<id>' or 'product:<id>', got {key!r}")
     if not value:
         return kind, item, None
     try:
         row = loads(value)
     except ValueError as exc:
-        raise ReferenceError(f"{kind} {item!r} is not valid JSON: {exc}") from None
+        raise ReferenceDataError(f"{kind} {item!r} is not valid JSON: {exc}") from None
     if not isinstance(row, dict):
-        raise ReferenceError(f"{kind} {item!r}: expected a JSON object")
+        raise ReferenceDataError(f"{kind} {item!r}: expected a JSON object")
     return kind, item, row
 
 
@@ -72,7 +72,7 @@ class ReferenceFollower(mode.Service):
         partitions = await partitions_of(self.consumer, topic)
         if not partitions:
             await self.consumer.stop()
-            raise ReferenceError(f"topic {topic!r} does not exist: run `kairos topics create`")
+            raise ReferenceDataError(f"topic {topic!r} does not exist: run `kairos topics create`")
         self.consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await self.consumer.seek_to_beginning()
 
@@ -99,7 +99,7 @@ class ReferenceFollower(mode.Service):
             self.rt.metrics.reference_updates.labels(
                 kind, "removed" if row is None else "applied"
             ).inc()
-        except ReferenceError as exc:
+        except ReferenceDataError as exc:
             self.rt.metrics.reference_updates.labels("unknown", "rejected").inc()
             await self.rt.dead_letters.send(
                 record, code="bad_reference", reason=str(exc), stage="reference"

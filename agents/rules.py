@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents.attribution import OFFER, remembered
-from streams.settings import SettingsError
+from streams.errors import SettingsError
 
 # Package data of ``streams`` (pyproject.toml ships it in the wheel), found
 # where that package is installed rather than beside this checkout.

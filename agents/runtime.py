@@ -13,12 +13,12 @@ from typing import Any
 
 from agents.handoffs import EarlyStarts, InProcess
 from agents.rules import Rules
-from streams.deadletters import DeadLetters
 from streams.keys import Partitioner
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
+from streams.runtime.deadletters import DeadLetters
+from streams.runtime.topics import Topics
 from streams.settings import Settings
-from streams.topics import Topics
 
 
 @dataclass

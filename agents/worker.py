@@ -5,7 +5,7 @@ arguments, so one process may build as many differently configured apps
 as it likes (the tests do). The order is the boot order's:
 
 1. the metrics registry, the Faust app (with its idempotent producer,
-   streams/transport.py) and the topics bound to it;
+   streams/runtime/transport.py) and the topics bound to it;
 2. the profiles table and the hand-offs between stages (agents/runtime.py);
 3. the stages, each given the runtime: context (its agent and sweep timer),
    ingest (folding through context), offers delivery, the reference
@@ -23,12 +23,12 @@ from agents import api, context, delivery, ingest, reference
 from agents.handoffs import EarlyStarts, InProcess
 from agents.rules import Rules, load_rules
 from agents.runtime import Runtime
-from streams.app import build_app
-from streams.deadletters import DeadLetters
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
+from streams.runtime.app import build_app
+from streams.runtime.deadletters import DeadLetters
+from streams.runtime.topics import Topics
 from streams.settings import Settings
-from streams.topics import Topics
 
 
 def create_app(settings: Settings, rules: Rules | None = None) -> Runtime:

@@ -46,13 +46,13 @@ from models.client import chat_body
 from models.context import select_context
 from models.prompts import prompt_for
 from models.server import ensure_model, start_llm_server
-from streams.admin import create_topics
-from streams.broker import start_broker
-from streams.process import ManagedProcess, free_port
-from streams.producer import EventProducer
 from streams.reference import load_reference
+from streams.runtime.admin import create_topics
+from streams.runtime.topics import internal_name
 from streams.settings import Settings
-from streams.topics import internal_name
+from streams.tools.broker import start_broker
+from streams.tools.process import ManagedProcess, free_port
+from streams.tools.producer import EventProducer
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST = 16
@@ -574,7 +574,7 @@ def start_stack(
     stopped when ``running`` closes; returns once the worker is ready."""
     running.callback(bench_broker(settings, workdir).stop)
     asyncio.run(create_topics(settings))
-    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    argv = [sys.executable, "-m", "streams.tools.cli", "worker"]
     worker_env = {**env, "KAIROS_LLM_URL": settings.llm_base_url}
     worker = ManagedProcess("worker", argv, workdir / "worker.log", env=worker_env)
     worker.start()

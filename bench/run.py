@@ -35,10 +35,10 @@ import httpx
 import orjson
 
 from bench.llm import BURST, OFFERS_BURST, ROUNDS, bench_broker, llm, sample, stand_in
-from streams.admin import create_topics
-from streams.process import ManagedProcess, free_port
-from streams.producer import EventProducer
+from streams.runtime.admin import create_topics
 from streams.settings import Settings, TopicNames, settings_env
+from streams.tools.process import ManagedProcess, free_port
+from streams.tools.producer import EventProducer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -208,7 +208,10 @@ def ingest(events: int, users: int, flood: bool = False) -> dict[str, float]:
     expected = len(items) - invalid - duplicates
     broker = bench_broker(settings, workdir)
     worker = ManagedProcess(
-        "worker", [sys.executable, "-m", "streams.cli", "worker"], workdir / "worker.log", env=env
+        "worker",
+        [sys.executable, "-m", "streams.tools.cli", "worker"],
+        workdir / "worker.log",
+        env=env,
     )
     try:
         asyncio.run(create_topics(settings))
@@ -284,7 +287,7 @@ def restart(users: int) -> dict[str, float]:
     web = settings.web_port
     items = people(users)
     broker = bench_broker(settings, workdir)
-    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    argv = [sys.executable, "-m", "streams.tools.cli", "worker"]
     worker = ManagedProcess("worker", argv, workdir / "worker.log", env=env)
     client = httpx.Client(timeout=5)
 
@@ -359,8 +362,8 @@ def state_cost(events: int, users: int) -> dict[str, float]:
     from agents.context import Fold, Policy
     from agents.ingest import Router
     from agents.rules import load_rules
-    from streams.bundles import bundles
     from streams.reference import ReferenceData
+    from streams.runtime.bundles import bundles
     from streams.settings import Settings
 
     names = {f"kairos.{s}": s for s in ("clickstream", "crm", "location", "feedback")}
@@ -585,7 +588,7 @@ end to end), and the poison flood went from 8,917 to 6,769 good events/s
 
 def kafka_version() -> str:
     """The embedded broker's version, from its jar's name."""
-    from streams.broker import DEFAULT_LIB
+    from streams.tools.broker import DEFAULT_LIB
 
     found = sorted(DEFAULT_LIB.glob("kafka_2.13-*.jar"))
     return found[-1].stem.removeprefix("kafka_2.13-") if found else "(not fetched)"

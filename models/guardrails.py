@@ -15,6 +15,7 @@ import orjson
 
 from models.context import ContextSlice
 from models.prompts import EXAMPLE_NAMES, HEADLINE_MAX, MESSAGE_MAX
+from streams.errors import KairosError
 
 URL = re.compile(r"(https?://|www\.|\b[a-z0-9-]+\.(com|net|org|io|co|ly)\b)", re.IGNORECASE)
 # Upper-case letters mixed with digits (SAVE20, X7Q2K9): looks like a coupon code.
@@ -25,7 +26,7 @@ PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s?(%|percent\b)", re.IGNORECASE)
 BLOCKED_WORDS = frozenset({"guarantee", "guaranteed", "free money", "winner", "urgent", "password"})
 
 
-class Rejected(ValueError):
+class Rejected(KairosError, ValueError):
     """Model output that may not be sent; ``reason`` is a short code."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -30,16 +30,14 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from streams.errors import SettingsError
+
 ENV_PREFIX = "KAIROS_"
 CONFIG_ENV = "KAIROS_CONFIG"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
-
-
-class SettingsError(Exception):
-    """A setting is missing or invalid; the message names the variable."""
 
 
 class TopicNames(BaseModel):
@@ -78,7 +76,7 @@ class Settings(BaseSettings):
     )
 
     # Kafka. Unset: `kairos demo` and `kairos broker` run the embedded Apache
-    # Kafka (streams/broker.py) on broker_port, its data under data_dir/kafka.
+    # Kafka (streams/tools/broker.py) on broker_port, its data under data_dir/kafka.
     broker_url: str | None = None
     broker_port: Port = 19092
     # The embedded broker's jars (default: .tools/kafka/lib, which `make` fills)

@@ -20,9 +20,9 @@ os.environ["KAIROS_DATA_DIR"] = tempfile.mkdtemp(prefix="kairos-tests-")
 import pytest
 
 from models.server import LLMServerError, ensure_model, healthy, runtime_python
-from streams.broker import start_broker
-from streams.process import ManagedProcess, free_port
 from streams.settings import Settings
+from streams.tools.broker import start_broker
+from streams.tools.process import ManagedProcess, free_port
 from tests.support.stack import REPO
 
 VLLM_READY_TIMEOUT_S = 300.0

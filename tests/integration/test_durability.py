@@ -29,12 +29,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from streams.admin import create_topics
-from streams.broker import start_broker
-from streams.changelog import FAUST_KEYS
-from streams.process import free_port
+from streams.runtime.admin import create_topics
+from streams.runtime.changelog import FAUST_KEYS
+from streams.runtime.topics import topic_specs
 from streams.settings import Settings
-from streams.topics import topic_specs
+from streams.tools.broker import start_broker
+from streams.tools.process import free_port
 from tests.support.stack import Worker, settings_for_test
 
 pytestmark = pytest.mark.broker

@@ -16,10 +16,10 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from agents.context import Fold, Policy
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
-from streams.bundles import bundles, bundles_by_partition
 from streams.codecs import dumps, loads
 from streams.keys import Partitioner
 from streams.reference import ReferenceData
+from streams.runtime.bundles import bundles, bundles_by_partition
 from streams.settings import Settings
 
 SOURCES = {

@@ -9,7 +9,7 @@ from agents.moments import moment_id, offer_id
 from agents.rules import in_holdout
 from models.prompts import variant_for
 from streams.reference import load_reference
-from streams.report import table, tally
+from streams.tools.report import table, tally
 from tests.support.harness import T0, Harness, policy
 
 FLATIRON = load_reference().stores["s-flatiron"]

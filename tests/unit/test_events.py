@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import MAX_BYTES, InvalidEvent, decode
+from streams.errors import InvalidEvent
+from streams.events import MAX_BYTES, decode
 
 
 def enc(value: object) -> bytes:

@@ -4,7 +4,7 @@
 Topics are created by ``kairos topics create`` before any worker starts,
 each with its configs (retention, compaction, min.insync.replicas), so the
 app never declares topics itself, and it does not use Faust's leader
-topic, keeping every topic kairos touches declared in streams/topics.py.
+topic, keeping every topic kairos touches declared in streams/runtime/topics.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, cast
 import faust
 
 from streams.metrics import Metrics
+from streams.runtime.transport import App
 from streams.settings import Settings
-from streams.transport import App
 
 
 def build_app(settings: Settings, metrics: Metrics, ready_checks: list[Callable[[], bool]]) -> App:

@@ -31,9 +31,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from agents.attribution import CONVERTED, HOLDOUT, OFFER, group_of
-from streams.admin import at_end
+from streams.runtime.admin import at_end
+from streams.runtime.topics import internal_name
 from streams.settings import Settings
-from streams.topics import internal_name
 
 FEEDBACK = ("delivered", "opened", "clicked", "redeemed")
 
