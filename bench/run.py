@@ -359,7 +359,7 @@ def state_cost(events: int, users: int) -> dict[str, float]:
 
     from aiokafka.structs import ConsumerRecord, TopicPartition
 
-    from agents.context import Fold, Policy
+    from agents.fold import Fold, Policy
     from agents.ingest import Router
     from agents.rules import load_rules
     from streams.reference import ReferenceData

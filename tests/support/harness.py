@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from agents.context import Fold, Policy
+from agents.fold import Fold, Policy
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
 from streams.codecs import dumps, loads

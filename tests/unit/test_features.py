@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.context import Fold
 from agents.features import SESSION_GAP_MS, WINDOWS, add, features, merge, window
+from agents.fold import Fold
 from agents.profile import new_profile
 from streams.reference import load_reference
 from tests.support.harness import policy

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.context import MAX_HOPS, Fold
+from agents.fold import MAX_HOPS, Fold
 from streams.codecs import loads
 from tests.support.harness import T0, Harness, policy
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agents.context import update
+from agents.fold import update
 from agents.moments import store_entry, update_visit
 from agents.profile import apply_event, new_profile, remember_offer
 from agents.rules import DEFAULT_FILE, Rules, RulesError, in_holdout, load_rules, suppression
