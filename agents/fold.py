@@ -34,18 +34,8 @@ from agents.attribution import group_of, join
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
-from agents.moments import (
-    CART_ABANDONED,
-    STORE_ENTRY,
-    WIN_BACK,
-    cart_abandoned,
-    cart_changed_at,
-    last_store_visit,
-    offer_id,
-    store_entry,
-    update_visit,
-    win_back,
-)
+from agents.moment_types import MOMENT_TYPES, Moment
+from agents.moments import offer_id, update_visit
 from agents.profile import (
     PROFILE_VERSION,
     Profile,
@@ -65,9 +55,8 @@ from streams.settings import Settings
 
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
-# Kinds of event that can change a cart or a visit (an absorb brings the old id's).
-CART_KINDS = frozenset({"track", "absorb", "order"})
-VISIT_KINDS = frozenset({"location", "absorb"})
+DETECTED = [kind for kind in MOMENT_TYPES.values() if kind.detect is not None]
+TIMED = [kind for kind in MOMENT_TYPES.values() if kind.timer is not None]
 
 
 @dataclass(frozen=True)
@@ -91,8 +80,8 @@ class Policy:
         )
 
 
-def update(policy: Policy, profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
-    """Fold ``event`` into ``profile``; return a moment if one fires."""
+def update(policy: Policy, profile: Profile, event: dict[str, Any]) -> list[Moment]:
+    """Fold ``event`` into ``profile``; the moments that fire, judged."""
     if event["kind"] in BEHAVIOUR:
         add_to_tiles(profile, event)
     if event["kind"] == "location":
@@ -104,17 +93,16 @@ def update(policy: Policy, profile: Profile, event: dict[str, Any]) -> dict[str,
         merge_features(profile, source)
     else:
         apply_event(profile, event)
-    rule = policy.rules.rules.store_entry
-    if not rule.enabled:
-        return None
-    before = profile["moments"].get(STORE_ENTRY)
-    moment = store_entry(
-        profile,
-        recent_interest_ms=rule.recent_interest_ms,
-        cooldown_ms=rule.cooldown_ms,
-        opt_out_traits=policy.rules.opt_out_traits,
-    )
-    return None if moment is None else judged(policy.rules, profile, moment, before)
+    fired = []
+    for kind in DETECTED:
+        config = policy.rules.rule(kind.name)
+        if not config.enabled or kind.detect is None:
+            continue
+        before = profile["moments"].get(kind.name)
+        moment = kind.detect(profile, config, policy.rules.opt_out_traits)
+        if moment is not None:
+            fired.append(judged(policy.rules, profile, moment, before))
+    return fired
 
 
 def judged(
@@ -190,53 +178,46 @@ class Fold:
                 self.merges["merged"] += 1
             else:
                 self.applied += 1
-            carts, visits = event["kind"] in CART_KINDS, event["kind"] in VISIT_KINDS
-            cart_before = cart_changed_at(profile) if carts else None
-            visit_before = last_store_visit(profile) if visits else None
-            joined, unattributed = join(profile, event, self.policy.attribution_ms)
-            self.outcomes += joined
-            if unattributed:
-                self.unattributed[unattributed] += 1
-            moment = update(self.policy, profile, event)
-            rules = self.policy.rules.rules
-            if moment is not None:
-                self._record(profile, event, moment)
-            if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
-                self.timers.add((cart_after + rules.cart_abandoned.idle_ms, CART_ABANDONED, key))
-            if visits and (visit_after := last_store_visit(profile)) not in (None, visit_before):
-                self.timers.add((visit_after + rules.win_back.lapsed_ms, WIN_BACK, key))
+            self._fold_in(profile, event)
+
+    def _fold_in(self, profile: Profile, event: dict[str, Any]) -> None:
+        """Fold a new event in: join it to moments, run the rules, set the timers."""
+        # Waits the event can move, with when each began before it (an absorb
+        # brings the old id's cart and visits).
+        waits = [(kind, kind.timer.started_at(profile)) for kind in TIMED
+                 if kind.timer is not None and event["kind"] in kind.timer.watches
+                 and self.policy.rules.rule(kind.name).enabled]  # fmt: skip
+        joined, unattributed = join(profile, event, self.policy.attribution_ms)
+        self.outcomes += joined
+        if unattributed:
+            self.unattributed[unattributed] += 1
+        for moment in update(self.policy, profile, event):
+            self._record(profile, event, moment)
+        for kind, before in waits:
+            assert kind.timer is not None
+            after = kind.timer.started_at(profile)
+            if after is not None and after != before:
+                wait = kind.timer.wait_ms(self.policy.rules.rule(kind.name))
+                self.timers.add((after + wait, kind.name, event["user"]))
 
     def fire(self, rule: str, key: str, now: int) -> None:
         """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``."""
         profile = self.profile(key)
         if "merged_into" in profile:
             return  # the profile moved, with its cart and visits, and timers of its own
-        rules = self.policy.rules
-        if rule == CART_ABANDONED and rules.rules.cart_abandoned.enabled:
-            cart = rules.rules.cart_abandoned
-            before = profile["moments"].get(CART_ABANDONED)
-            moment = cart_abandoned(
-                profile, now, idle_ms=cart.idle_ms, cooldown_ms=cart.cooldown_ms,
-                opt_out_traits=rules.opt_out_traits,
-            )  # fmt: skip
-        elif rule == WIN_BACK and rules.rules.win_back.enabled:
-            back = rules.rules.win_back
-            held = profile.get("last_store")
-            if held and now < held[2] + back.lapsed_ms:  # the visit went on: wait for its end
-                self.timers.add((held[2] + back.lapsed_ms, WIN_BACK, key))
-                self.dirty.add(key)
-                return
-            before = profile["moments"].get(WIN_BACK)
-            moment = win_back(
-                profile, now, lapsed_ms=back.lapsed_ms, cooldown_ms=back.cooldown_ms,
-                opt_out_traits=rules.opt_out_traits,
-            )  # fmt: skip
-        else:
+        kind = MOMENT_TYPES.get(rule)
+        config = self.policy.rules.rule(rule) if kind is not None else None
+        if kind is None or kind.timer is None or config is None or not config.enabled:
             return
-        if moment is not None:
+        before = profile["moments"].get(rule)
+        moment, again = kind.timer.fire(profile, now, config, self.policy.rules.opt_out_traits)
+        if again is not None:
+            self.timers.add((again, rule, key))
+            self.dirty.add(key)
+        elif moment is not None:
             self.dirty.add(key)
             trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
-            self._record(profile, trigger, judged(rules, profile, moment, before))
+            self._record(profile, trigger, judged(self.policy.rules, profile, moment, before))
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The table writes: each changed profile once, and the timers set."""

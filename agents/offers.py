@@ -20,12 +20,13 @@ import logging
 from typing import Any
 
 from agents.coupons import coupon_code, discount_pct
+from agents.moment_types import fallback, prompt_for, select_context
 from agents.moments import offer_id
 from agents.rules import Rules
 from models.client import LLMClient, LLMError
-from models.context import ContextSlice, select_context
-from models.guardrails import Draft, Rejected, check, fallback
-from models.prompts import prompt_for, variant_for
+from models.context import ContextSlice
+from models.guardrails import Draft, Rejected, check
+from models.prompts import variant_for
 from streams.codecs import now_ms
 from streams.errors import KairosError
 from streams.metrics import Metrics
@@ -106,7 +107,7 @@ async def write_offer(
         moment["profile"],
         moment,
         writer.reference.current,
-        recent_interest_ms=writer.rules.rules.store_entry.recent_interest_ms,
+        writer.rules.rule(moment["type"]),
         budget_tokens=settings.llm_context_tokens,
     )
     pct = discount_pct(context.loyalty_tier)

@@ -17,13 +17,14 @@ import hashlib
 from datetime import UTC, datetime, time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from agents.attribution import OFFER, remembered
+from agents.moment_types import MOMENT_TYPES, RuleConfig
 from streams.errors import SettingsError
 
 # Package data of ``streams`` (pyproject.toml ships it in the wheel), found
@@ -50,55 +51,12 @@ class QuietHours(_Strict):
         return moment >= self.start or moment < self.end  # across midnight
 
 
-class StoreEntry(_Strict):
-    enabled: bool = True
-    recent_interest_minutes: float = Field(default=1440, gt=0)
-    cooldown_minutes: float = Field(default=360, ge=0)
-    holdout_pct: float = Field(default=10, ge=0, le=100)
-
-    @property
-    def recent_interest_ms(self) -> int:
-        return int(self.recent_interest_minutes * 60_000)
-
-    @property
-    def cooldown_ms(self) -> int:
-        return int(self.cooldown_minutes * 60_000)
-
-
-class CartAbandoned(_Strict):
-    enabled: bool = True
-    idle_minutes: float = Field(default=30, gt=0)
-    cooldown_minutes: float = Field(default=1440, ge=0)
-    holdout_pct: float = Field(default=10, ge=0, le=100)
-
-    @property
-    def idle_ms(self) -> int:
-        return int(self.idle_minutes * 60_000)
-
-    @property
-    def cooldown_ms(self) -> int:
-        return int(self.cooldown_minutes * 60_000)
-
-
-class WinBack(_Strict):
-    enabled: bool = True
-    lapsed_days: float = Field(default=30, gt=0)
-    cooldown_days: float = Field(default=30, ge=0)
-    holdout_pct: float = Field(default=10, ge=0, le=100)
-
-    @property
-    def lapsed_ms(self) -> int:
-        return int(self.lapsed_days * DAY_MS)
-
-    @property
-    def cooldown_ms(self) -> int:
-        return int(self.cooldown_days * DAY_MS)
-
-
-class RuleSet(_Strict):
-    store_entry: StoreEntry = StoreEntry()
-    cart_abandoned: CartAbandoned = CartAbandoned()
-    win_back: WinBack = WinBack()
+# Each moment type's section, declared by the type (agents/moment_types/).
+RuleSet = create_model(
+    "RuleSet",
+    __base__=_Strict,
+    **{name: (kind.config, kind.config()) for name, kind in MOMENT_TYPES.items()},  # type: ignore[call-overload]
+)
 
 
 class Rules(_Strict):
@@ -107,7 +65,7 @@ class Rules(_Strict):
     quiet_hours: QuietHours | None = None
     max_offers_per_day: int | None = Field(default=None, ge=1)
     opt_out_traits: tuple[str, ...] = ("marketing_opt_out", "unsubscribed")
-    rules: RuleSet = RuleSet()
+    rules: RuleSet = RuleSet()  # type: ignore[valid-type]
 
     @field_validator("timezone")
     @classmethod
@@ -117,6 +75,10 @@ class Rules(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    def rule(self, moment_type: str) -> RuleConfig:
+        """The section of ``moment_type``, a key of :data:`MOMENT_TYPES`."""
+        return cast(RuleConfig, getattr(self.rules, moment_type))
 
     def holdout_pct(self, moment_type: str) -> float:
         rule = getattr(self.rules, moment_type, None)

@@ -40,11 +40,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from agents.coupons import discount_pct
-from agents.moments import STORE_ENTRY, moment_id, offer_id
+from agents.moment_types import STORE_ENTRY, prompt_for, select_context
+from agents.moments import moment_id, offer_id
 from agents.rules import in_holdout, load_rules
 from models.client import chat_body
-from models.context import select_context
-from models.prompts import prompt_for
 from models.server import ensure_model, start_llm_server
 from streams.reference import load_reference
 from streams.runtime.admin import create_topics
@@ -330,8 +329,7 @@ class Session:
         bodies = []
         for moment in moments:
             context = select_context(
-                moment["profile"], moment, self.reference,
-                recent_interest_ms=self.rules.rules.store_entry.recent_interest_ms,
+                moment["profile"], moment, self.reference, self.rules.rule(moment["type"]),
                 budget_tokens=s.llm_context_tokens,
             )  # fmt: skip
             if list(context.used) != self.offers[offer_id(moment["id"])][1]["context_used"]:

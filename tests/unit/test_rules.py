@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from agents.fold import update
-from agents.moments import store_entry, update_visit
+from agents.moment_types.store_entry import store_entry
+from agents.moments import update_visit
 from agents.profile import apply_event, new_profile, remember_offer
 from agents.rules import DEFAULT_FILE, Rules, RulesError, in_holdout, load_rules, suppression
 from streams.reference import load_reference
@@ -121,5 +122,5 @@ def test_what_starts_the_cooldown(policy: dict[str, Any], outcomes: list[str | N
                                          "ts": day + hour * HOUR,
                                          "props": {"lat": lat, "lon": FLATIRON.lon}})  # fmt: skip
         if inside:
-            seen.append("no moment" if fired is None else fired.get("suppressed"))
+            seen.append(fired[0].get("suppressed") if fired else "no moment")
     assert seen == outcomes
