@@ -30,6 +30,7 @@ from agents.profile import Profile, upgraded
 from agents.runtime import Runtime
 from agents.timers import TIMER_PREFIX, due_until, key_user, parse_timer
 from streams.codecs import loads, now_ms
+from streams.domain import Event
 from streams.runtime.acks import process_in_order
 from streams.runtime.changelog import read, scan, write_batch
 
@@ -58,9 +59,7 @@ class ContextStage:
 
         return load
 
-    async def fold_bundle(
-        self, partition: int, events: list[dict[str, Any]], where: Any
-    ) -> Awaitable[Any]:
+    async def fold_bundle(self, partition: int, events: list[Event], where: Any) -> Awaitable[Any]:
         """Fold a bundle's events into ``partition``'s profiles, write them, emit the
         moments; returns what is left to land. The caller holds the in-process lock.
 

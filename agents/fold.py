@@ -34,7 +34,7 @@ from agents.attribution import group_of, join
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
-from agents.moment_types import MOMENT_TYPES, Moment
+from agents.moment_types import MOMENT_TYPES
 from agents.moments import offer_id, update_visit
 from agents.profile import (
     PROFILE_VERSION,
@@ -50,6 +50,7 @@ from agents.rules import Rules, suppression
 from agents.timers import timer_key
 from models.prompts import variant_for
 from streams.codecs import dumps, loads
+from streams.domain import Event, Moment
 from streams.reference import ReferenceData
 from streams.settings import Settings
 
@@ -80,7 +81,7 @@ class Policy:
         )
 
 
-def update(policy: Policy, profile: Profile, event: dict[str, Any]) -> list[Moment]:
+def update(policy: Policy, profile: Profile, event: Event) -> list[Moment]:
     """Fold ``event`` into ``profile``; the moments that fire, judged."""
     if event["kind"] in BEHAVIOUR:
         add_to_tiles(profile, event)
@@ -105,9 +106,7 @@ def update(policy: Policy, profile: Profile, event: dict[str, Any]) -> list[Mome
     return fired
 
 
-def judged(
-    rules: Rules, profile: Profile, moment: dict[str, Any], before: int | None
-) -> dict[str, Any]:
+def judged(rules: Rules, profile: Profile, moment: Moment, before: int | None) -> Moment:
     """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py).
 
     ``before`` is the rule's last moment time before this one: when nothing
@@ -132,10 +131,10 @@ class Fold:
         self.policy = policy
         self.profiles: dict[str, Profile] = {}
         self.dirty: set[str] = set()
-        self.moments: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.moments: list[tuple[Event, Moment]] = []
         self.timers: set[tuple[int, str, str]] = set()  # (due, rule, profile id)
-        self.forwards: list[dict[str, Any]] = []
-        self.dead: list[tuple[dict[str, Any], str, str]] = []
+        self.forwards: list[Event] = []
+        self.dead: list[tuple[Event, str, str]] = []
         self.applied = 0
         self.duplicates = 0
         self.merges: Counter[str] = Counter()
@@ -149,7 +148,7 @@ class Fold:
             self.profiles[key] = profile
         return profile
 
-    def apply(self, event: dict[str, Any]) -> None:
+    def apply(self, event: Event) -> None:
         key = event["user"]
         profile = self.profile(key)
         into = profile.get("merged_into")
@@ -180,7 +179,7 @@ class Fold:
                 self.applied += 1
             self._fold_in(profile, event)
 
-    def _fold_in(self, profile: Profile, event: dict[str, Any]) -> None:
+    def _fold_in(self, profile: Profile, event: Event) -> None:
         """Fold a new event in: join it to moments, run the rules, set the timers."""
         # Waits the event can move, with when each began before it (an absorb
         # brings the old id's cart and visits).
@@ -216,7 +215,8 @@ class Fold:
             self.dirty.add(key)
         elif moment is not None:
             self.dirty.add(key)
-            trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
+            trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": now,
+                              "timer": True}  # fmt: skip
             self._record(profile, trigger, judged(self.policy.rules, profile, moment, before))
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
@@ -226,7 +226,7 @@ class Fold:
         ]
         return written + [(timer_key(due, rule, key), b"") for due, rule, key in self.timers]
 
-    def _record(self, profile: Profile, event: dict[str, Any], moment: dict[str, Any]) -> None:
+    def _record(self, profile: Profile, event: Event, moment: Moment) -> None:
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
@@ -236,7 +236,7 @@ class Fold:
                            moment["variant"], group)  # fmt: skip
         self.moments.append((event, moment))
 
-    def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
+    def _merge(self, profile: Profile, event: Event) -> None:
         """Move the profile of ``event["user"]`` into ``event["into"]``."""
         old, into = event["user"], event["into"]
         held = profile.get("merged_into")
@@ -253,7 +253,7 @@ class Fold:
             into,
         )  # fmt: skip
 
-    def _revive(self, stub: Profile, event: dict[str, Any]) -> None:
+    def _revive(self, stub: Profile, event: Event) -> None:
         """``A`` merged into ``B``, then ``B`` into ``A``: ``A`` takes it all back."""
         key = stub["user"]
         profile = upgraded(dict(event["profile"], user=key))
@@ -264,7 +264,7 @@ class Fold:
         self.dirty.add(key)
         self.merges["merged"] += 1
 
-    def _forward(self, event: dict[str, Any], into: str) -> None:
+    def _forward(self, event: Event, into: str) -> None:
         hops = event.get("hops", 0) + 1
         if hops > MAX_HOPS:
             self.merges["loop"] += 1
@@ -274,4 +274,4 @@ class Fold:
             )
             self.dead.append((event, "identity_loop", reason))
             return
-        self.forwards.append(dict(event, user=into, hops=hops))
+        self.forwards.append({**event, "user": into, "hops": hops})

@@ -20,10 +20,11 @@ from typing import Any, cast
 
 from faust.types import TP
 
+from streams.domain import Moment, Offer
 from streams.metrics import Metrics
 
-Generation = asyncio.Future[dict[str, Any]]
-WriteOffer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Generation = asyncio.Future[Offer]
+WriteOffer = Callable[[Moment], Awaitable[Offer]]
 
 
 class Placed:
@@ -147,7 +148,7 @@ class EarlyStarts:
         drops every generation not yet claimed."""
         self._write, self.owns = None, _nothing
 
-    def start(self, moment: dict[str, Any], partition: int) -> None:
+    def start(self, moment: Moment, partition: int) -> None:
         """Start the offer for ``moment`` (just detected; ``partition`` is its
         user's) now, if this worker delivers that partition's offers."""
         if self._write is None or moment.get("suppressed") or not self.owns(partition):

@@ -37,6 +37,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from agents.offers import GenerationFailed
 from streams.codecs import now_ms
+from streams.domain import Offer
 from streams.errors import KairosError
 from streams.metrics import Metrics
 from streams.runtime.deadletters import DeadLetters
@@ -87,7 +88,7 @@ class Outlet(Protocol):
     """Where a lane's offers and commits go (agents/outlets.py)."""
 
     async def deliver(
-        self, tp: TopicPartition, offers: list[dict[str, Any]], committed: Committed
+        self, tp: TopicPartition, offers: list[Offer], committed: Committed
     ) -> None: ...
 
     async def close(self) -> None: ...
@@ -104,7 +105,7 @@ class Item:
 
     record: Any
     moment_id: str | None = None
-    generation: asyncio.Future[dict[str, Any]] | None = None
+    generation: asyncio.Future[Offer] | None = None
     note: str | None = None
     problem: str | None = None
     delivered: bool = False
@@ -244,7 +245,7 @@ class Lane:
             self._items.popleft()
             self._release()
 
-    async def _finish(self, item: Item) -> tuple[dict[str, Any] | None, str]:
+    async def _finish(self, item: Item) -> tuple[Offer | None, str]:
         """The item's offer (None if it gets none) and its outcome; a failure is
         in the dead letters once this returns."""
         if item.note is not None:
@@ -261,7 +262,7 @@ class Lane:
         await sent
         return None, "dead_letter"
 
-    def _count(self, offers: list[dict[str, Any]], outcomes: list[str]) -> None:
+    def _count(self, offers: list[Offer], outcomes: list[str]) -> None:
         for outcome in outcomes:
             self.metrics.offer_moments.labels(outcome).inc()
         delivered = now_ms()

@@ -9,9 +9,9 @@ agents/rules.py.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from agents.profile import Profile, trait
+from streams.domain import Event
 from streams.reference import Reference
 
 # Pings in the same store closer than this belong to one visit, and a visit
@@ -41,7 +41,7 @@ def moment_of(offer_id: str) -> str:
     return "m-" + offer_id.removeprefix("o-")
 
 
-def update_visit(profile: Profile, event: dict[str, Any], reference: Reference) -> None:
+def update_visit(profile: Profile, event: Event, reference: Reference) -> None:
     """Track which store the user is in from a location ping."""
     ts = event["ts"]
     store_id, _entered, last, _trigger, _fired = profile["visit"]

@@ -17,7 +17,6 @@ hand-off only takes a produce and a fetch off each offer's path.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from agents.coupons import coupon_code, discount_pct
 from agents.moment_types import fallback, prompt_for, select_context
@@ -28,6 +27,7 @@ from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
 from models.prompts import variant_for
 from streams.codecs import now_ms
+from streams.domain import Moment, Offer, Timings
 from streams.errors import KairosError
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
@@ -39,7 +39,7 @@ CHANNEL = "push"
 
 
 def build_offer(
-    moment: dict[str, Any],
+    moment: Moment,
     context: ContextSlice,
     draft: Draft,
     *,
@@ -49,9 +49,9 @@ def build_offer(
     prompt_version: str,
     variant: str,
     pct: int,
-    timings: dict[str, int],
+    timings: Timings,
     settings: Settings,
-) -> dict[str, Any]:
+) -> Offer:
     """The record notification services consume from kairos.offers."""
     oid = offer_id(moment["id"])
     return {
@@ -87,7 +87,7 @@ class OfferWriter:
         self.settings, self.rules = settings, rules
         self.reference, self.metrics = reference, metrics
 
-    async def generate(self, client: LLMClient, moment: dict[str, Any]) -> dict[str, Any]:
+    async def generate(self, client: LLMClient, moment: Moment) -> Offer:
         """The moment's offer, written; anything that fails is a bug, raised as
         :class:`GenerationFailed` (the model's own failures fall back inside)."""
         try:
@@ -97,9 +97,7 @@ class OfferWriter:
             raise GenerationFailed(repr(exc)) from exc
 
 
-async def write_offer(
-    writer: OfferWriter, client: LLMClient, moment: dict[str, Any]
-) -> dict[str, Any]:
+async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) -> Offer:
     """Select context, prompt the model, check its answer, or fall back."""
     settings, metrics = writer.settings, writer.metrics
     started = now_ms()
@@ -131,7 +129,7 @@ async def write_offer(
         draft = fallback(context, pct)
         metrics.fallbacks.labels(reason).inc()
     generated = now_ms()
-    timings = {
+    timings: Timings = {
         "event_ts": moment["event_ts"],
         "ingested_at": moment["ingested_at"],
         "moment_at": moment["detected_at"],

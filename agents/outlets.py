@@ -24,6 +24,7 @@ from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from agents.lanes import Committed, PartitionLost
 from streams.codecs import dumps
+from streams.domain import Offer
 from streams.metrics import Metrics
 from streams.settings import Settings
 
@@ -47,7 +48,7 @@ def offers_producer(settings: Settings, **config: Any) -> AIOKafkaProducer:
     )
 
 
-async def _send(producer: AIOKafkaProducer, offers: list[dict[str, Any]], name: str) -> list[Any]:
+async def _send(producer: AIOKafkaProducer, offers: list[Offer], name: str) -> list[Any]:
     return [await producer.send(name, dumps(o), key=o["user"].encode()) for o in offers]
 
 
@@ -96,9 +97,7 @@ class Transactional:
             raise
         return cls(producer, group_id, settings.topics.offers, metrics)
 
-    async def deliver(
-        self, tp: TopicPartition, offers: list[dict[str, Any]], committed: Committed
-    ) -> None:
+    async def deliver(self, tp: TopicPartition, offers: list[Offer], committed: Committed) -> None:
         """Offers and commit in one transaction; PartitionLost if fenced."""
         producer = self.producer
         try:
@@ -133,9 +132,7 @@ class AtLeastOnce:
         self._latest: tuple[TopicPartition, Committed] | None = None
         self._later: asyncio.Task[None] | None = None
 
-    async def deliver(
-        self, tp: TopicPartition, offers: list[dict[str, Any]], committed: Committed
-    ) -> None:
+    async def deliver(self, tp: TopicPartition, offers: list[Offer], committed: Committed) -> None:
         await asyncio.gather(*await _send(self.producer, offers, self.topic))
         self._latest = (tp, committed)
         if self._later is None or self._later.done():

@@ -20,6 +20,7 @@ from agents.fold import Fold
 from agents.handoffs import Placed
 from agents.runtime import Runtime
 from streams.codecs import dumps, now_ms
+from streams.domain import Event, Moment
 from streams.runtime.bundles import bundles_by_partition
 
 
@@ -50,7 +51,7 @@ def _count(rt: Runtime, fold: Fold) -> None:
 
 
 async def _dead_letter(
-    rt: Runtime, where: Any, event: dict[str, Any], code: str, reason: str
+    rt: Runtime, where: Any, event: Event, code: str, reason: str
 ) -> Awaitable[Any]:
     if isinstance(where, Placed):  # its offset is known once ingest's produce lands
         return asyncio.ensure_future(_dead_letter_placed(rt, where, event, code, reason))
@@ -60,7 +61,7 @@ async def _dead_letter(
 
 
 async def _dead_letter_placed(
-    rt: Runtime, placed: Placed, event: dict[str, Any], code: str, reason: str
+    rt: Runtime, placed: Placed, event: Event, code: str, reason: str
 ) -> None:
     """A dead letter of a bundle folded in-process, once its offset is known."""
     where = SimpleNamespace(
@@ -81,11 +82,9 @@ async def _outcome(rt: Runtime, joined: dict[str, Any]) -> Awaitable[Any]:
     return sent
 
 
-async def _moment(
-    rt: Runtime, event: dict[str, Any], moment: dict[str, Any], detected: int
-) -> Awaitable[Any]:
+async def _moment(rt: Runtime, event: Event, moment: Moment, detected: int) -> Awaitable[Any]:
     metrics = rt.metrics
-    moment.update(ingested_at=event["at"], detected_at=detected)
+    moment["ingested_at"], moment["detected_at"] = event["at"], detected
     metrics.moments.labels(moment["type"]).inc()
     if (group := group_of(moment)) is not None:
         metrics.attribution_moments.labels(moment["type"], moment["variant"], group).inc()

@@ -17,7 +17,7 @@ import hashlib
 from datetime import UTC, datetime, time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agents.attribution import OFFER, remembered
 from agents.moment_types import MOMENT_TYPES, RuleConfig
+from streams.domain import Moment, Profile
 from streams.errors import SettingsError
 
 # Package data of ``streams`` (pyproject.toml ships it in the wheel), found
@@ -109,7 +110,7 @@ def in_holdout(user: str, moment_type: str, pct: float) -> bool:
     return int.from_bytes(digest[:4]) % 10_000 < pct * 100
 
 
-def suppression(profile: dict[str, Any], moment: dict[str, Any], rules: Rules) -> str | None:
+def suppression(profile: Profile, moment: Moment, rules: Rules) -> str | None:
     """Why this moment must not lead to an offer, or None."""
     if rules.quiet_hours is not None:
         at = datetime.fromtimestamp(moment["event_ts"] / 1000, UTC)

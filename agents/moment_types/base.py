@@ -27,9 +27,8 @@ from agents.profile import Profile
 from models.context import ContextSlice
 from models.guardrails import Draft
 from models.prompts import Prompt
+from streams.domain import Moment
 from streams.reference import Reference
-
-Moment = dict[str, Any]
 
 
 class RuleConfig(BaseModel):

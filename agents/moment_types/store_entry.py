@@ -82,6 +82,7 @@ def store_context(
 ) -> ContextSlice:
     """The name, the tier, and the products viewed within ``window_ms``, ranked by
     relation to the store, then recency; the favorite category if none."""
+    assert moment["store_id"] is not None  # a store entry is about a store
     store = reference.stores[moment["store_id"]]
     first_name, tier, used = name_and_tier(profile)
     favorite = short_text(trait(profile, "favorite_category"))

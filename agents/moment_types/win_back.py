@@ -79,8 +79,9 @@ def fire(
 def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
     """The store-entry context of the store (or the first store, if it closed),
     from any view still remembered."""
-    store = reference.stores.get(moment["store_id"]) or next(iter(reference.stores.values()))
-    base = store_context(profile, dict(moment, store_id=store.id), reference, VIEWS_MS)
+    held = reference.stores.get(moment["store_id"] or "")
+    store = held or next(iter(reference.stores.values()))
+    base = store_context(profile, {**moment, "store_id": store.id}, reference, VIEWS_MS)
     return ContextSlice(
         store, base.first_name, base.loyalty_tier, base.favorite_category, base.products,
         base.used, NAME,
