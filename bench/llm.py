@@ -589,7 +589,7 @@ def start_stack(
 
 
 if __name__ == "__main__":
-    from bench.run import stack_settings
+    from bench.stack import stack_settings
 
     for key, value in llm(stack_settings()).items():
         print(f"  {key:40} {value:g}")

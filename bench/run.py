@@ -24,9 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -35,9 +33,10 @@ import httpx
 import orjson
 
 from bench.llm import BURST, OFFERS_BURST, ROUNDS, bench_broker, llm, sample, stand_in
+from bench.stack import BROKER, stack_settings
 from streams.runtime.admin import create_topics
-from streams.settings import Settings, TopicNames, settings_env
-from streams.tools.process import ManagedProcess, free_port
+from streams.settings import Settings, settings_env
+from streams.tools.process import ManagedProcess
 from streams.tools.producer import EventProducer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +46,6 @@ EVENTS = 300_000
 USERS = 20_000
 RUNS = 3
 RESTART_USERS = 100_000
-# A Kafka cluster (host:port,...) to measure against instead of a fresh
-# embedded Kafka for each phase.
-BROKER = os.environ.get("BENCH_BROKER") or None
 SECRETS = {"KAIROS_COUPON_SECRET", "KAIROS_LLM_API_KEY", "KAIROS_API_TOKEN"}
 # Keys earlier versions of this benchmark wrote, measured differently or no
 # longer measured (the batched stand-in phase showed a former broker's cost
@@ -156,22 +152,6 @@ async def produce_all(settings: Settings, items: list[tuple[str, dict[str, Any] 
     finally:
         await producer.stop()
     return time.monotonic() - started
-
-
-def stack_settings() -> tuple[Path, Settings, dict[str, str]]:
-    """A scratch folder, free ports, the demo's settings otherwise, and a
-    worker's env. With ``BENCH_BROKER``, that Kafka cluster, and topics and
-    a consumer group named for this phase alone."""
-    workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
-    local = {"web_port": free_port(), "data_dir": workdir}
-    if BROKER is None:
-        settings = Settings(broker_port=free_port(), **local)
-    else:
-        tag = f"kairos-bench-{uuid.uuid4().hex[:8]}"
-        names = {name: f"{tag}.{name}" for name in TopicNames.model_fields}
-        names["internal_prefix"] = f"{tag}.internal."
-        settings = Settings(broker_url=BROKER, app_id=tag, topics=TopicNames(**names), **local)
-    return workdir, settings, settings_env(settings)
 
 
 POISON = (

@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 
-from agents.profile import Profile, recent_views, trait
-from streams.reference import Product, Reference, Store
+from streams.reference import Product, Store
 
 MAX_PRODUCTS = 3
 # Prompt data (the customer facts, as JSON) is cut to about this many tokens.
@@ -83,31 +82,6 @@ def within_budget(context: ContextSlice, budget_tokens: int) -> ContextSlice:
     if context.favorite_category and not context.products:
         kept.add("trait:favorite_category")
     return replace(context, used=tuple(u for u in context.used if u in kept))
-
-
-def name_and_tier(profile: Profile) -> tuple[str | None, str | None, list[str]]:
-    """The first name and loyalty tier, and the ``used`` entries for them."""
-    used: list[str] = []
-    first_name = first_name_of(trait(profile, "first_name") or trait(profile, "name"))
-    if first_name:
-        used.append("trait:name")
-    tier = short_text(trait(profile, "loyalty_tier"))
-    if tier:
-        used.append("trait:loyalty_tier")
-    return first_name, tier, used
-
-
-def rank_products(
-    profile: Profile, now_ts: int, window_ms: int, store: Store, reference: Reference
-) -> list[Product]:
-    seen: dict[str, tuple[int, int]] = {}
-    for ts, product_id, _category in recent_views(profile, now_ts, window_ms):
-        product = reference.products.get(product_id)
-        if product is None or product_id in seen:
-            continue
-        seen[product_id] = (int(product.category in store.categories), ts)
-    ranked = sorted(seen, key=lambda pid: seen[pid], reverse=True)
-    return [reference.products[pid] for pid in ranked[:MAX_PRODUCTS]]
 
 
 def short_text(value: Any, limit: int = 24) -> str | None:

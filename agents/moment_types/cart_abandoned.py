@@ -16,9 +16,10 @@ import orjson
 from pydantic import Field
 
 from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
+from agents.moment_types.facts import name_and_tier
 from agents.moments import OPT_OUT_TRAITS, cart_changed_at, due_again, moment_id, opted_out
 from agents.profile import Profile
-from models.context import MAX_PRODUCTS, ContextSlice, name_and_tier
+from models.context import MAX_PRODUCTS, ContextSlice
 from models.guardrails import Draft
 from models.prompts import Prompt, few_shot
 from streams.reference import Reference

@@ -21,9 +21,10 @@ import orjson
 from pydantic import Field
 
 from agents.moment_types.base import Moment, MomentType, RuleConfig
+from agents.moment_types.facts import name_and_tier, rank_products
 from agents.moments import OPT_OUT_TRAITS, SAME_VISIT_MS, moment_id, opted_out
 from agents.profile import Profile, recent_views, trait
-from models.context import ContextSlice, name_and_tier, rank_products, short_text
+from models.context import ContextSlice, short_text
 from models.guardrails import Draft
 from models.prompts import Prompt, few_shot
 from streams.reference import Reference
