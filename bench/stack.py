@@ -13,6 +13,11 @@ from streams.tools.process import free_port
 # A Kafka cluster (host:port,...) to measure against instead of a fresh
 # embedded Kafka for each phase.
 BROKER = os.environ.get("BENCH_BROKER") or None
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = 300_000
+USERS = 20_000
+RUNS = 3
+RESTART_USERS = 100_000
 
 
 def stack_settings() -> tuple[Path, Settings, dict[str, str]]:
