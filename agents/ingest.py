@@ -19,7 +19,7 @@ its folded work and every dead letter of it is delivered, and at most every
 
 Identity links are found here: an event that carries both anonymousId and
 userId, or an alias call, adds a ``merge`` event to the bundle of the
-partition where the older id lives (agents/context.py does the merge).
+partition where the older id lives (agents/fold.py does the merge).
 
 The stage keeps no state but a bounded cache of links already sent, so it
 needs no table, and a rebalance only waits for the batch in hand.
