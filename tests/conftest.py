@@ -12,8 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# In-process imports of the app (unit tests) use in-memory tables and a
-# scratch data directory; workers started by tests get their own settings.
+# Settings read in-process (unit tests' apps and policies) default to
+# in-memory tables and a scratch data directory; workers started by tests get
+# their own settings.
 os.environ["KAIROS_STORE"] = "memory://"
 os.environ["KAIROS_DATA_DIR"] = tempfile.mkdtemp(prefix="kairos-tests-")
 

@@ -11,6 +11,7 @@ from agents import context as context_module
 from agents.runtime import Runtime
 from agents.worker import create_app
 from streams.codecs import dumps, loads
+from streams.keys import Partitioner
 from streams.settings import Settings
 
 FLATIRON = (40.7411, -73.9897)
@@ -93,3 +94,16 @@ def test_context_folds_events_and_emits_a_moment(
     ]  # fmt: skip
     stored = loads(worker.profiles[b"u2"])
     assert stored["visit"][0] == "s-flatiron" and stored["visit"][4] is True
+
+
+def test_two_apps_in_one_process_share_nothing() -> None:
+    one = create_app(Settings(store="memory://", app_id="one", partitions=2))
+    two = create_app(Settings(store="memory://", app_id="two", partitions=8))
+    assert (one.app.conf.id, two.app.conf.id) == ("one", "two")
+    assert one.profiles is not two.profiles and one.in_process is not two.in_process
+    one.metrics.duplicates.inc(3)
+    counted = [rt.metrics.registry.get_sample_value("kairos_duplicates_total") for rt in (one, two)]
+    assert counted == [3.0, 0.0]
+    assert (one.partition_for("u2"), two.partition_for("u2")) == (
+        Partitioner(2)("u2"), Partitioner(8)("u2"),
+    )  # fmt: skip
