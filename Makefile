@@ -30,7 +30,7 @@ $(LLM_STAMP): pyproject.toml deploy/llm_runtime.py
 	touch $@
 
 $(KAFKA_STAMP): deploy/kafka/pom.xml | $(STAMP)
-	$(VENV)/bin/python -m streams.broker fetch .tools/kafka/lib
+	$(VENV)/bin/python -m streams.tools.broker fetch .tools/kafka/lib
 	touch $@
 
 demo: env

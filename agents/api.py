@@ -26,25 +26,36 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import faust
 from faust.web import Request, Response
 from yarl import URL
 
 from agents.attribution import HOLDOUT, OFFER, remembered
-from agents.context import RULES, loader, partition_for, profiles
+from agents.context import ContextStage
 from agents.features import features
 from agents.moments import moment_of, opted_out
 from agents.profile import MAX_RECENT, Profile, recent_events
-from streams.app import app, metrics, settings
+from agents.runtime import Runtime
 from streams.codecs import dumps, now_ms
-from streams.reference import current_reference
+from streams.reference import Reference
 
 PREFIX = "/v1/profiles"
 
 
-def traits_view(profile: Profile) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Asked:
+    """What a view needs besides the profile: the time asked about, and the
+    reference data and consent traits in force."""
+
+    at: int
+    reference: Reference
+    opt_out_traits: tuple[str, ...]
+
+
+def traits_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     held = profile["traits"]
     return {
         "traits": {name: value for name, (value, _ts) in held.items()},
@@ -52,19 +63,19 @@ def traits_view(profile: Profile) -> dict[str, Any]:
     }
 
 
-def events_view(profile: Profile) -> dict[str, Any]:
+def events_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     return {"events": recent_events(profile), "limit": MAX_RECENT}
 
 
-def identities_view(profile: Profile) -> dict[str, Any]:
+def identities_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     return {"identities": [profile["user"], *profile["ids"]]}
 
 
-def features_view(profile: Profile, at: int) -> dict[str, Any]:
-    return {"at": at, "features": features(profile, at, current_reference(settings.reference_dir))}
+def features_view(profile: Profile, asked: Asked) -> dict[str, Any]:
+    return {"at": asked.at, "features": features(profile, asked.at, asked.reference)}
 
 
-def offers_view(profile: Profile) -> dict[str, Any]:
+def offers_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     outcomes = profile["outcomes"]
     held = list(reversed(list(remembered(profile))))
     offers = [
@@ -86,11 +97,11 @@ def offers_view(profile: Profile) -> dict[str, Any]:
         # Feedback for offers older than the ones remembered.
         "other_outcomes": {offer: seen for offer, seen in outcomes.items() if offer not in made},
         "last_moment": profile["moments"],
-        "consent": {"opted_out": opted_out(profile, RULES.opt_out_traits)},
+        "consent": {"opted_out": opted_out(profile, asked.opt_out_traits)},
     }
 
 
-VIEWS: dict[str, Callable[..., dict[str, Any]]] = {
+VIEWS: dict[str, Callable[[Profile, Asked], dict[str, Any]]] = {
     "traits": traits_view,
     "events": events_view,
     "identities": identities_view,
@@ -119,16 +130,16 @@ FORWARDED = "X-Kairos-Forwarded"
 PASSED_HEADERS = frozenset({"Location", "Retry-After", "WWW-Authenticate"})
 
 
-def owner_of(profile_id: str) -> URL | None:
+def owner_of(rt: Runtime, profile_id: str) -> URL | None:
     """The worker that holds the person's partition, from the group's assignment.
 
     The partition is kairos's own (streams/keys.py), so this needs no
     producer metadata for the changelog topic, which a worker that has
     written nothing since it started does not have. None mid-rebalance.
     """
-    topic = profiles.changelog_topic.get_topic_name()
-    partition = partition_for(profile_id)
-    for host, assigned in app.assignor.table_metadata(topic).items():
+    topic = rt.profiles.changelog_topic.get_topic_name()
+    partition = rt.partition_for(profile_id)
+    for host, assigned in rt.app.assignor.table_metadata(topic).items():
         if partition in assigned.get(topic, ()):
             return URL(host)
     return None
@@ -138,9 +149,14 @@ def _same_worker(a: URL, b: URL) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
 
-@app.page(PREFIX + "/{profile_id}/{view}")
 class ProfileView(faust.web.View):
+    """The views of one person; bound to a worker's stages by :func:`install`."""
+
+    rt: ClassVar[Runtime]
+    context: ClassVar[ContextStage]
+
     async def get(self, request: Request, profile_id: str, view: str) -> Response:
+        settings = self.rt.settings
         token = settings.api_token.get_secret_value() if settings.api_token else None
         if not authorized(request, token):
             return self._answer(
@@ -154,8 +170,8 @@ class ProfileView(faust.web.View):
         if at and not at.isdigit():
             return self._answer(view, "bad_request", 400,
                                 {"error": "'at' must be a time in epoch milliseconds"})  # fmt: skip
-        owner = owner_of(profile_id)
-        here = owner is not None and _same_worker(owner, app.conf.canonical_url)
+        owner = owner_of(self.rt, profile_id)
+        here = owner is not None and _same_worker(owner, self.rt.app.conf.canonical_url)
         if owner is None or (not here and request.headers.get(FORWARDED)):
             # Mid-rebalance: no owner yet, or the owner we forwarded to has moved on.
             busy = {"error": "partitions are being assigned; retry"}
@@ -165,7 +181,7 @@ class ProfileView(faust.web.View):
         return self._serve(profile_id, view, int(at) if at else now_ms(), request.query_string)
 
     def _serve(self, profile_id: str, view: str, at: int, query: str) -> Response:
-        profile = loader(partition_for(profile_id))(profile_id)
+        profile = self.context.loader(self.rt.partition_for(profile_id))(profile_id)
         if profile is None:
             return self._answer(view, "not_found", 404, {"error": f"no profile for {profile_id!r}"})
         into = profile.get("merged_into")
@@ -173,7 +189,8 @@ class ProfileView(faust.web.View):
             location = f"{PREFIX}/{into}/{view}" + (f"?{query}" if query else "")
             return self._answer(view, "moved", 307, {"id": profile_id, "merged_into": into},
                                 {"Location": location})  # fmt: skip
-        body = features_view(profile, at) if view == "features" else VIEWS[view](profile)
+        asked = Asked(at, self.rt.reference.current, self.rt.rules.opt_out_traits)
+        body = VIEWS[view](profile, asked)
         return self._answer(view, "ok", 200, {"id": profile["user"], **body})
 
     async def _forward(self, request: Request, owner: URL, view: str) -> Response:
@@ -181,10 +198,12 @@ class ProfileView(faust.web.View):
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         url = owner.with_path(request.url.path).with_query(request.query)
-        async with app.http_client.get(url, headers=headers, allow_redirects=False) as response:
+        async with self.rt.app.http_client.get(
+            url, headers=headers, allow_redirects=False
+        ) as response:
             body = await response.read()
             passed = {k: v for k, v in response.headers.items() if k in PASSED_HEADERS}
-            metrics.api_requests.labels(view, "forwarded").inc()
+            self.rt.metrics.api_requests.labels(view, "forwarded").inc()
             return self.bytes(body, status=response.status, headers=passed,
                               content_type=response.content_type)  # fmt: skip
 
@@ -192,6 +211,12 @@ class ProfileView(faust.web.View):
         self, view: str, outcome: str, status: int, body: dict[str, Any],
         headers: dict[str, str] | None = None,
     ) -> Response:  # fmt: skip
-        metrics.api_requests.labels(view, outcome).inc()
+        self.rt.metrics.api_requests.labels(view, outcome).inc()
         return self.bytes(dumps(body), status=status, content_type="application/json",
                           headers=headers)  # fmt: skip
+
+
+def install(rt: Runtime, context: ContextStage) -> None:
+    """Serve the Profile API on ``rt.app``'s web server, reading ``context``'s table."""
+    bound = type("ProfileView", (ProfileView,), {"rt": rt, "context": context})
+    rt.app.page(PREFIX + "/{profile_id}/{view}")(bound)

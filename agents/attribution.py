@@ -24,12 +24,13 @@ from typing import Any
 
 from agents.moments import moment_of
 from agents.profile import MAX_OUTCOMES, Profile, bounded_put
+from streams.domain import Event, Moment
 
 OFFER, HOLDOUT = "offer", "holdout"
 CONVERTED = "converted"
 
 
-def group_of(moment: dict[str, Any]) -> str | None:
+def group_of(moment: Moment) -> str | None:
     """``offer``, ``holdout``, or None for a moment policy held back otherwise."""
     reason = moment.get("suppressed")
     if reason is None:
@@ -53,15 +54,13 @@ def remembered(profile: Profile) -> Iterator[tuple[str, str, int, str | None, st
         )
 
 
-def is_order(event: dict[str, Any]) -> bool:
+def is_order(event: Event) -> bool:
     return event["kind"] == "order" or (
         event["kind"] == "track" and event.get("name") == "Order Completed"
     )
 
 
-def join(
-    profile: Profile, event: dict[str, Any], window_ms: int
-) -> tuple[list[dict[str, Any]], str | None]:
+def join(profile: Profile, event: Event, window_ms: int) -> tuple[list[dict[str, Any]], str | None]:
     """The outcome records ``event`` adds, and why feedback was not attributed (or None).
 
     Called before the event is applied to the profile, so feedback sees the
@@ -75,7 +74,7 @@ def join(
 
 
 def _feedback(
-    profile: Profile, event: dict[str, Any], window_ms: int
+    profile: Profile, event: Event, window_ms: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     offer_id = (event.get("props") or {}).get("offer_id")
     match = next((held for held in remembered(profile) if held[0] == offer_id), None)

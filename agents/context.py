@@ -1,643 +1,211 @@
-"""Context: per-user profiles in a RocksDB table, identity merges, moments.
+"""Context: the agent that keeps per-user profiles in a RocksDB table.
 
 Reads kairos.internal.events, where each message is a bundle (a JSON array)
 of events whose profile ids all live in the message's partition, so the
 table partition and the message partition agree. Per bundle it reads each
-user's profile once, folds in that user's events, and writes it back once:
-one table write and one changelog message per user per bundle, however many
-events the user had.
+user's profile once, folds in that user's events (agents/fold.py, no I/O),
+and writes it back once: one table write and one changelog message per user
+per bundle, however many events the user had. What the fold produced goes
+out through agents/output.py.
 
-Per event, in order:
-
-- Forwarding: a profile merged into another keeps only ``merged_into``;
-  events that still arrive for the old id go on to the new one.
-- Dedupe: an event id the profile has already applied is dropped. This is
-  what makes redelivery harmless: ingest resends a batch after a crash, and
-  after a restart this agent replays bundles whose effects the recovered
-  table already holds.
-- Identity: a ``merge`` event (from ingest) moves an old id's profile into
-  the new id's, by an ``absorb`` event to that id's partition, so events from
-  before an identify count for the merged profile.
-- Otherwise the event is folded in and the moment rules run; a moment
-  carries the profile as it was at that instant, so the offer stage needs no
-  second lookup. Feedback and orders are joined to the moments before them
-  (agents/attribution.py).
-
-Ticks: every ``sweep_interval_s`` each worker sends a tick to each
-partition it owns. On it, the agent fires the partition's timers that are
-due (cart abandonment and win-back: keys in the profiles table, in due-time
-order, written with the profile that set them), then reads the next
-:data:`SWEEP_BATCH` profiles and deletes those idle longer than
-``profile_ttl_s`` (a tombstone in the changelog). Going through the stream
-keeps both in order with the partition's updates, so a tick cannot delete
-a profile an event has just touched, nor judge a cart on stale state.
+A bundle is folded here or, if this worker's ingest produced it, already
+folded there (the in-process hand-off, agents/handoffs.py): then this agent
+waits for that work. Records the stream consumer skipped are read back and
+handled first (agents/continuity.py). A sweep marker instead fires the partition's due timers
+(agents/timers.py) and expires idle profiles (agents/expiry.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from types import SimpleNamespace
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
-from agents.attribution import group_of, join
 from agents.continuity import Continuity, SkippedRecords, read_range
-from agents.features import BEHAVIOUR, features, lateness
-from agents.features import add as add_to_tiles
-from agents.features import merge as merge_features
-from agents.moments import (
-    CART_ABANDONED,
-    STORE_ENTRY,
-    WIN_BACK,
-    cart_abandoned,
-    cart_changed_at,
-    last_store_visit,
-    offer_id,
-    store_entry,
-    update_visit,
-    win_back,
-)
-from agents.offers import early
-from agents.profile import (
-    PROFILE_VERSION,
-    Profile,
-    apply_event,
-    first_sight,
-    merge_profiles,
-    new_profile,
-    remember_offer,
-    upgraded,
-)
-from agents.rules import cached_rules, suppression
-from models.prompts import variant_for
-from streams import clients, topics
-from streams.acks import process_in_order
-from streams.app import app, metrics, settings
-from streams.bundles import bundles_by_partition
-from streams.changelog import read, scan, write_batch
-from streams.codecs import dumps, loads, now_ms
-from streams.deadletters import crash_worker, dead_letter
-from streams.keys import Partitioner
-from streams.reference import current_reference
+from agents.expiry import Sweep, is_tick, send_ticks
+from agents.fold import Fold, Policy
+from agents.handoffs import Placed
+from agents.output import emit
+from agents.profile import Profile, upgraded
+from agents.runtime import Runtime
+from agents.timers import TIMER_PREFIX, due_until, key_user, parse_timer
+from streams import clients
+from streams.codecs import loads, now_ms
+from streams.domain import Event
+from streams.runtime.acks import process_in_order
+from streams.runtime.changelog import read, scan, write_batch
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = 200
-SWEEP = "sweep"
-# Timers live in the profiles table under these keys, in due-time order:
-# b"\x00due:<13-digit due ms>:<rule>:<profile id>", so a tick reads only what
-# is due.
-TIMER_PREFIX = b"\x00due:"
-TIMERS_END = b"\x00due;"
-SWEEP_BATCH = 2000
-TTL_MS = int(settings.profile_ttl_s * 1000)
-# An event forwarded more often than this is caught in ids merged into each other.
-MAX_HOPS = 4
-ALLOWED_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
-ATTRIBUTION_MS = int(settings.attribution_window_s * 1000)
-
-partition_for = Partitioner(settings.partitions)
-RULES = cached_rules(settings.rules_file)
-STORE_RULE = RULES.rules.store_entry
-STORE_INTEREST_MS, STORE_COOLDOWN_MS = STORE_RULE.recent_interest_ms, STORE_RULE.cooldown_ms
-CART_IDLE_MS = RULES.rules.cart_abandoned.idle_ms
-WIN_BACK_MS = RULES.rules.win_back.lapsed_ms
-# Kinds of event that can change a cart or a visit (an absorb brings the old id's).
-CART_KINDS = frozenset({"track", "absorb", "order"})
-VISIT_KINDS = frozenset({"location", "absorb"})
-
-profiles = app.Table(
-    "profiles",
-    partitions=settings.partitions,
-    changelog_topic=topics.profiles_changelog,
-    key_type=bytes,
-    value_type=bytes,
-    help="Per-user profile (agents/profile.py), orjson bytes keyed by profile id.",
-)
+# Timers read per tick, at most: the rest wait for the next one.
+TIMER_BATCH = 2000
 
 
-def update(profile: Profile, event: dict[str, Any]) -> dict[str, Any] | None:
-    """Fold ``event`` into ``profile``; return a moment if one fires."""
-    if event["kind"] in BEHAVIOUR:
-        add_to_tiles(profile, event)
-    if event["kind"] == "location":
-        update_visit(profile, event, current_reference(settings.reference_dir))
-        profile["n"] += 1
-    elif event["kind"] == "absorb":
-        source = upgraded(event["profile"])
-        merge_profiles(profile, source)
-        merge_features(profile, source)
-    else:
-        apply_event(profile, event)
-    if not STORE_RULE.enabled:
-        return None
-    before = profile["moments"].get(STORE_ENTRY)
-    moment = store_entry(
-        profile,
-        recent_interest_ms=STORE_INTEREST_MS,
-        cooldown_ms=STORE_COOLDOWN_MS,
-        opt_out_traits=RULES.opt_out_traits,
-    )
-    return None if moment is None else judged(profile, moment, before)
+class ContextStage:
+    """The context agent's I/O around the fold: the table, ticks, output."""
 
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.policy = Policy.of(rt.settings, rt.rules, rt.reference)
+        self.sweep = Sweep(int(rt.settings.profile_ttl_s * 1000), self._partition_of)
+        self.continuity = Continuity()
 
-def judged(profile: Profile, moment: dict[str, Any], before: int | None) -> dict[str, Any]:
-    """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py).
+    def loader(self, partition: int) -> Callable[[str], Profile | None]:
+        """Reads profiles of ``partition`` (the bundle's) from the table."""
+        profiles = self.rt.profiles
 
-    ``before`` is the rule's last moment time before this one: when nothing
-    is sent (quiet hours, a cap), the cooldown does not start.
-    """
-    reason = suppression(profile, moment, RULES)
-    if reason is not None:
-        moment["suppressed"] = reason
-    if reason in ("quiet_hours", "frequency_cap"):
-        if before is None:
-            del profile["moments"][moment["type"]]
-        else:
-            profile["moments"][moment["type"]] = before
-    return moment
+        def load(key: str) -> Profile | None:
+            stored = read(profiles, partition, key.encode())
+            return upgraded(loads(stored)) if stored else None
 
+        return load
 
-def timer_key(due: int, rule: str, user: str) -> bytes:
-    return TIMER_PREFIX + f"{due:013d}:{rule}:{user}".encode()
+    async def fold_bundle(self, partition: int, events: list[Event], where: Any) -> Awaitable[Any]:
+        """Fold a bundle's events into ``partition``'s profiles, write them, emit the
+        moments; returns what is left to land. The caller holds the in-process lock.
 
-
-def parse_timer(key: bytes) -> tuple[int, str, str]:
-    """(due, rule, profile id) of a timer's key."""
-    due, rule, user = key[len(TIMER_PREFIX) :].decode().split(":", 2)
-    return int(due), rule, user
-
-
-def key_user(key: bytes) -> str:
-    """The profile id a table key belongs to (a timer's, or a profile's own)."""
-    if key.startswith(TIMER_PREFIX):
-        return key[len(TIMER_PREFIX) :].decode().split(":", 2)[-1]
-    return key.decode()
-
-
-class Fold:
-    """One bundle's effect: profiles touched, and what to send or dead-letter."""
-
-    def __init__(self, load: Callable[[str], Profile | None]) -> None:
-        self._load = load
-        self.profiles: dict[str, Profile] = {}
-        self.dirty: set[str] = set()
-        self.moments: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self.timers: set[tuple[int, str, str]] = set()  # (due, rule, profile id)
-        self.forwards: list[dict[str, Any]] = []
-        self.dead: list[tuple[dict[str, Any], str, str]] = []
-        self.applied = 0
-        self.duplicates = 0
-        self.merges: Counter[str] = Counter()
-        self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
-        self.unattributed: Counter[str] = Counter()
-
-    def profile(self, key: str) -> Profile:
-        profile = self.profiles.get(key)
-        if profile is None:
-            profile = self._load(key) or new_profile(key)
-            self.profiles[key] = profile
-        return profile
-
-    def apply(self, event: dict[str, Any]) -> None:
-        key = event["user"]
-        profile = self.profile(key)
-        into = profile.get("merged_into")
-        if event["kind"] == "merge":
-            self._merge(profile, event)
-        elif into is not None:
-            if event["kind"] == "absorb" and into == event["from"]:
-                self._revive(profile, event)
-            else:
-                self._forward(event, into)
-        elif not first_sight(profile, event["id"]):
-            # Written again: a redelivered bundle may be one whose changelog
-            # records never landed, though the local store kept its effects.
-            self.dirty.add(key)
-            self.duplicates += 1
-        elif (late := lateness(profile, event)) > ALLOWED_LATENESS_MS:
-            self.dirty.add(key)  # the id is remembered: a resend is a duplicate
-            reason = (
-                f"{event['kind']} event is {late / 60_000:.0f} min older than this person's "
-                f"latest; windows accept up to {ALLOWED_LATENESS_MS // 60_000} min"
+        ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
+        """
+        fold = Fold(self.loader(partition), self.policy)
+        for event in events:
+            try:
+                fold.apply(event)
+            except Exception as exc:  # a bug must not lose the event
+                log.exception("context update failed for event %s", event.get("id"))
+                fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
+        written = await write_batch(self.rt.app, self.rt.profiles, partition, fold.changes())
+        if events:  # one bundle's events share their ingest time
+            self.rt.metrics.stage_latency.labels("ingest_to_state").observe(
+                max(0, now_ms() - events[0].get("at", now_ms())) / 1000
             )
-            self.dead.append((event, "too_late", reason))
-        else:
-            self.dirty.add(key)
-            if event["kind"] == "absorb":
-                self.merges["merged"] += 1
-            else:
-                self.applied += 1
-            carts, visits = event["kind"] in CART_KINDS, event["kind"] in VISIT_KINDS
-            cart_before = cart_changed_at(profile) if carts else None
-            visit_before = last_store_visit(profile) if visits else None
-            joined, unattributed = join(profile, event, ATTRIBUTION_MS)
-            self.outcomes += joined
-            if unattributed:
-                self.unattributed[unattributed] += 1
-            moment = update(profile, event)
-            if moment is not None:
-                self._record(profile, event, moment)
-            if carts and (cart_after := cart_changed_at(profile)) not in (None, cart_before):
-                self.timers.add((cart_after + CART_IDLE_MS, CART_ABANDONED, key))
-            if visits and (visit_after := last_store_visit(profile)) not in (None, visit_before):
-                self.timers.add((visit_after + WIN_BACK_MS, WIN_BACK, key))
+        return await emit(self.rt, where, fold, written)
 
-    def fire(self, rule: str, key: str, now: int) -> None:
-        """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``."""
-        profile = self.profile(key)
-        if "merged_into" in profile:
-            return  # the profile moved, with its cart and visits, and timers of its own
-        if rule == CART_ABANDONED and RULES.rules.cart_abandoned.enabled:
-            cart = RULES.rules.cart_abandoned
-            before = profile["moments"].get(CART_ABANDONED)
-            moment = cart_abandoned(
-                profile, now, idle_ms=cart.idle_ms, cooldown_ms=cart.cooldown_ms,
-                opt_out_traits=RULES.opt_out_traits,
-            )  # fmt: skip
-        elif rule == WIN_BACK and RULES.rules.win_back.enabled:
-            back = RULES.rules.win_back
-            held = profile.get("last_store")
-            if held and now < held[2] + back.lapsed_ms:  # the visit went on: wait for its end
-                self.timers.add((held[2] + back.lapsed_ms, WIN_BACK, key))
-                self.dirty.add(key)
-                return
-            before = profile["moments"].get(WIN_BACK)
-            moment = win_back(
-                profile, now, lapsed_ms=back.lapsed_ms, cooldown_ms=back.cooldown_ms,
-                opt_out_traits=RULES.opt_out_traits,
-            )  # fmt: skip
-        else:
-            return
-        if moment is not None:
-            self.dirty.add(key)
-            trigger = {"ts": moment["event_ts"], "at": now, "timer": True}
-            self._record(profile, trigger, judged(profile, moment, before))
-
-    def changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The table writes: each changed profile once, and the timers set."""
-        written: list[tuple[bytes, bytes | None]] = [
-            (key.encode(), dumps(self.profiles[key])) for key in self.dirty
-        ]
-        return written + [(timer_key(due, rule, key), b"") for due, rule, key in self.timers]
-
-    def _record(self, profile: Profile, event: dict[str, Any], moment: dict[str, Any]) -> None:
-        moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
-        moment["features"] = features(
-            profile, moment["event_ts"], current_reference(settings.reference_dir)
-        )
-        moment["variant"] = variant_for(moment["user"], moment["type"])
-        group = group_of(moment)
-        if group is not None:
-            remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],
-                           moment["variant"], group)  # fmt: skip
-        self.moments.append((event, moment))
-
-    def _merge(self, profile: Profile, event: dict[str, Any]) -> None:
-        """Move the profile of ``event["user"]`` into ``event["into"]``."""
-        old, into = event["user"], event["into"]
-        held = profile.get("merged_into")
-        if held is not None:
-            self.merges["already" if held == into else "conflict"] += 1
-            return
-        self.profiles[old] = {
-            "v": PROFILE_VERSION, "user": old, "merged_into": into, "updated": event["ts"]
-        }  # fmt: skip
-        self.dirty.add(old)
-        self._forward(
-            {"v": event["v"], "id": f"absorb:{old}:{into}", "kind": "absorb", "user": into,
-             "from": old, "profile": profile, "ts": event["ts"], "at": event["at"]},
-            into,
-        )  # fmt: skip
-
-    def _revive(self, stub: Profile, event: dict[str, Any]) -> None:
-        """``A`` merged into ``B``, then ``B`` into ``A``: ``A`` takes it all back."""
-        key = stub["user"]
-        profile = upgraded(dict(event["profile"], user=key))
-        profile["ids"] = [i for i in profile["ids"] if i != key]
-        if event["from"] not in profile["ids"]:
-            profile["ids"].insert(0, event["from"])
-        self.profiles[key] = profile
-        self.dirty.add(key)
-        self.merges["merged"] += 1
-
-    def _forward(self, event: dict[str, Any], into: str) -> None:
-        hops = event.get("hops", 0) + 1
-        if hops > MAX_HOPS:
-            self.merges["loop"] += 1
-            reason = (
-                f"event for {event['user']!r} was forwarded {MAX_HOPS} times: "
-                "its ids are merged into each other"
-            )
-            self.dead.append((event, "identity_loop", reason))
-            return
-        self.forwards.append(dict(event, user=into, hops=hops))
-
-
-def loader(partition: int) -> Callable[[str], Profile | None]:
-    """Reads profiles of ``partition`` (the bundle's) from the table."""
-
-    def load(key: str) -> Profile | None:
-        stored = read(profiles, partition, key.encode())
-        return upgraded(loads(stored)) if stored else None
-
-    return load
-
-
-# One bundle's fold and writes at a time, whether the agent or ingest runs it:
-# two interleaved could send a profile's changelog records out of order.
-_writing = asyncio.Lock()
-
-
-async def fold_bundle(partition: int, events: list[dict[str, Any]], where: Any) -> Awaitable[Any]:
-    """Fold a bundle's events into ``partition``'s profiles, write them, emit the
-    moments; returns what is left to land. The caller holds ``_writing``.
-
-    ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
-    """
-    fold = Fold(loader(partition))
-    for event in events:
-        try:
-            fold.apply(event)
-        except Exception as exc:  # a bug must not lose the event
-            log.exception("context update failed for event %s", event.get("id"))
-            fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-    written = await write_batch(app, profiles, partition, fold.changes())
-    if events:  # one bundle's events share their ingest time
-        metrics.stage_latency.labels("ingest_to_state").observe(
-            max(0, now_ms() - events[0].get("at", now_ms())) / 1000
-        )
-    return await _emit(where, fold, written)
-
-
-class Placed:
-    """Where a bundle folded in-process lands on kairos.internal.events: its
-    partition now, its offset once ingest's produce is acknowledged."""
-
-    def __init__(self, partition: int) -> None:
-        self.topic = topics.events.get_topic_name()
-        self.partition = partition
-        self.key = None
-        self.offset: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def follow(self, delivery: Awaitable[Any]) -> None:
-        """Take the offset from ``delivery``, the bundle's produce."""
-
-        def done(future: asyncio.Future[Any]) -> None:
-            if self.offset.done():
-                return
-            if future.cancelled() or future.exception() is not None:
-                self.offset.set_result(-1)  # ingest stops the worker; the offset is unknown
-            else:
-                self.offset.set_result(future.result().offset)
-
-        asyncio.ensure_future(delivery).add_done_callback(done)
-
-
-class InProcess:
-    """Bundles folded as this worker's ingest produces them, not read back first.
-
-    Ingest hands each bundle for a partition of kairos.internal.events this
-    worker owns (actively, recovered, not rebalancing) to :meth:`apply`,
-    which folds it at once, as the agent would, then produces it with a
-    header naming it. When the agent reads that bundle it waits for the work
-    already done instead of folding it again (:meth:`claim`), and acks it
-    once that work has landed. The topic stays the record: a restart, or
-    another worker that takes the partition, finds no token it knows and
-    folds the bundle as usual (dropping events already applied by id).
-
-    Only bundles this process produced are claimed, so events from other
-    workers' ingest or forwarded by merges still come through the topic;
-    they may be folded after newer in-process ones, as events of different
-    source partitions always could.
-    """
-
-    HEADER = "kairos-folded"
-    # Beyond this many unclaimed, those of partitions no longer owned are dropped.
-    LIMIT = 10_000
-
-    def __init__(self) -> None:
-        self._prefix = uuid.uuid4().hex[:16]
-        self._count = itertools.count()
-        self._folded: dict[bytes, tuple[Awaitable[Any], TP]] = {}
-
-    def owns(self, tp: TP) -> bool:
-        return bool(
-            cast(Any, app.tables).actives_ready
-            and not app.rebalancing
-            and not app.in_recovery
-            and tp in app.assignor.assigned_actives()
-        )
-
-    async def apply(
+    async def fold_in_process(
         self, partition: int, bundle: bytes
     ) -> tuple[list[tuple[str, bytes]], Placed, Awaitable[Any]] | None:
-        """Fold ``bundle`` now if this worker owns ``partition``: the headers to
-        produce it with, where it goes, and its work; None to leave it to the topic."""
-        tp = TP(topics.events.get_topic_name(), partition)
-        if not self.owns(tp):
+        """Fold ``bundle`` now if this worker owns ``partition`` (ingest's hand-off):
+        the headers to produce it with, where it goes, and its work; None to
+        leave it to the topic."""
+        in_process, topic = self.rt.in_process, self.rt.topics.events.get_topic_name()
+        tp = TP(topic, partition)
+        if not in_process.owns(tp):
             return None
         events = loads(bundle)
-        async with _writing:
-            if not self.owns(tp):  # a rebalance began while this waited
+        async with in_process.lock:
+            if not in_process.owns(tp):  # a rebalance began while this waited
                 return None
-            placed = Placed(partition)
-            work = await fold_bundle(partition, events, placed)
-        if len(self._folded) >= self.LIMIT:
-            owned = app.assignor.assigned_actives()
-            self._folded = {t: v for t, v in self._folded.items() if v[1] in owned}
-        token = f"{self._prefix}:{next(self._count)}".encode()
-        self._folded[token] = (work, tp)
-        return [(self.HEADER, token)], placed, work
+            placed = Placed(topic, partition)
+            work = await self.fold_bundle(partition, events, placed)
+        return in_process.remember(work, tp), placed, work
 
-    def claim(self, message: Any) -> Awaitable[Any] | None:
-        """The work of a bundle folded here already, now the caller's to wait for."""
-        headers = message.headers or ()
-        for key, value in headers.items() if isinstance(headers, Mapping) else headers:
-            if key == self.HEADER:
-                folded = self._folded.pop(bytes(value), None)
-                return folded[0] if folded else None
-        return None
-
-
-in_process = InProcess()
-
-
-continuity = Continuity()
-
-
-@app.on_partitions_assigned.connect
-async def _assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    assigned: set[TP] = args[0]
-    name = topics.events.get_topic_name()
-    continuity.assigned(tp.partition for tp in assigned if tp.topic == name)
-
-
-def _reader() -> AIOKafkaConsumer:
-    return clients.consumer(
-        settings, client_id=f"{settings.app_id}-context-reread", enable_auto_commit=False
-    )
-
-
-async def skipped_first(message: Any) -> list[Awaitable[Any]]:
-    """Fold the records before ``message`` that the consumer never handed over."""
-    skipped = continuity.skipped(message.partition, message.offset)
-    if not skipped:
-        return []
-    log.warning(
-        "context: offsets %d-%d of %s/%d were skipped by the stream consumer; reading them",
-        skipped.start, skipped.stop - 1, message.topic, message.partition,
-    )  # fmt: skip
-    metrics.context_skipped.inc(len(skipped))
-    tp = TopicPartition(message.topic, message.partition)
-    try:
-        records = await read_range(_reader, tp, skipped)
-    except SkippedRecords as exc:  # the worker stops: its restart reads from the last commit
-        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        failed.set_exception(exc)
-        return [failed]
-    return [await handle_message(record) for record in records]
-
-
-@app.agent(topics.events, name="kairos.context")
-async def context(stream: Any) -> None:
-    async def handle(record: Any) -> Awaitable[Any]:
-        before = await skipped_first(record.message)
-        work = await handle_message(record.message)
+    async def handle(self, record: Any) -> Awaitable[Any]:
+        """One record the stream hands over, after any it skipped before it."""
+        before = await self.skipped_before(record.message)
+        work = await self.handle_message(record.message)
         return asyncio.gather(*before, work) if before else work
 
-    await process_in_order(stream, handle, window=IN_FLIGHT, on_failure=crash_worker)
-
-
-async def handle_message(message: Any) -> Awaitable[Any]:
-    """One record of kairos.internal.events: a bundle, folded here or already in
-    process, or a sweep marker."""
-    folded = in_process.claim(message)
-    if folded is not None:
-        metrics.context_bundles.labels("in_process").inc()
-        return folded
-    try:
-        events = loads(message.value)
-    except Exception as exc:
-        return await dead_letter(
-            message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
-            stage="context",
+    async def skipped_before(self, message: Any) -> list[Awaitable[Any]]:
+        """Handle the records before ``message`` that the consumer never handed over."""
+        skipped = self.continuity.skipped(message.partition, message.offset)
+        if not skipped:
+            return []
+        log.warning(
+            "context: offsets %d-%d of %s/%d were skipped by the stream consumer; reading them",
+            skipped.start, skipped.stop - 1, message.topic, message.partition,
         )  # fmt: skip
-    async with _writing:
-        if events and events[0].get("kind") == SWEEP:
-            fold = Fold(loader(message.partition))
-            return await tick(message, fold, events[0].get("ts") or now_ms())
-        metrics.context_bundles.labels("topic").inc()
-        return await fold_bundle(message.partition, events, message)
-
-
-def expired(entries: list[tuple[bytes, bytes]], now: int, ttl_ms: int) -> list[bytes]:
-    """Keys of the profiles (and merge stubs) without an event for longer than ``ttl_ms``."""
-    return [key for key, value in entries if now - loads(value).get("updated", 0) > ttl_ms]
-
-
-_swept: dict[int, bytes] = {}  # per partition, the last key the sweep read
-
-
-async def tick(message: Any, fold: Fold, now: int) -> Awaitable[Any]:
-    """On a partition's tick: fire the timers due by ``now``, expire idle profiles."""
-    partition = message.partition
-    changes: list[tuple[bytes, bytes | None]] = []
-    until = TIMER_PREFIX + f"{now:013d};".encode()  # ';' sorts after ':'
-    for key, _value in scan(profiles, partition, TIMER_PREFIX, SWEEP_BATCH, _partition_of, until):
-        changes.append((key, None))  # spent, whatever the rule decides
+        self.rt.metrics.context_skipped.inc(len(skipped))
+        tp = TopicPartition(message.topic, message.partition)
         try:
-            _due, rule, user = parse_timer(key)
-        except ValueError:
-            log.warning("dropped an unreadable timer key %r", key)
-            continue
-        fold.fire(rule, user, now)
-    changes += fold.changes()
+            records = await read_range(self._reader, tp, skipped)
+        except SkippedRecords as exc:  # the worker stops: its restart reads from the last commit
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return [failed]
+        return [await self.handle_message(record) for record in records]
 
-    entries = scan(profiles, partition, _swept.get(partition, TIMERS_END), SWEEP_BATCH,
-                   _partition_of)  # fmt: skip
-    _swept[partition] = entries[-1][0] if len(entries) == SWEEP_BATCH else TIMERS_END  # wrap
-    gone = [key for key in expired(entries, now, TTL_MS) if key.decode() not in fold.dirty]
-    if gone:
-        metrics.profiles_expired.inc(len(gone))
-        log.info("expired %d profiles in partition %d", len(gone), partition)
-    changes += [(key, None) for key in gone]
-    written = await write_batch(app, profiles, partition, changes)
-    return await _emit(message, fold, written)
+    def _reader(self) -> AIOKafkaConsumer:
+        settings = self.rt.settings
+        return clients.consumer(
+            settings, client_id=f"{settings.app_id}-context-reread", enable_auto_commit=False
+        )
+
+    def assigned(self, partitions: set[TP]) -> None:
+        name = self.rt.topics.events.get_topic_name()
+        self.continuity.assigned(tp.partition for tp in partitions if tp.topic == name)
+
+    async def handle_message(self, message: Any) -> Awaitable[Any]:
+        """One record of kairos.internal.events: a bundle (folded here, or already
+        in process) or a tick."""
+        rt = self.rt
+        folded = rt.in_process.claim(message)
+        if folded is not None:
+            rt.metrics.context_bundles.labels("in_process").inc()
+            return folded
+        try:
+            events = loads(message.value)
+        except Exception as exc:
+            return await rt.dead_letters.send(
+                message, code="internal_error", reason=f"unreadable bundle: {exc!r}",
+                stage="context",
+            )  # fmt: skip
+        async with rt.in_process.lock:
+            if is_tick(events):
+                return await self.tick(message, events[0].get("ts") or now_ms())
+            rt.metrics.context_bundles.labels("topic").inc()
+            return await self.fold_bundle(message.partition, events, message)
+
+    async def tick(self, message: Any, now: int) -> Awaitable[Any]:
+        """On a partition's tick: fire the timers due by ``now``, expire idle profiles."""
+        partition, profiles = message.partition, self.rt.profiles
+        fold = Fold(self.loader(partition), self.policy)
+        changes = self.fire_due(fold, partition, now) + fold.changes()
+        gone = self.sweep.expired(profiles, partition, now, fold.dirty)
+        if gone:
+            self.rt.metrics.profiles_expired.inc(len(gone))
+            log.info("expired %d profiles in partition %d", len(gone), partition)
+        changes += [(key, None) for key in gone]
+        written = await write_batch(self.rt.app, profiles, partition, changes)
+        return await emit(self.rt, message, fold, written)
+
+    def fire_due(self, fold: Fold, partition: int, now: int) -> list[tuple[bytes, bytes | None]]:
+        """Fire ``partition``'s timers due by ``now`` into ``fold``; their deletions."""
+        due = scan(self.rt.profiles, partition, TIMER_PREFIX, TIMER_BATCH, self._partition_of,
+                   due_until(now))  # fmt: skip
+        spent: list[tuple[bytes, bytes | None]] = []
+        for key, _value in due:
+            spent.append((key, None))  # spent, whatever the rule decides
+            try:
+                _due, rule, user = parse_timer(key)
+            except ValueError:
+                log.warning("dropped an unreadable timer key %r", key)
+                continue
+            fold.fire(rule, user, now)
+        return spent
+
+    def _partition_of(self, key: bytes) -> int:
+        return self.rt.partition_for(key_user(key))
+
+    async def send_ticks(self) -> None:
+        await send_ticks(self.rt.app, self.rt.topics.events)
 
 
-def _partition_of(key: bytes) -> int:
-    return partition_for(key_user(key))
+def install(rt: Runtime) -> ContextStage:
+    """Register the context agent and its sweep timer with ``rt.app``."""
+    stage = ContextStage(rt)
 
+    async def context(stream: Any) -> None:
+        on_failure = rt.dead_letters.crash_worker
+        await process_in_order(stream, stage.handle, window=IN_FLIGHT, on_failure=on_failure)
 
-@app.timer(interval=settings.sweep_interval_s)
-async def sweep_owned_partitions() -> None:
-    """A sweep marker to each partition of the internal events this worker owns."""
-    name = topics.events.get_topic_name()
-    for tp in app.assignor.assigned_actives():
-        if tp.topic == name:
-            marker = dumps([{"kind": SWEEP, "ts": now_ms()}])
-            await topics.events.send(value=marker, partition=tp.partition)
+    async def assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        stage.assigned(args[0])
 
-
-async def _dead_letter_placed(
-    placed: Placed, event: dict[str, Any], code: str, reason: str
-) -> None:
-    """A dead letter of a bundle folded in-process, once its offset is known."""
-    where = SimpleNamespace(
-        topic=placed.topic, partition=placed.partition, offset=await placed.offset, key=None
-    )
-    await (await dead_letter(where, code=code, reason=reason, stage="context", value=dumps(event)))
-
-
-async def _emit(message: Any, fold: Fold, written: asyncio.Future[None]) -> Awaitable[Any]:
-    metrics.state_updates.inc(fold.applied)
-    metrics.state_writes.inc(len(fold.dirty))
-    if fold.duplicates:
-        metrics.duplicates.inc(fold.duplicates)
-    for outcome, count in fold.merges.items():
-        metrics.identity_merges.labels(outcome).inc(count)
-    sends: list[Any] = [written]
-    for partition, bundle in bundles_by_partition(fold.forwards, partition_for):
-        sends.append(await topics.events.send(value=bundle, partition=partition))
-    for event, code, reason in fold.dead:
-        if isinstance(message, Placed):
-            sends.append(asyncio.ensure_future(_dead_letter_placed(message, event, code, reason)))
-        else:
-            sends.append(
-                await dead_letter(
-                    message, code=code, reason=reason, stage="context", value=dumps(event)
-                )
-            )
-    for joined in fold.outcomes:
-        metrics.attributed.labels(
-            joined["moment"], joined["variant"] or "", joined["group"], joined["outcome"]
-        ).inc()
-        sends.append(await topics.outcomes.send(key=joined["user"].encode(), value=dumps(joined)))
-        metrics.events_out.labels("outcomes", joined["outcome"]).inc()
-    for reason, count in fold.unattributed.items():
-        metrics.unattributed.labels(reason).inc(count)
-    detected = now_ms()
-    for event, moment in fold.moments:
-        moment.update(ingested_at=event["at"], detected_at=detected)
-        metrics.moments.labels(moment["type"]).inc()
-        if (group := group_of(moment)) is not None:
-            metrics.attribution_moments.labels(moment["type"], moment["variant"], group).inc()
-        if "suppressed" in moment:
-            metrics.moments_suppressed.labels(moment["type"], moment["suppressed"]).inc()
-        if not event.get("timer"):  # a timer's moment has no event to measure from
-            metrics.stage_latency.labels("event_to_moment").observe(
-                max(0, detected - event["ts"]) / 1000
-            )
-        sends.append(await topics.moments.send(key=moment["user"].encode(), value=dumps(moment)))
-        metrics.events_out.labels("moments", moment["type"]).inc()
-        # The offers stage (agents/delivery.py) claims it when it reads the moment.
-        early.start(moment, partition_for(moment["user"]))
-    return asyncio.gather(*sends)
+    rt.app.agent(rt.topics.events, name="kairos.context")(context)
+    rt.app.on_partitions_assigned.connect(assigned)
+    rt.app.timer(interval=rt.settings.sweep_interval_s)(stage.send_ticks)
+    return stage

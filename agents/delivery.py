@@ -14,7 +14,7 @@ so vLLM always has the next requests to batch), across the partitions.
 Rebalances are eager: every worker gives its partitions up before any is
 assigned again. On revocation each lane finishes the delivery under way and
 stops; its generations still running are parked with the early starts
-(agents/offers.py), so a partition that comes back to this worker claims
+(agents/handoffs.py), so a partition that comes back to this worker claims
 them when it reads the moments again, and the rest are cancelled once the
 assignment is known. On assignment, for each partition, in this order: the
 lane's producer starts (fencing the previous owner and waiting for its open
@@ -32,6 +32,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable
+from functools import partial
 from typing import Any
 
 import mode
@@ -39,16 +40,16 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from agents.handoffs import drop
 from agents.lanes import Committed, Item, Lane, Outlet
-from agents.offers import drop, early, generate, llm_client
+from agents.offers import OfferWriter, llm_client
 from agents.outlets import AtLeastOnce, Transactional, offers_producer
+from agents.runtime import Runtime
 from models.client import LLMClient
-from streams import clients, topics
-from streams.admin import partitions_of
-from streams.app import app, metrics, ready_checks, settings
+from streams import clients
 from streams.codecs import loads, now_ms
-from streams.deadletters import crash_worker
 from streams.keys import Partitioner
+from streams.runtime.admin import partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,18 @@ RECENT_S = 600.0
 RECENT_READ_TIMEOUT_S = 120.0
 
 
-@app.service
 class OfferDelivery(mode.Service):
     """The moments consumer and its lanes, started with the worker."""
 
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.writer = OfferWriter(rt.settings, rt.rules, rt.reference, rt.metrics)
+        super().__init__()
+
     def __post_init__(self) -> None:
+        settings = self.rt.settings
         self.group_id = f"{settings.app_id}-offers"
-        self.topic = topics.moments.get_topic_name()
+        self.topic = self.rt.topics.moments.get_topic_name()
         self.window = min(2 * settings.llm_max_in_flight, MAX_WINDOW)
         self.room = asyncio.Semaphore(self.window)
         self.lanes: dict[TopicPartition, Lane] = {}
@@ -79,14 +85,15 @@ class OfferDelivery(mode.Service):
         self.shared: Any = None  # the at-least-once outlets' producer
         self.client: LLMClient | None = None
         self.assigned = False
-        ready_checks.append(lambda: self.assigned)
+        self.rt.ready_checks.append(lambda: self.assigned)
 
     async def on_start(self) -> None:
-        self.client = llm_client()
+        settings = self.rt.settings
+        self.client = llm_client(settings, self.rt.metrics)
         self.admin = clients.admin(settings, client_id=f"{settings.app_id}-offers")
         await self.admin.start()
         if not settings.offers_exactly_once:
-            self.shared = offers_producer(client_id=f"{settings.app_id}-offers")
+            self.shared = offers_producer(settings, client_id=f"{settings.app_id}-offers")
             await self.shared.start()
         self.consumer = clients.consumer(
             settings,
@@ -108,10 +115,11 @@ class OfferDelivery(mode.Service):
         await self.history.start()
         await self.consumer.start()
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
-        early.client, early.owns = self.client, self.owns
+        self.rt.early.open(partial(self.writer.generate, self.client), self.owns)
 
     async def on_stop(self) -> None:
-        early.client, early.owns = None, lambda _partition: False
+        early = self.rt.early
+        early.close()
         try:
             await self.release(list(self.lanes))
         except Exception:
@@ -146,7 +154,7 @@ class OfferDelivery(mode.Service):
         except Exception as exc:
             if self.should_stop:
                 return  # the consumer was stopped under us: a normal shutdown
-            await crash_worker(exc)
+            await self.rt.dead_letters.crash_worker(exc)
 
     async def take(self, record: Any) -> None:
         """Hand ``record`` to its lane, waiting for room in the window; drop it
@@ -172,6 +180,7 @@ class OfferDelivery(mode.Service):
         except Exception as exc:  # a bug must not lose the moment
             log.exception("unreadable moment at %s/%s", record.topic, record.offset)
             return Item(record, problem=f"offer failed: {exc!r}")
+        early = self.rt.early
         if lane.knows(moment_id):  # on the topic twice: the first copy has the offer
             if (started := early.claim(moment_id)) is not None:
                 drop(started)
@@ -181,19 +190,19 @@ class OfferDelivery(mode.Service):
         generation = early.claim(moment_id)
         if generation is None:
             assert self.client is not None
-            metrics.offer_starts.labels("topic").inc()
-            generation = asyncio.ensure_future(generate(self.client, moment))
+            self.rt.metrics.offer_starts.labels("topic").inc()
+            generation = asyncio.ensure_future(self.writer.generate(self.client, moment))
         return Item(record, moment_id, generation)
 
     async def release(self, tps: Iterable[TopicPartition]) -> None:
         """Close the lanes of ``tps``; park their generations still running."""
         lanes = [self.lanes.pop(tp) for tp in tps if tp in self.lanes]
-        metrics.offer_partitions.set(len(self.lanes))
+        self.rt.metrics.offer_partitions.set(len(self.lanes))
         for lane, left in zip(lanes, await asyncio.gather(*(lane.close() for lane in lanes)),
                               strict=True):  # fmt: skip
             for item in left:
                 if item.generation is not None and item.moment_id is not None:
-                    early.park(item.moment_id, item.generation, lane.tp.partition)
+                    self.rt.early.park(item.moment_id, item.generation, lane.tp.partition)
 
     async def take_over(self, tps: set[TopicPartition]) -> None:
         """Open a lane for each of ``tps``: producer first, then the commit, then the seek."""
@@ -204,17 +213,23 @@ class OfferDelivery(mode.Service):
         recent = await self.recent_offers({tp.partition for tp in ordered})
         for tp, outlet in zip(ordered, outlets, strict=True):
             self.consumer.seek(tp, progress[tp].offset)
-            self.lanes[tp] = Lane(tp, outlet, progress[tp], self.room.release, crash_worker,
-                                  recent[tp.partition])  # fmt: skip
-        early.forget()  # parked generations of partitions that went elsewhere
+            self.lanes[tp] = self.lane(tp, outlet, progress[tp], recent[tp.partition])
+        self.rt.early.forget()  # parked generations of partitions that went elsewhere
         self.assigned = bool(tps)
-        metrics.offer_partitions.set(len(self.lanes))
+        self.rt.metrics.offer_partitions.set(len(self.lanes))
+
+    def lane(self, tp: TopicPartition, outlet: Outlet, committed: Committed,
+             recent: set[str]) -> Lane:  # fmt: skip
+        rt = self.rt
+        return Lane(tp, outlet, committed, self.room.release, rt.dead_letters.crash_worker,
+                    recent, dead_letters=rt.dead_letters, metrics=rt.metrics)  # fmt: skip
 
     async def outlet(self, tp: TopicPartition) -> Outlet:
+        settings = self.rt.settings
         if settings.offers_exactly_once:
-            return await Transactional.open(tp.partition, self.group_id)
+            return await Transactional.open(settings, self.rt.metrics, tp.partition, self.group_id)
         assert self.consumer is not None
-        return AtLeastOnce(self.shared, self.consumer)
+        return AtLeastOnce(self.shared, self.consumer, settings.topics.offers)
 
     async def progress(self, tps: list[TopicPartition]) -> dict[TopicPartition, Committed]:
         """Each partition's commit; the partition's first offset where there is none."""
@@ -237,6 +252,7 @@ class OfferDelivery(mode.Service):
         (all of them, if the counts differ).
         """
         assert self.history is not None
+        settings = self.rt.settings
         consumer, name = self.history, settings.topics.offers
         found = await partitions_of(consumer, name)
         if len(found) == settings.partitions:
@@ -303,14 +319,20 @@ class _Rebalance(ConsumerRebalanceListener):
         self.stage = stage
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await _or_crash(self.stage.release(revoked))
+        await self._or_crash(self.stage.release(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await _or_crash(self.stage.take_over(set(assigned)))
+        await self._or_crash(self.stage.take_over(set(assigned)))
+
+    async def _or_crash(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            await self.stage.rt.dead_letters.crash_worker(exc)
 
 
-async def _or_crash(work: Awaitable[None]) -> None:
-    try:
-        await work
-    except Exception as exc:
-        await crash_worker(exc)
+def install(rt: Runtime) -> OfferDelivery:
+    """Register the offers stage with ``rt.app``."""
+    stage = OfferDelivery(rt)
+    rt.app.service(stage)
+    return stage

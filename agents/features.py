@@ -26,6 +26,7 @@ import bisect
 from typing import Any
 
 from agents.profile import Profile, code, trait
+from streams.domain import Event
 from streams.reference import Reference
 
 MINUTE_MS = 60_000
@@ -44,7 +45,7 @@ TILE_MS = {"m": MINUTE_MS, "h": HOUR_MS}
 BEHAVIOUR = frozenset({"track", "page", "screen", "location"})
 
 
-def add(profile: Profile, event: dict[str, Any]) -> None:
+def add(profile: Profile, event: Event) -> None:
     """Count a behavioural event in its tiles and its session."""
     ts = event["ts"]
     props = event.get("props") or {}
@@ -93,7 +94,7 @@ def _tiles(profile: Profile) -> dict[str, list[list[Any]]]:
     return tiles
 
 
-def lateness(profile: Profile, event: dict[str, Any]) -> int:
+def lateness(profile: Profile, event: Event) -> int:
     """How far (ms) a behavioural event is behind the person's latest; 0 otherwise."""
     if event["kind"] not in BEHAVIOUR or "session" not in profile:
         return 0

@@ -6,19 +6,20 @@ every source topic. Each record is decoded and validated; an invalid one goes
 to the dead-letter topic with its original bytes and a reason. A valid event
 is keyed by profile id (userId, else anonymousId), and the batch's events
 are sent to kairos.internal.events as one *bundle* per partition (a JSON
-array; streams/bundles.py), so the context agent, Faust's
+array; streams/runtime/bundles.py), so the context agent, Faust's
 per-message machinery and the broker see a handful of messages per batch
 instead of one per event. A bundle for a partition this worker's context
 agent owns is folded into the profiles here, before it is produced
-(agents/context.py, ``InProcess``): the agent then skips it, and the
-event reaches its profile without a trip through the broker. A batch's
-offsets are committed only once every bundle, its folded work and every
-dead letter of it is delivered, and at most every ``COMMIT_EVERY_S``
+(agents/context.py, through the hand-off ``InProcess`` of agents/handoffs.py):
+the agent then skips it, and the event reaches its profile without a trip
+through the broker. A batch's offsets are committed only once every bundle,
+its folded work and every dead letter of it is delivered, and at most every
+``COMMIT_EVERY_S``
 (at-least-once; the context agent drops redelivered events by id).
 
 Identity links are found here: an event that carries both anonymousId and
 userId, or an alias call, adds a ``merge`` event to the bundle of the
-partition where the older id lives (agents/context.py does the merge).
+partition where the older id lives (agents/fold.py does the merge).
 
 The stage keeps no state but a bounded cache of links already sent, so it
 needs no table, and a rebalance only waits for the batch in hand.
@@ -29,20 +30,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from agents.context import in_process
-from streams import topics
-from streams.app import app, metrics, ready_checks, settings
-from streams.bundles import bundles
+from agents.handoffs import Placed
+from agents.runtime import Runtime
+from streams import clients
 from streams.codecs import dumps, now_ms
-from streams.deadletters import dead_letter
-from streams.events import SCHEMA_VERSION, InvalidEvent, decode
+from streams.errors import InvalidEvent
+from streams.events import SCHEMA_VERSION, decode
 from streams.keys import Partitioner
+from streams.runtime.bundles import bundles
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +124,24 @@ class Router:
         }
 
 
-@app.service
+FoldNow = Callable[
+    [int, bytes], Awaitable[tuple[list[tuple[str, bytes]], Placed, Awaitable[Any]] | None]
+]
+
+
 class Ingest(mode.Service):
-    """The batch consumer of the source topics, started with the worker."""
+    """The batch consumer of the source topics, started with the worker.
+
+    ``fold_now`` is the context stage's in-process fold: a bundle it takes
+    is produced with the headers it returns.
+    """
+
+    def __init__(self, rt: Runtime, fold_now: FoldNow) -> None:
+        self.rt, self.fold_now = rt, fold_now
+        super().__init__()
 
     def __post_init__(self) -> None:
+        settings = self.rt.settings
         names = settings.topics
         self.router = Router(
             {names.clickstream: "clickstream", names.crm: "crm",
@@ -139,11 +154,10 @@ class Ingest(mode.Service):
         self.committed_at = 0.0
         self.lock = asyncio.Lock()
         self.assigned = False
-        ready_checks.append(lambda: self.assigned)
+        self.rt.ready_checks.append(lambda: self.assigned)
 
     async def on_start(self) -> None:
-        from streams import clients
-
+        settings = self.rt.settings
         self.consumer = clients.consumer(
             settings,
             group_id=f"{settings.app_id}-ingest",
@@ -173,7 +187,7 @@ class Ingest(mode.Service):
         try:
             while not self.should_stop:
                 batch = await self.consumer.getmany(
-                    timeout_ms=500, max_records=settings.ingest_batch_max
+                    timeout_ms=500, max_records=self.rt.settings.ingest_batch_max
                 )
                 await self.report_lag()
                 async with self.lock:
@@ -189,7 +203,7 @@ class Ingest(mode.Service):
                 return  # the consumer was stopped under us: a normal shutdown
             # Output was lost or the consumer broke: stop before anything after it commits.
             log.critical("stopping the worker: ingest failed: %r", exc)
-            await app.crash(exc)
+            await self.rt.app.crash(exc)
 
     async def report_lag(self) -> None:
         """Records between each partition's end (as of its last fetch) and our position."""
@@ -198,16 +212,17 @@ class Ingest(mode.Service):
             end = self.consumer.highwater(tp)
             if end is not None:
                 lag = max(0, end - await self.consumer.position(tp))
-                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+                self.rt.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def send(self, routed: Routed) -> tuple[list[Any], dict[TopicPartition, int]]:
         """Hand the batch's output to the producer; its delivery futures and the offsets."""
-        producer = app.producer
+        rt = self.rt
+        producer = rt.app.producer
         deliveries: list[Any] = []
-        events_topic = topics.events.get_topic_name()
+        events_topic = rt.topics.events.get_topic_name()
         for partition, encoded in routed.bundles.items():
             for bundle in bundles(encoded):
-                folded = await in_process.apply(partition, bundle)
+                folded = await self.fold_now(partition, bundle)
                 headers = folded[0] if folded else None
                 delivery = await producer.send(events_topic, None, bundle, partition, None, headers)
                 deliveries.append(delivery)
@@ -216,10 +231,11 @@ class Ingest(mode.Service):
                     placed.follow(delivery)
                     deliveries.append(work)
         for record, code, reason in routed.dead:
-            deliveries.append(await dead_letter(record, code=code, reason=reason, stage="ingest"))
+            dead = await rt.dead_letters.send(record, code=code, reason=reason, stage="ingest")
+            deliveries.append(dead)
         for (source, kind), count in routed.counts.items():
-            metrics.events_in.labels(source, kind).inc(count)
-        metrics.ingest_batches.observe(sum(routed.counts.values()) + len(routed.dead))
+            rt.metrics.events_in.labels(source, kind).inc(count)
+        rt.metrics.ingest_batches.observe(sum(routed.counts.values()) + len(routed.dead))
         return deliveries, routed.offsets
 
     async def commit_done(self, keep: int, every_s: float = COMMIT_EVERY_S) -> None:
@@ -268,3 +284,10 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.ingest.assigned = bool(assigned)
+
+
+def install(rt: Runtime, fold_now: FoldNow) -> Ingest:
+    """Register the ingest consumer with ``rt.app``, folding with ``fold_now``."""
+    ingest = Ingest(rt, fold_now)
+    rt.app.service(ingest)
+    return ingest

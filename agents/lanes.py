@@ -36,9 +36,11 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from agents.offers import GenerationFailed
-from streams.app import metrics
 from streams.codecs import now_ms
-from streams.deadletters import dead_letter
+from streams.domain import Offer
+from streams.errors import KairosError
+from streams.metrics import Metrics
+from streams.runtime.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ class Outlet(Protocol):
     """Where a lane's offers and commits go (agents/outlets.py)."""
 
     async def deliver(
-        self, tp: TopicPartition, offers: list[dict[str, Any]], committed: Committed
+        self, tp: TopicPartition, offers: list[Offer], committed: Committed
     ) -> None: ...
 
     async def close(self) -> None: ...
@@ -103,7 +105,7 @@ class Item:
 
     record: Any
     moment_id: str | None = None
-    generation: asyncio.Future[dict[str, Any]] | None = None
+    generation: asyncio.Future[Offer] | None = None
     note: str | None = None
     problem: str | None = None
     delivered: bool = False
@@ -116,7 +118,7 @@ class Item:
         return not self.delivered and (self.generation is None or self.generation.done())
 
 
-class PartitionLost(Exception):
+class PartitionLost(KairosError):
     """Another worker owns the partition now (it fenced this one's producer)."""
 
 
@@ -136,8 +138,13 @@ class Lane:
         release: Callable[[], None],
         on_failure: Callable[[BaseException], Awaitable[None]],
         recent: Iterable[str] = (),
+        *,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
     ) -> None:
         self.tp = tp
+        self.dead_letters = dead_letters
+        self.metrics = metrics
         self.outlet = outlet
         self.next_offset = committed.offset
         self.open = True
@@ -202,7 +209,7 @@ class Lane:
         if this lane must stop (the partition went elsewhere, or the worker is
         stopping on a failure)."""
         try:
-            finished = [await _finish(item) for item in ready]
+            finished = [await self._finish(item) for item in ready]
             offers = [offer for offer, _outcome in finished if offer is not None]
             await self.outlet.deliver(self.tp, offers, self._committed_after(ready))
         except PartitionLost as exc:
@@ -216,7 +223,7 @@ class Lane:
             return False
         for item in ready:
             item.delivered = True
-        _count(offers, [outcome for _offer, outcome in finished])
+        self._count(offers, [outcome for _offer, outcome in finished])
         return True
 
     def _committed_after(self, ready: list[Item]) -> Committed:
@@ -238,28 +245,29 @@ class Lane:
             self._items.popleft()
             self._release()
 
-
-async def _finish(item: Item) -> tuple[dict[str, Any] | None, str]:
-    """The item's offer (None if it gets none) and its outcome; a failure is
-    in the dead letters once this returns."""
-    if item.note is not None:
-        return None, item.note
-    reason = item.problem or "offer failed: no generation"
-    if item.problem is None and item.generation is not None:
-        try:
-            return item.generation.result(), "offered"
-        except GenerationFailed as exc:
-            reason = f"offer failed: {exc}"
-    await (await dead_letter(item.record, code="internal_error", reason=reason, stage="offers"))
-    return None, "dead_letter"
-
-
-def _count(offers: list[dict[str, Any]], outcomes: list[str]) -> None:
-    for outcome in outcomes:
-        metrics.offer_moments.labels(outcome).inc()
-    delivered = now_ms()
-    for offer in offers:
-        metrics.stage_latency.labels("delivery").observe(
-            max(0, delivered - offer["timings"]["emitted_at"]) / 1000
+    async def _finish(self, item: Item) -> tuple[Offer | None, str]:
+        """The item's offer (None if it gets none) and its outcome; a failure is
+        in the dead letters once this returns."""
+        if item.note is not None:
+            return None, item.note
+        reason = item.problem or "offer failed: no generation"
+        if item.problem is None and item.generation is not None:
+            try:
+                return item.generation.result(), "offered"
+            except GenerationFailed as exc:
+                reason = f"offer failed: {exc}"
+        sent = await self.dead_letters.send(
+            item.record, code="internal_error", reason=reason, stage="offers"
         )
-        metrics.events_out.labels("offers", offer["moment"]["type"]).inc()
+        await sent
+        return None, "dead_letter"
+
+    def _count(self, offers: list[Offer], outcomes: list[str]) -> None:
+        for outcome in outcomes:
+            self.metrics.offer_moments.labels(outcome).inc()
+        delivered = now_ms()
+        for offer in offers:
+            self.metrics.stage_latency.labels("delivery").observe(
+                max(0, delivered - offer["timings"]["emitted_at"]) / 1000
+            )
+            self.metrics.events_out.labels("offers", offer["moment"]["type"]).inc()

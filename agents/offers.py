@@ -7,7 +7,7 @@ path, with up to ``llm_max_in_flight`` generations open at once (so vLLM
 batches them) while moments keep arriving.
 
 A moment need not wait for its trip through the topic: the context agent
-hands it to :data:`early` as it writes it, and the generation starts at
+hands it to the early starts (agents/handoffs.py) as it writes it, and the generation starts at
 once, in this process. When the delivery stage reads that moment from the
 topic it waits for the generation already running instead of starting
 another. The topic stays the record, and what a restart replays; the
@@ -16,22 +16,21 @@ hand-off only takes a produce and a fetch off each offer's path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
-from typing import Any
 
 from agents.coupons import coupon_code, discount_pct
+from agents.moment_types import fallback, prompt_for, select_context
 from agents.moments import offer_id
-from agents.rules import cached_rules
+from agents.rules import Rules
 from models.client import LLMClient, LLMError
-from models.context import ContextSlice, select_context
-from models.guardrails import Draft, Rejected, check, fallback
-from models.prompts import prompt_for, variant_for
-from streams.app import metrics, settings
+from models.context import ContextSlice
+from models.guardrails import Draft, Rejected, check
+from models.prompts import variant_for
 from streams.codecs import now_ms
-from streams.reference import current_reference
+from streams.domain import Moment, Offer, Timings
+from streams.errors import KairosError
+from streams.metrics import Metrics
+from streams.reference import ReferenceData
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ CHANNEL = "push"
 
 
 def build_offer(
-    moment: dict[str, Any],
+    moment: Moment,
     context: ContextSlice,
     draft: Draft,
     *,
@@ -50,9 +49,9 @@ def build_offer(
     prompt_version: str,
     variant: str,
     pct: int,
-    timings: dict[str, int],
+    timings: Timings,
     settings: Settings,
-) -> dict[str, Any]:
+) -> Offer:
     """The record notification services consume from kairos.offers."""
     oid = offer_id(moment["id"])
     return {
@@ -79,15 +78,34 @@ def build_offer(
     }
 
 
-async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, Any]:
+class OfferWriter:
+    """Writes a moment's offer from the settings, rules and reference data in force."""
+
+    def __init__(
+        self, settings: Settings, rules: Rules, reference: ReferenceData, metrics: Metrics
+    ) -> None:
+        self.settings, self.rules = settings, rules
+        self.reference, self.metrics = reference, metrics
+
+    async def generate(self, client: LLMClient, moment: Moment) -> Offer:
+        """The moment's offer, written; anything that fails is a bug, raised as
+        :class:`GenerationFailed` (the model's own failures fall back inside)."""
+        try:
+            return await write_offer(self, client, moment)
+        except Exception as exc:  # not CancelledError: a dropped generation just stops
+            log.exception("offer failed for moment %s", moment.get("id"))
+            raise GenerationFailed(repr(exc)) from exc
+
+
+async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) -> Offer:
     """Select context, prompt the model, check its answer, or fall back."""
+    settings, metrics = writer.settings, writer.metrics
     started = now_ms()
-    reference = current_reference(settings.reference_dir)
     context = select_context(
         moment["profile"],
         moment,
-        reference,
-        recent_interest_ms=cached_rules(settings.rules_file).rules.store_entry.recent_interest_ms,
+        writer.reference.current,
+        writer.rules.rule(moment["type"]),
         budget_tokens=settings.llm_context_tokens,
     )
     pct = discount_pct(context.loyalty_tier)
@@ -111,7 +129,7 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
         draft = fallback(context, pct)
         metrics.fallbacks.labels(reason).inc()
     generated = now_ms()
-    timings = {
+    timings: Timings = {
         "event_ts": moment["event_ts"],
         "ingested_at": moment["ingested_at"],
         "moment_at": moment["detected_at"],
@@ -141,95 +159,11 @@ async def write_offer(client: LLMClient, moment: dict[str, Any]) -> dict[str, An
     )
 
 
-class GenerationFailed(Exception):
+class GenerationFailed(KairosError):
     """Writing an offer failed (a bug); the moment goes to the dead letters."""
 
 
-async def generate(client: LLMClient, moment: dict[str, Any]) -> dict[str, Any]:
-    """The moment's offer, written; anything that fails is a bug, raised as
-    :class:`GenerationFailed` (the model's own failures fall back inside)."""
-    try:
-        return await write_offer(client, moment)
-    except Exception as exc:  # not CancelledError: a dropped generation just stops
-        log.exception("offer failed for moment %s", moment.get("id"))
-        raise GenerationFailed(repr(exc)) from exc
-
-
-class EarlyStarts:
-    """Generations started as their moments are detected, by moment id.
-
-    Only moments of partitions of kairos.internal.moments whose offers this
-    worker delivers start early (``owns``, set by agents/delivery.py while
-    it runs), and at most ``limit`` wait to be claimed, so a stalled model
-    cannot pile them up: beyond that a moment waits to be read from the
-    topic, as it would without them. A generation is only ever an offer
-    written: delivering it is the partition owner's (agents/lanes.py), so a
-    generation whose partition moves to another worker is dropped, and the
-    new owner writes that offer from the topic. One left unclaimed for
-    ``max_age_s`` is dropped too: its moment was delivered by another owner
-    while the partition was away, and will not be read here again.
-    """
-
-    def __init__(self, limit: int, max_age_s: float) -> None:
-        self.limit = limit
-        self.max_age_s = max_age_s
-        self.client: LLMClient | None = None  # set while the delivery stage runs
-        self.owns: Callable[[int], bool] = lambda _partition: False
-        # moment id: (generation, partition, when it was handed here)
-        self._started: dict[str, tuple[asyncio.Future[dict[str, Any]], int, float]] = {}
-
-    def start(self, moment: dict[str, Any], partition: int) -> None:
-        """Start the offer for ``moment`` (just detected; ``partition`` is its
-        user's) now, if this worker delivers that partition's offers."""
-        if self.client is None or moment.get("suppressed") or not self.owns(partition):
-            return
-        if moment["id"] in self._started:  # detected twice (a replay): one generation
-            return
-        if len(self._started) >= self.limit:
-            self.forget()
-            if len(self._started) >= self.limit:
-                return
-        future = asyncio.ensure_future(generate(self.client, moment))
-        self._started[moment["id"]] = (future, partition, time.monotonic())
-        metrics.offer_starts.labels("detection").inc()
-
-    def claim(self, moment_id: str) -> asyncio.Future[dict[str, Any]] | None:
-        """The generation started for ``moment_id``, now the caller's to wait for."""
-        started = self._started.pop(moment_id, None)
-        return started[0] if started else None
-
-    def park(self, moment_id: str, future: asyncio.Future[dict[str, Any]], partition: int) -> None:
-        """Keep a claimed generation whose partition is being reassigned: if it
-        comes back to this worker, reading the moment again claims it."""
-        self._started[moment_id] = (future, partition, time.monotonic())
-
-    def forget(self) -> None:
-        """Drop (cancel) the generations of partitions this worker does not
-        own, and those unclaimed for longer than ``max_age_s``."""
-        oldest = time.monotonic() - self.max_age_s
-        for moment_id, (future, partition, since) in list(self._started.items()):
-            if not self.owns(partition) or since < oldest:
-                del self._started[moment_id]
-                drop(future)
-
-
-def drop(future: asyncio.Future[Any]) -> None:
-    """Cancel a generation no one will deliver; its failure, if any, was logged."""
-    future.cancel()
-    future.add_done_callback(_retrieve)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # logged where it was raised
-
-
-# A moment is read within moments of its detection, unless the stage's
-# window is full: then within a few generations' time.
-early = EarlyStarts(limit=2 * settings.llm_max_in_flight, max_age_s=3 * settings.llm_timeout_s)
-
-
-def llm_client() -> LLMClient:
+def llm_client(settings: Settings, metrics: Metrics) -> LLMClient:
     return LLMClient(
         settings.llm_base_url,
         settings.llm_model,

@@ -23,9 +23,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from agents.lanes import Committed, PartitionLost
-from streams import clients, topics
-from streams.app import metrics, settings
+from streams import clients
 from streams.codecs import dumps
+from streams.domain import Offer
+from streams.metrics import Metrics
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ FENCED = (ProducerFenced, InvalidProducerEpoch)
 COMMIT_EVERY_S = 0.5
 
 
-def offers_producer(**config: Any) -> AIOKafkaProducer:
+def offers_producer(settings: Settings, **config: Any) -> AIOKafkaProducer:
     """A producer for kairos.offers: acks from every in-sync replica,
     idempotent, no linger (each offer is awaited by a person, and they are few)."""
     return clients.producer(
@@ -47,8 +49,7 @@ def offers_producer(**config: Any) -> AIOKafkaProducer:
     )
 
 
-async def _send(producer: AIOKafkaProducer, offers: list[dict[str, Any]]) -> list[Any]:
-    name = topics.offers.get_topic_name()
+async def _send(producer: AIOKafkaProducer, offers: list[Offer], name: str) -> list[Any]:
     return [await producer.send(name, dumps(o), key=o["user"].encode()) for o in offers]
 
 
@@ -64,12 +65,18 @@ class Transactional:
     is read, which agents/delivery.py does.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, group_id: str) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, group_id: str, topic: str, metrics: Metrics
+    ) -> None:
         self.producer = producer
         self.group_id = group_id
+        self.topic = topic
+        self.metrics = metrics
 
     @classmethod
-    async def open(cls, partition: int, group_id: str) -> Transactional:
+    async def open(
+        cls, settings: Settings, metrics: Metrics, partition: int, group_id: str
+    ) -> Transactional:
         """Start the partition's producer. Its InitProducerId fences the
         previous owner and returns once that owner's transaction has ended.
 
@@ -81,34 +88,34 @@ class Transactional:
         121 ms to 34 ms.
         """
         name = f"{settings.app_id}-offers-{partition}"
-        producer = offers_producer(client_id=name, transactional_id=name, retry_backoff_ms=20)
+        producer = offers_producer(
+            settings, client_id=name, transactional_id=name, retry_backoff_ms=20
+        )
         try:
             await producer.start()
         except BaseException:
             await producer.stop()
             raise
-        return cls(producer, group_id)
+        return cls(producer, group_id, settings.topics.offers, metrics)
 
-    async def deliver(
-        self, tp: TopicPartition, offers: list[dict[str, Any]], committed: Committed
-    ) -> None:
+    async def deliver(self, tp: TopicPartition, offers: list[Offer], committed: Committed) -> None:
         """Offers and commit in one transaction; PartitionLost if fenced."""
         producer = self.producer
         try:
             async with producer.transaction():
-                sends = await _send(producer, offers)
+                sends = await _send(producer, offers, self.topic)
                 commit = producer.send_offsets_to_transaction(
                     {tp: committed.as_commit()}, self.group_id
                 )
                 # A failed send must abort the transaction, not be committed without it.
                 await asyncio.gather(*sends, commit)
         except FENCED as exc:
-            metrics.offer_transactions.labels("fenced").inc()
+            self.metrics.offer_transactions.labels("fenced").inc()
             raise PartitionLost(repr(exc)) from exc
         except BaseException:
-            metrics.offer_transactions.labels("aborted").inc()
+            self.metrics.offer_transactions.labels("aborted").inc()
             raise
-        metrics.offer_transactions.labels("committed").inc()
+        self.metrics.offer_transactions.labels("committed").inc()
 
     async def close(self) -> None:
         await self.producer.stop()
@@ -119,16 +126,15 @@ class AtLeastOnce:
     producer, its commit sent every ``COMMIT_EVERY_S`` after them. A crash in
     between writes the offers since the last commit again."""
 
-    def __init__(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, topic: str) -> None:
         self.producer = producer
         self.consumer = consumer
+        self.topic = topic
         self._latest: tuple[TopicPartition, Committed] | None = None
         self._later: asyncio.Task[None] | None = None
 
-    async def deliver(
-        self, tp: TopicPartition, offers: list[dict[str, Any]], committed: Committed
-    ) -> None:
-        await asyncio.gather(*await _send(self.producer, offers))
+    async def deliver(self, tp: TopicPartition, offers: list[Offer], committed: Committed) -> None:
+        await asyncio.gather(*await _send(self.producer, offers, self.topic))
         self._latest = (tp, committed)
         if self._later is None or self._later.done():
             self._later = asyncio.create_task(self._commit_later())

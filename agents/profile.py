@@ -39,6 +39,8 @@ import bisect
 import hashlib
 from typing import Any
 
+from streams.domain import Event, Profile
+
 PROFILE_VERSION = 3
 MAX_VIEWS = 20
 MAX_RECENT = 16
@@ -61,8 +63,6 @@ DEDUPE_WINDOW = 128
 MAX_PROFILE_BYTES = 600_000
 TOKEN = 8  # characters per remembered event id: 48 bits, URL-safe base64
 VIEW_EVENTS = frozenset({"Product Viewed", "Product Clicked"})
-
-Profile = dict[str, Any]
 
 
 def new_profile(user: str) -> Profile:
@@ -128,7 +128,7 @@ def first_sight(profile: Profile, event_id: str) -> bool:
     return True
 
 
-def apply_event(profile: Profile, event: dict[str, Any]) -> None:
+def apply_event(profile: Profile, event: Event) -> None:
     """Fold one normalized event into the profile (location is the moment rules' job)."""
     ts = event["ts"]
     kind = event["kind"]
@@ -168,7 +168,7 @@ def code(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= MAX_CODE else None
 
 
-def _remember_event(profile: Profile, event: dict[str, Any]) -> None:
+def _remember_event(profile: Profile, event: Event) -> None:
     """Keep the event in the profile's recent events, in event-time order."""
     props = event.get("props") or {}
     product = (code(props.get("product_id")) or "").replace("|", "/")

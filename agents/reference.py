@@ -20,43 +20,46 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.runtime import Runtime
 from streams import clients
-from streams.admin import at_end, partitions_of
-from streams.app import app, metrics, ready_checks, settings
 from streams.codecs import loads
-from streams.deadletters import dead_letter
-from streams.reference import ReferenceError, apply_update
+from streams.errors import ReferenceDataError
+from streams.runtime.admin import at_end, partitions_of
 
 log = logging.getLogger(__name__)
 KINDS = ("store", "product")
 
 
 def read_update(key: bytes | None, value: bytes | None) -> tuple[str, str, dict[str, Any] | None]:
-    """(kind, id, row or None to remove) from a record; ReferenceError if unreadable."""
+    """(kind, id, row or None to remove) from a record; ReferenceDataError if unreadable."""
     kind, _, item = (key or b"").decode("utf-8", "replace").partition(":")
     if kind not in KINDS or not item:
-        raise ReferenceError(f"key must be 'store:<id>' or 'product:<id>', got {key!r}")
+        raise ReferenceDataError(f"key must be 'store:<id>' or 'product:<id>', got {key!r}")
     if not value:
         return kind, item, None
     try:
         row = loads(value)
     except ValueError as exc:
-        raise ReferenceError(f"{kind} {item!r} is not valid JSON: {exc}") from None
+        raise ReferenceDataError(f"{kind} {item!r} is not valid JSON: {exc}") from None
     if not isinstance(row, dict):
-        raise ReferenceError(f"{kind} {item!r}: expected a JSON object")
+        raise ReferenceDataError(f"{kind} {item!r}: expected a JSON object")
     return kind, item, row
 
 
-@app.service
 class ReferenceFollower(mode.Service):
     """Applies the reference topic to the reference data in force."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        super().__init__()
 
     def __post_init__(self) -> None:
         self.consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
-        ready_checks.append(lambda: self.caught_up)
+        self.rt.ready_checks.append(lambda: self.caught_up)
 
     async def on_start(self) -> None:
+        settings = self.rt.settings
         self.consumer = clients.consumer(
             settings,
             group_id=None,
@@ -70,7 +73,7 @@ class ReferenceFollower(mode.Service):
         partitions = await partitions_of(self.consumer, topic)
         if not partitions:
             await self.consumer.stop()
-            raise ReferenceError(f"topic {topic!r} does not exist: run `kairos topics create`")
+            raise ReferenceDataError(f"topic {topic!r} does not exist: run `kairos topics create`")
         self.consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await self.consumer.seek_to_beginning()
 
@@ -88,13 +91,24 @@ class ReferenceFollower(mode.Service):
                     await self.apply(record)
             if not self.caught_up and await at_end(self.consumer):
                 self.caught_up = True
-                log.info("reference data caught up with %s", settings.topics.reference)
+                log.info("reference data caught up with %s", self.rt.settings.topics.reference)
 
     async def apply(self, record: Any) -> None:
         try:
             kind, item, row = read_update(record.key, record.value)
-            apply_update(settings.reference_dir, kind, item, row)
-            metrics.reference_updates.labels(kind, "removed" if row is None else "applied").inc()
-        except ReferenceError as exc:
-            metrics.reference_updates.labels("unknown", "rejected").inc()
-            await dead_letter(record, code="bad_reference", reason=str(exc), stage="reference")
+            self.rt.reference.apply(kind, item, row)
+            self.rt.metrics.reference_updates.labels(
+                kind, "removed" if row is None else "applied"
+            ).inc()
+        except ReferenceDataError as exc:
+            self.rt.metrics.reference_updates.labels("unknown", "rejected").inc()
+            await self.rt.dead_letters.send(
+                record, code="bad_reference", reason=str(exc), stage="reference"
+            )
+
+
+def install(rt: Runtime) -> ReferenceFollower:
+    """Register the reference follower with ``rt.app``."""
+    follower = ReferenceFollower(rt)
+    rt.app.service(follower)
+    return follower

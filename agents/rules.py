@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, time
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from agents.attribution import OFFER, remembered
-from streams.settings import SettingsError
+from agents.moment_types import MOMENT_TYPES, RuleConfig
+from streams.domain import Moment, Profile
+from streams.errors import SettingsError
 
 # Package data of ``streams`` (pyproject.toml ships it in the wheel), found
 # where that package is installed rather than beside this checkout.
@@ -51,55 +52,12 @@ class QuietHours(_Strict):
         return moment >= self.start or moment < self.end  # across midnight
 
 
-class StoreEntry(_Strict):
-    enabled: bool = True
-    recent_interest_minutes: float = Field(default=1440, gt=0)
-    cooldown_minutes: float = Field(default=360, ge=0)
-    holdout_pct: float = Field(default=10, ge=0, le=100)
-
-    @property
-    def recent_interest_ms(self) -> int:
-        return int(self.recent_interest_minutes * 60_000)
-
-    @property
-    def cooldown_ms(self) -> int:
-        return int(self.cooldown_minutes * 60_000)
-
-
-class CartAbandoned(_Strict):
-    enabled: bool = True
-    idle_minutes: float = Field(default=30, gt=0)
-    cooldown_minutes: float = Field(default=1440, ge=0)
-    holdout_pct: float = Field(default=10, ge=0, le=100)
-
-    @property
-    def idle_ms(self) -> int:
-        return int(self.idle_minutes * 60_000)
-
-    @property
-    def cooldown_ms(self) -> int:
-        return int(self.cooldown_minutes * 60_000)
-
-
-class WinBack(_Strict):
-    enabled: bool = True
-    lapsed_days: float = Field(default=30, gt=0)
-    cooldown_days: float = Field(default=30, ge=0)
-    holdout_pct: float = Field(default=10, ge=0, le=100)
-
-    @property
-    def lapsed_ms(self) -> int:
-        return int(self.lapsed_days * DAY_MS)
-
-    @property
-    def cooldown_ms(self) -> int:
-        return int(self.cooldown_days * DAY_MS)
-
-
-class RuleSet(_Strict):
-    store_entry: StoreEntry = StoreEntry()
-    cart_abandoned: CartAbandoned = CartAbandoned()
-    win_back: WinBack = WinBack()
+# Each moment type's section, declared by the type (agents/moment_types/).
+RuleSet = create_model(
+    "RuleSet",
+    __base__=_Strict,
+    **{name: (kind.config, kind.config()) for name, kind in MOMENT_TYPES.items()},  # type: ignore[call-overload]
+)
 
 
 class Rules(_Strict):
@@ -108,7 +66,7 @@ class Rules(_Strict):
     quiet_hours: QuietHours | None = None
     max_offers_per_day: int | None = Field(default=None, ge=1)
     opt_out_traits: tuple[str, ...] = ("marketing_opt_out", "unsubscribed")
-    rules: RuleSet = RuleSet()
+    rules: RuleSet = RuleSet()  # type: ignore[valid-type]
 
     @field_validator("timezone")
     @classmethod
@@ -118,6 +76,10 @@ class Rules(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    def rule(self, moment_type: str) -> RuleConfig:
+        """The section of ``moment_type``, a key of :data:`MOMENT_TYPES`."""
+        return cast(RuleConfig, getattr(self.rules, moment_type))
 
     def holdout_pct(self, moment_type: str) -> float:
         rule = getattr(self.rules, moment_type, None)
@@ -142,18 +104,13 @@ def load_rules(path: Path | None = None) -> Rules:
         raise RulesError(f"rules file {path}: {problems}") from None
 
 
-@lru_cache(maxsize=4)
-def cached_rules(path: Path | None) -> Rules:
-    return load_rules(path)
-
-
 def in_holdout(user: str, moment_type: str, pct: float) -> bool:
     """Fixed per person and moment type: the same people are always the control."""
     digest = hashlib.sha256(f"holdout|{moment_type}|{user}".encode()).digest()
     return int.from_bytes(digest[:4]) % 10_000 < pct * 100
 
 
-def suppression(profile: dict[str, Any], moment: dict[str, Any], rules: Rules) -> str | None:
+def suppression(profile: Profile, moment: Moment, rules: Rules) -> str | None:
     """Why this moment must not lead to an offer, or None."""
     if rules.quiet_hours is not None:
         at = datetime.fromtimestamp(moment["event_ts"] / 1000, UTC)

@@ -25,10 +25,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from streams.errors import KairosError
 from streams.metrics import Metrics
 
 
-class LLMError(Exception):
+class LLMError(KairosError):
     """Generation failed; ``reason`` is a short code for metrics and records."""
 
     reason = "error"

@@ -15,6 +15,7 @@ import orjson
 
 from models.context import ContextSlice
 from models.prompts import EXAMPLE_NAMES, HEADLINE_MAX, MESSAGE_MAX
+from streams.errors import KairosError
 
 URL = re.compile(r"(https?://|www\.|\b[a-z0-9-]+\.(com|net|org|io|co|ly)\b)", re.IGNORECASE)
 # Upper-case letters mixed with digits (SAVE20, X7Q2K9): looks like a coupon code.
@@ -25,7 +26,7 @@ PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s?(%|percent\b)", re.IGNORECASE)
 BLOCKED_WORDS = frozenset({"guarantee", "guaranteed", "free money", "winner", "urgent", "password"})
 
 
-class Rejected(ValueError):
+class Rejected(KairosError, ValueError):
     """Model output that may not be sent; ``reason`` is a short code."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -114,35 +115,3 @@ def _screen(text: str, discount_pct: int) -> None:
     for word in BLOCKED_WORDS:
         if word in lowered:
             raise Rejected("blocked_word", f"text contains the blocked word {word!r}")
-
-
-def fallback(context: ContextSlice, discount_pct: int) -> Draft:
-    """The template message used when the model's answer cannot be sent."""
-    if context.moment_type == "win_back" and context.store is not None:
-        product = context.products[0] if context.products else None
-        hello = f"Hi {context.first_name}, it's" if context.first_name else "It's"
-        focus = f" The {product.name} is waiting." if product else ""
-        return Draft(
-            headline=f"We miss you at {context.store.name}",
-            message=f"{hello} been a while! Come back to {context.store.name} this week for "
-            f"{discount_pct}% off.{focus}",
-            product_id=product.id if product else None,
-        )
-    if context.store is None:  # an abandoned cart
-        product = context.products[0] if context.products else None
-        name = f", {context.first_name}" if context.first_name else ""
-        item = f"The {product.name} is" if product else "Your picks are"
-        return Draft(
-            headline=f"Still thinking it over{name}?",
-            message=f"{item} still in your cart. Complete your order today for "
-            f"{discount_pct}% off.",
-            product_id=product.id if product else None,
-        )
-    greeting = f"Welcome in, {context.first_name}!" if context.first_name else "Welcome in!"
-    product = context.products[0] if context.products else None
-    focus = f" The {product.name} you looked at is here to try." if product else ""
-    return Draft(
-        headline=f"{discount_pct}% off at {context.store.name} today",
-        message=f"{greeting}{focus} Show this offer at the till for {discount_pct}% off today.",
-        product_id=product.id if product else None,
-    )

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from streams.process import ManagedProcess, ProcessFailed, port_open
+from streams.errors import KairosError, ProcessFailed
 from streams.settings import Settings
+from streams.tools.process import ManagedProcess, port_open
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -25,7 +26,7 @@ READY_TIMEOUT_S = 300.0
 CONVERT_TIMEOUT_S = 600.0
 
 
-class LLMServerError(RuntimeError):
+class LLMServerError(KairosError):
     """The embedded LLM server cannot start."""
 
 

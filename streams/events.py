@@ -36,6 +36,8 @@ from typing import Any
 
 import orjson
 
+from streams.errors import InvalidEvent
+
 SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -52,15 +54,6 @@ CRM_TYPES = frozenset({"traits", "order", "ticket", "loyalty"})
 FEEDBACK_ACTIONS = frozenset({"delivered", "opened", "clicked", "redeemed", "dismissed"})
 TICKET_STATUSES = frozenset({"open", "pending", "solved", "closed"})
 SOURCES = ("clickstream", "crm", "location", "feedback")
-
-
-class InvalidEvent(ValueError):
-    """An event kairos cannot take, with a short code and a readable reason."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def decode(source: str, raw: bytes | None, record_ts_ms: int | None = None) -> dict[str, Any]:

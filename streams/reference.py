@@ -16,12 +16,10 @@ from typing import Any
 
 import orjson
 
+from streams.errors import ReferenceDataError
+
 DEMO_DIR = Path(__file__).parent / "data"
 EARTH_RADIUS_M = 6_371_000.0
-
-
-class ReferenceError(ValueError):
-    """A reference file is missing or malformed."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ class Reference:
         if row is not None:
             item = parse_store(row) if kind == "store" else parse_product(row)
             if item.id != key:
-                raise ReferenceError(f"{kind} record keyed {key!r} has id {item.id!r}")
+                raise ReferenceDataError(f"{kind} record keyed {key!r} has id {item.id!r}")
             table[key] = item
         return Reference.of(stores.values(), products.values())
 
@@ -101,7 +99,7 @@ def _cells_of(store: Store) -> Iterator[tuple[int, int]]:
 
 
 def parse_store(row: Any) -> Store:
-    """A store from its JSON object; ReferenceError says what is wrong."""
+    """A store from its JSON object; ReferenceDataError says what is wrong."""
     try:
         store = Store(
             id=_text(row, "id"),
@@ -113,23 +111,23 @@ def parse_store(row: Any) -> Store:
             categories=tuple(str(c) for c in row.get("categories", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ReferenceError(f"store {_name(row)}: {_problem(exc)}") from None
+        raise ReferenceDataError(f"store {_name(row)}: {_problem(exc)}") from None
     if not (-90 <= store.lat <= 90 and -180 <= store.lon <= 180):
-        raise ReferenceError(f"store {store.id!r}: lat/lon out of range")
+        raise ReferenceDataError(f"store {store.id!r}: lat/lon out of range")
     if not 0 < store.radius_m <= 10_000:
-        raise ReferenceError(f"store {store.id!r}: radius_m must be in (0, 10000] metres")
+        raise ReferenceDataError(f"store {store.id!r}: radius_m must be in (0, 10000] metres")
     return store
 
 
 def parse_product(row: Any) -> Product:
-    """A product from its JSON object; ReferenceError says what is wrong."""
+    """A product from its JSON object; ReferenceDataError says what is wrong."""
     try:
         product = Product(_text(row, "id"), _text(row, "name"), _text(row, "category"),
                           float(row["price"]))  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
-        raise ReferenceError(f"product {_name(row)}: {_problem(exc)}") from None
+        raise ReferenceDataError(f"product {_name(row)}: {_problem(exc)}") from None
     if not (product.price >= 0 and math.isfinite(product.price)):
-        raise ReferenceError(f"product {product.id!r}: price must be a non-negative number")
+        raise ReferenceDataError(f"product {product.id!r}: price must be a non-negative number")
     return product
 
 
@@ -172,7 +170,7 @@ def read_rows(path: Path) -> list[Any]:
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise ReferenceError(f"cannot read {path}: {exc}") from None
+        raise ReferenceDataError(f"cannot read {path}: {exc}") from None
     if text.lstrip().startswith(b"["):
         return _read(path)
     rows = []
@@ -181,7 +179,7 @@ def read_rows(path: Path) -> list[Any]:
             try:
                 rows.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                raise ReferenceError(f"{path}, line {n}: not valid JSON: {exc}") from None
+                raise ReferenceDataError(f"{path}, line {n}: not valid JSON: {exc}") from None
     return rows
 
 
@@ -189,23 +187,26 @@ def _read(path: Path) -> list[dict]:
     try:
         rows = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise ReferenceError(f"cannot read {path}: {exc}") from None
+        raise ReferenceDataError(f"cannot read {path}: {exc}") from None
     if not isinstance(rows, list):
-        raise ReferenceError(f"{path}: expected a JSON list")
+        raise ReferenceDataError(f"{path}: expected a JSON list")
     return rows
 
 
-_current: dict[Path | None, Reference] = {}
+class ReferenceData:
+    """The reference data in force in one worker: the files in ``folder``
+    (the packaged ones if None), with the updates applied since."""
 
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._current: Reference | None = None
 
-def current_reference(folder: Path | None) -> Reference:
-    """The reference data in force: the files, with the updates applied since."""
-    reference = _current.get(folder)
-    if reference is None:
-        reference = _current[folder] = load_reference(folder)
-    return reference
+    @property
+    def current(self) -> Reference:
+        if self._current is None:  # read on first use: a tool that never asks reads no file
+            self._current = load_reference(self.folder)
+        return self._current
 
-
-def apply_update(folder: Path | None, kind: str, key: str, row: dict[str, Any] | None) -> None:
-    """Replace, add or remove one store or product in the reference in force."""
-    _current[folder] = current_reference(folder).updated(kind, key, row)
+    def apply(self, kind: str, key: str, row: dict[str, Any] | None) -> None:
+        """Replace, add or remove one store or product."""
+        self._current = self.current.updated(kind, key, row)

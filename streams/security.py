@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from streams.settings import Settings
+from streams.env import env_name
+
+# Each check takes a streams.settings.Settings, which calls them while it
+# validates: typed Any here, as this module cannot import the one importing it.
+Settings = Any
 
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
 def _name(field: str) -> str:
-    # Imported here: streams.settings imports this module while it loads.
-    from streams.settings import env_name
-
     return env_name((field,))
 
 

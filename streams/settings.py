@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,9 +30,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from streams.env import ENV_PREFIX, env_name
+from streams.errors import SettingsError
 from streams.security import kafka_problems, llm_problems
 
-ENV_PREFIX = "KAIROS_"
 CONFIG_ENV = "KAIROS_CONFIG"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 
@@ -41,10 +41,6 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
 # Tokens that example manifests ship with; never a real secret.
 PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme"})
-
-
-class SettingsError(Exception):
-    """A setting is missing or invalid; the message names the variable."""
 
 
 class TopicNames(BaseModel):
@@ -83,7 +79,7 @@ class Settings(BaseSettings):
     )
 
     # Kafka. Unset: `kairos demo` and `kairos broker` run the embedded Apache
-    # Kafka (streams/broker.py) on broker_port, its data under data_dir/kafka.
+    # Kafka (streams/tools/broker.py) on broker_port, its data under data_dir/kafka.
     broker_url: str | None = None
     broker_port: Port = 19092
     # The embedded broker's jars (default: .tools/kafka/lib, which `make` fills)
@@ -331,11 +327,6 @@ def prepare_data_dir(settings: Settings) -> Path:
     return path
 
 
-def env_name(loc: tuple[Any, ...]) -> str:
-    """The environment variable that sets the field at ``loc``."""
-    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings, or raise SettingsError naming the variable."""
     config_file = os.environ.get(CONFIG_ENV)
@@ -410,9 +401,3 @@ def _describe(exc: ValidationError) -> str:
         shown = "" if hidden else f" (got {value!r})"
         lines.append(f"{name}: {message}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()

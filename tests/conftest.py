@@ -12,17 +12,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# In-process imports of the app (unit tests) use in-memory tables and a
-# scratch data directory; workers started by tests get their own settings.
+# Settings read in-process (unit tests' apps and policies) default to
+# in-memory tables and a scratch data directory; workers started by tests get
+# their own settings.
 os.environ["KAIROS_STORE"] = "memory://"
 os.environ["KAIROS_DATA_DIR"] = tempfile.mkdtemp(prefix="kairos-tests-")
 
 import pytest
 
 from models.server import LLMServerError, ensure_model, healthy, runtime_python
-from streams.broker import start_broker
-from streams.process import ManagedProcess, free_port
 from streams.settings import Settings
+from streams.tools.broker import start_broker
+from streams.tools.process import ManagedProcess, free_port
 from tests.support.stack import REPO
 
 VLLM_READY_TIMEOUT_S = 300.0

@@ -10,8 +10,8 @@ from agents.coupons import coupon_code
 from agents.moments import moment_id, offer_id
 from streams.codecs import header_map, loads
 from streams.reference import load_reference
+from streams.runtime.topics import internal_name
 from streams.settings import Settings
-from streams.topics import internal_name
 from tests.support.stack import Worker, consume, produce
 
 FLATIRON = load_reference().stores["s-flatiron"]

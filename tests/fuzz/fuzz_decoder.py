@@ -18,7 +18,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from streams.events import SOURCES, InvalidEvent, decode
+    from streams.errors import InvalidEvent
+    from streams.events import SOURCES, decode
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "EVENTS.md"
 RECORD_TS_MS = 1_795_300_000_000

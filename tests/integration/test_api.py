@@ -16,8 +16,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from streams.process import free_port
 from streams.settings import Settings
+from streams.tools.process import free_port
 from tests.support.stack import Worker, labelled, produce, settings_for_test
 
 pytestmark = pytest.mark.broker

@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 
 from agents.continuity import read_range
 from streams import clients
-from streams.admin import create_topics
+from streams.runtime.admin import create_topics
 from streams.settings import Settings
 from tests.support.stack import settings_for_test
 

@@ -13,9 +13,7 @@ import asyncio
 import hashlib
 import random
 import shutil
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -27,14 +25,14 @@ import rocksdict
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
 
-from streams.admin import create_topics
-from streams.broker import start_broker
-from streams.changelog import FAUST_KEYS
-from streams.process import free_port
+from streams.runtime.admin import create_topics
+from streams.runtime.changelog import FAUST_KEYS
+from streams.runtime.topics import topic_specs
 from streams.settings import Settings
-from streams.topics import topic_specs
+from streams.tools.broker import start_broker
+from streams.tools.process import free_port
+from tests.support.durable import DurableProducer
 from tests.support.stack import Worker, settings_for_test
 
 pytestmark = pytest.mark.broker
@@ -101,95 +99,7 @@ def test_every_topic_kairos_creates_carries_its_declared_configs(
     assert configs[settings.topics.clickstream]["cleanup.policy"][0] == "delete"
 
 
-# -- a producer that outlives a broker outage ----------------------------------------------
-
-
-class DurableProducer:
-    """Sends page views from a thread, in windows, with acks=all and
-    idempotence; a window's failed sends go again (the same messageIds) until
-    the broker takes them. ``delivered`` holds each person's acknowledged
-    messageIds; ``a_third_sent`` is set once a third of the events are."""
-
-    WINDOW = 25
-
-    def __init__(self, settings: Settings, events: list[dict[str, Any]]) -> None:
-        self.settings = settings
-        self.events = events
-        self.delivered: defaultdict[str, set[str]] = defaultdict(set)
-        self.error: BaseException | None = None
-        self.a_third_sent = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="durable-producer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, seconds: float) -> None:
-        self._thread.join(seconds)
-        assert not self._thread.is_alive(), "the producer did not finish"
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        """Give up whatever is not delivered yet, and wait for the thread."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._send_all())
-        except BaseException as exc:  # reported by join
-            self.error = exc
-
-    async def _send_all(self) -> None:
-        producer = await self._producer()
-        try:
-            for start in range(0, len(self.events), self.WINDOW):
-                window = self.events[start : start + self.WINDOW]
-                producer = await self._deliver(producer, window)
-                if start >= len(self.events) // 3:
-                    self.a_third_sent.set()
-        finally:
-            await producer.stop()
-
-    async def _producer(self) -> AIOKafkaProducer:
-        while not self._stopping.is_set():
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.bootstrap_servers,
-                acks="all",
-                enable_idempotence=True,
-                request_timeout_ms=10_000,
-                retry_backoff_ms=200,
-            )
-            try:
-                await producer.start()
-                return producer
-            except KafkaError:
-                await producer.stop()
-                await asyncio.sleep(0.5)
-        raise RuntimeError("the producer was closed")
-
-    async def _deliver(
-        self, producer: AIOKafkaProducer, window: list[dict[str, Any]]
-    ) -> AIOKafkaProducer:
-        todo = window
-        while todo and not self._stopping.is_set():
-            futures, topic = [], self.settings.topics.clickstream
-            for event in todo:
-                value, key = orjson.dumps(event), event["userId"].encode()
-                futures.append(await producer.send(topic, value, key=key))
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [e for e, r in zip(todo, results, strict=True) if isinstance(r, Exception)]
-            for event, result in zip(todo, results, strict=True):
-                if not isinstance(result, Exception):
-                    self.delivered[event["userId"]].add(event["messageId"])
-            if failed:
-                # The producer's idempotence state may not survive what failed: a new one.
-                await producer.stop()
-                producer = await self._producer()
-            todo = failed
-        return producer
+# -- a broker killed mid-stream and restarted ---------------------------------------------
 
 
 def page_views(users: int, per_user: int, start_ms: int) -> list[dict[str, Any]]:

@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.moments import moment_id, offer_id
 from streams.codecs import loads
-from streams.process import free_port
 from streams.settings import Settings
+from streams.tools.process import free_port
 from tests.e2e.scenario import Shopper, shopper_events
 from tests.support.fake_llm import Answer, FakeLLM
 from tests.support.stack import Worker, labelled, produce, settings_for_test

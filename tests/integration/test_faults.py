@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.admin import create_topics
-from streams.broker import start_broker
 from streams.codecs import loads
-from streams.process import ManagedProcess, free_port
+from streams.runtime.admin import create_topics
 from streams.settings import settings_env
+from streams.tools.broker import start_broker
+from streams.tools.process import ManagedProcess, free_port
 from tests.e2e.scenario import Shopper, shopper_events
 from tests.support.fake_llm import Answer, FakeLLM
 from tests.support.stack import REPO, Worker, consume, produce, settings_for_test
@@ -156,7 +156,7 @@ def test_a_worker_waits_for_a_late_broker_and_names_one_that_never_comes(
 ) -> None:
     port = free_port()
     settings = settings_for_test(f"127.0.0.1:{port}", "http://127.0.0.1:9/v1", "none", tmp_path)
-    argv = [sys.executable, "-m", "streams.cli", "worker"]
+    argv = [sys.executable, "-m", "streams.tools.cli", "worker"]
     worker = ManagedProcess("worker", argv, tmp_path / "worker.log",
                             env=settings_env(settings), cwd=REPO)  # fmt: skip
     worker.start()

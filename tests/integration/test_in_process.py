@@ -1,7 +1,7 @@
 """Bundles folded as ingest produces them, on a live worker.
 
 Events that arrive once the worker is ready are folded into their profiles
-by the worker's own ingest (agents/context.py, ``InProcess``). The context
+by the worker's own ingest (agents/handoffs.py, ``InProcess``). The context
 agent then reads each bundle back from kairos.internal.events and must not
 fold it a second time: every event counts once, none as a duplicate. A
 dead letter from such a bundle names where the bundle landed.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agents.context import InProcess
+from agents.handoffs import InProcess
 from streams.codecs import header_map, loads
 from streams.keys import Partitioner
 from tests.support.stack import Worker, consume, labelled, produce, settings_for_test

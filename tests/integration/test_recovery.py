@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.admin import create_topics
 from streams.codecs import loads
+from streams.runtime.admin import create_topics
 from tests.support.stack import Worker, consume, produce, settings_for_test
 
 pytestmark = pytest.mark.broker

@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.admin import create_topics, missing_topics
-from streams.broker import BrokerError, start_broker
 from streams.codecs import header_map
-from streams.topics import topic_specs
+from streams.errors import BrokerError
+from streams.runtime.admin import create_topics, missing_topics
+from streams.runtime.topics import topic_specs
+from streams.tools.broker import start_broker
 from tests.support.stack import Worker, consume, produce, run_cli, settings_for_test
 
 pytestmark = pytest.mark.broker

@@ -23,9 +23,9 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from streams.broker import start_broker
-from streams.process import free_port
 from streams.settings import Settings, settings_env
+from streams.tools.broker import start_broker
+from streams.tools.process import free_port
 from tests.e2e.scenario import OMAR, POISON, shopper_events
 from tests.support.fake_llm import FakeLLM
 from tests.support.secure import (
@@ -222,7 +222,7 @@ def test_settings_errors_show_no_secret(run: Run) -> None:
     ]
     for bad in bad_values:
         done = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "topics", "list"], env={**env, **bad},
+            [sys.executable, "-m", "streams.tools.cli", "topics", "list"], env={**env, **bad},
             capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode == 2, done.stderr

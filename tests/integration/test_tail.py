@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.admin import create_topics
+from streams.runtime.admin import create_topics
 from tests.support.stack import run_cli, settings_for_test
 
 pytestmark = pytest.mark.broker

@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.process import ManagedProcess
 from streams.settings import settings_env
+from streams.tools.process import ManagedProcess
 from tests.support.stack import REPO, settings_for_test
 
 pytestmark = pytest.mark.broker

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.process import free_port
+from streams.tools.process import free_port
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,14 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from agents.context import Fold
+from agents.fold import Fold, Policy
 from agents.ingest import Router
-from streams.bundles import bundles, bundles_by_partition
+from agents.rules import Rules, load_rules
 from streams.codecs import dumps, loads
 from streams.keys import Partitioner
+from streams.reference import ReferenceData
+from streams.runtime.bundles import bundles, bundles_by_partition
+from streams.settings import Settings
 
 SOURCES = {
     "clickstream": "clickstream", "crm": "crm", "location": "location", "feedback": "feedback"
@@ -25,8 +28,16 @@ SOURCES = {
 T0 = 1_795_000_000_000
 
 
+def policy(rules: Rules | None = None) -> Policy:
+    """The fold's policy from the test settings, with ``rules`` or the settings' rules file."""
+    settings = Settings()
+    rules = load_rules(settings.rules_file) if rules is None else rules
+    return Policy.of(settings, rules, ReferenceData(settings.reference_dir))
+
+
 class Harness:
-    def __init__(self, partitions: int = 4) -> None:
+    def __init__(self, partitions: int = 4, rules: Rules | None = None) -> None:
+        self.policy = policy(rules)
         self.router = Router(SOURCES, partitions)
         self.partition_for = Partitioner(partitions)
         self.store: dict[str, bytes] = {}
@@ -59,7 +70,7 @@ class Harness:
             self.fold(loads(queue.pop(0)), queue)
 
     def fold(self, events: list[dict[str, Any]], queue: list[bytes]) -> None:
-        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None)
+        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None, self.policy)
         for event in events:
             assert self.partition_for(event["user"]) == self.partition_for(events[0]["user"])
             fold.apply(event)

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.broker import Listener
+from streams.tools.broker import Listener
 
 MECHANISM = "SCRAM-SHA-512"
 LISTENER = "SECURE"

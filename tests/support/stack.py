@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 
 from streams import clients
-from streams.admin import create_topics
-from streams.process import ManagedProcess, free_port
-from streams.producer import replay
+from streams.runtime.admin import create_topics
 from streams.settings import Settings, TopicNames, settings_env
-from streams.traffic import Planned
+from streams.tools.process import ManagedProcess, free_port
+from streams.tools.producer import replay
+from streams.tools.traffic import Planned
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "tests" / "support" / "rules.yaml"  # no holdout: every moment gets its offer
@@ -65,7 +65,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``kairos ARGS`` in a subprocess with ``settings``; its exit code and output."""
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.tools.cli", *args],
         env=settings_env(settings),
         capture_output=True,
         text=True,
@@ -82,7 +82,7 @@ class Worker:
         self.settings = settings
         self.process = ManagedProcess(
             "worker",
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.tools.cli", "worker"],
             settings.data_dir / "worker.log",
             env=settings_env(settings),
             cwd=REPO,

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from streams.acks import DeliveryFailed, OrderedAcks, process_in_order
+from streams.errors import DeliveryFailed
+from streams.runtime.acks import OrderedAcks, process_in_order
 
 
 class Stream:

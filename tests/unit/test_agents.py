@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from agents import context as context_module
-from agents.context import context, profiles
-from streams import topics
+from agents.runtime import Runtime
+from agents.worker import create_app
 from streams.codecs import dumps, loads
+from streams.keys import Partitioner
+from streams.settings import Settings
 
 FLATIRON = (40.7411, -73.9897)
 
@@ -29,10 +31,15 @@ class Recorder:
 
 
 @pytest.fixture
-def outputs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recorder]:
+def worker() -> Runtime:
+    return create_app(Settings(store="memory://"))
+
+
+@pytest.fixture
+def outputs(monkeypatch: pytest.MonkeyPatch, worker: Runtime) -> dict[str, Recorder]:
     recorders = {"events": Recorder(), "moments": Recorder(), "dlq": Recorder()}
     for name, recorder in recorders.items():
-        monkeypatch.setattr(getattr(topics, name), "send", recorder.send)
+        monkeypatch.setattr(getattr(worker.topics, name), "send", recorder.send)
     changelog = Recorder()
 
     async def write_batch(app: Any, table: Any, partition: int, changes: Any) -> Any:
@@ -53,14 +60,16 @@ async def settle(condition: Any) -> None:
     raise AssertionError("the agent did not get there")
 
 
-def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -> None:
+def test_context_folds_events_and_emits_a_moment(
+    worker: Runtime, outputs: dict[str, Recorder]
+) -> None:
     def event(n: int, kind: str, **fields: Any) -> bytes:
         base = {"v": 1, "id": f"e{n}", "kind": kind, "user": "u2", "ts": 1_800_000_000_000 + n,
                 "at": 0}  # fmt: skip
         return dumps({**base, **fields})
 
     async def scenario() -> None:
-        async with context.test_context() as agent:
+        async with worker.app.agents["kairos.context"].test_context() as agent:
             props = {"product_id": "p-101", "category": "running"}
             view = event(1, "track", name="Product Viewed", props=props)
             ping = event(2, "location", props={"lat": FLATIRON[0], "lon": FLATIRON[1]})
@@ -83,5 +92,18 @@ def test_context_folds_events_and_emits_a_moment(outputs: dict[str, Recorder]) -
     assert [key for key, _ in write["changes"]] == [
         b"u2", b"\x00due:%d:win_back:u2" % (moment["event_ts"] + 30 * 86_400_000),
     ]  # fmt: skip
-    stored = loads(profiles[b"u2"])
+    stored = loads(worker.profiles[b"u2"])
     assert stored["visit"][0] == "s-flatiron" and stored["visit"][4] is True
+
+
+def test_two_apps_in_one_process_share_nothing() -> None:
+    one = create_app(Settings(store="memory://", app_id="one", partitions=2))
+    two = create_app(Settings(store="memory://", app_id="two", partitions=8))
+    assert (one.app.conf.id, two.app.conf.id) == ("one", "two")
+    assert one.profiles is not two.profiles and one.in_process is not two.in_process
+    one.metrics.duplicates.inc(3)
+    counted = [rt.metrics.registry.get_sample_value("kairos_duplicates_total") for rt in (one, two)]
+    assert counted == [3.0, 0.0]
+    assert (one.partition_for("u2"), two.partition_for("u2")) == (
+        Partitioner(2)("u2"), Partitioner(8)("u2"),
+    )  # fmt: skip

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from agents.attribution import HOLDOUT, OFFER
-from agents.context import ATTRIBUTION_MS, RULES
 from agents.moments import moment_id, offer_id
 from agents.rules import in_holdout
 from models.prompts import variant_for
 from streams.reference import load_reference
-from streams.report import table, tally
-from tests.support.harness import T0, Harness
+from streams.tools.report import table, tally
+from tests.support.harness import T0, Harness, policy
 
 FLATIRON = load_reference().stores["s-flatiron"]
-PCT = RULES.holdout_pct("store_entry")
+POLICY = policy()
+PCT = POLICY.rules.holdout_pct("store_entry")
+ATTRIBUTION_MS = POLICY.attribution_ms
 HOUR = 3600 * 1000
 # Event times in the past of the records' time (T0): ingest rejects the future.
 BASE = T0 - 20 * 24 * HOUR

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streams import broker
-from streams.broker import BrokerError
-from streams.kafka_probe import broker_ready, live_brokers
-from streams.process import free_port
+from streams.errors import BrokerError
+from streams.tools import broker
+from streams.tools.kafka_probe import broker_ready, live_brokers
+from streams.tools.process import free_port
 
 
 def fake_java(folder: Path, banner: str) -> Path:

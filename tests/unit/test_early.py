@@ -1,4 +1,4 @@
-"""The early starts (agents/offers.py): generations handed from detection to
+"""The early starts (agents/handoffs.py): generations handed from detection to
 the delivery stage, and dropped when no lane here will claim them."""
 
 from __future__ import annotations
@@ -7,38 +7,44 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from agents import offers
-from agents.offers import EarlyStarts
+from agents.handoffs import EarlyStarts
+from streams.metrics import Metrics
 
 
-@pytest.fixture
-def written(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Stands in for the model: each generation records its moment and waits."""
-    asked: list[str] = []
+class Model:
+    """Stands in for the offer writer: each generation records its moment and waits."""
 
-    async def generate(client: Any, moment: dict[str, Any]) -> dict[str, Any]:
-        asked.append(moment["id"])
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def write(self, moment: dict[str, Any]) -> dict[str, Any]:
+        self.asked.append(moment["id"])
         await asyncio.sleep(3600)
         return {}
 
-    monkeypatch.setattr(offers, "generate", generate)
-    return asked
+
+@pytest.fixture
+def model() -> Model:
+    return Model()
 
 
-def running(owned: set[int]) -> EarlyStarts:
-    early = EarlyStarts(limit=4, max_age_s=60)
-    early.client, early.owns = object(), lambda partition: partition in owned  # type: ignore[assignment]
+def idle() -> EarlyStarts:
+    return EarlyStarts(limit=4, max_age_s=60, metrics=Metrics(CollectorRegistry()))
+
+
+def running(model: Model, owned: set[int]) -> EarlyStarts:
+    early = idle()
+    early.open(model.write, lambda partition: partition in owned)
     return early
 
 
-def test_only_owned_unsuppressed_moments_start_and_each_is_claimed_once(
-    written: list[str],
-) -> None:
+def test_only_owned_unsuppressed_moments_start_and_each_is_claimed_once(model: Model) -> None:
     async def scenario() -> list[bool]:
-        stopped = EarlyStarts(limit=4, max_age_s=60)
+        stopped = idle()
         stopped.start({"id": "m0"}, 0)  # the delivery stage is not running
-        early = running({0})
+        early = running(model, {0})
         early.start({"id": "m1"}, 0)
         early.start({"id": "m2"}, 1)  # another worker's partition
         early.start({"id": "m3", "suppressed": "holdout"}, 0)
@@ -49,13 +55,13 @@ def test_only_owned_unsuppressed_moments_start_and_each_is_claimed_once(
         return outcome
 
     assert asyncio.run(scenario()) == [True, True, True]
-    assert written == ["m1"]
+    assert model.asked == ["m1"]
 
 
-def test_forget_drops_what_no_lane_here_will_claim(written: list[str]) -> None:
+def test_forget_drops_what_no_lane_here_will_claim(model: Model) -> None:
     async def scenario() -> list[bool]:
         owned = {0, 1}
-        early = running(owned)
+        early = running(model, owned)
         early.start({"id": "m1"}, 0)
         parked = asyncio.get_running_loop().create_future()
         early.park("m2", parked, 1)

@@ -46,7 +46,7 @@ def test_loopback_or_a_token_starts_quietly(settings: Settings) -> None:
 
 def test_the_worker_command_stops_before_touching_kafka() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.tools.cli", "worker"],
         env={
             "PATH": "/usr/bin:/bin",
             "KAIROS_WEB_HOST": "0.0.0.0",

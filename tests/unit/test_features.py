@@ -7,10 +7,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.context import ALLOWED_LATENESS_MS, Fold
 from agents.features import SESSION_GAP_MS, WINDOWS, add, features, merge, window
+from agents.fold import Fold
 from agents.profile import new_profile
 from streams.reference import load_reference
+from tests.support.harness import policy
 
 T0 = 1_795_000_000_000
 PRODUCTS = ["p-101", "p-102", "p-201", "p-203", "p-301", "p-302"]
@@ -116,9 +117,10 @@ def test_features_read_cart_purchase_and_visit_recency() -> None:
 
 def test_an_event_later_than_the_allowed_lateness_is_dead_lettered() -> None:
     profile = new_profile("u1")
-    fold = Fold(lambda key: profile)
+    rules = policy()
+    fold = Fold(lambda key: profile, rules)
     base = {"v": 1, "kind": "page", "user": "u1", "at": T0, "props": {}}
-    fold.apply({**base, "id": "new", "ts": T0 + ALLOWED_LATENESS_MS + 60_000})
+    fold.apply({**base, "id": "new", "ts": T0 + rules.allowed_lateness_ms + 60_000})
     fold.apply({**base, "id": "within", "ts": T0 + 60_000})
     fold.apply({**base, "id": "late", "ts": T0 - 1})
     fold.apply({**base, "id": "traits", "kind": "traits", "traits": {"tier": "gold"}, "ts": T0})

@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.context import MAX_HOPS, Fold
+from agents.fold import MAX_HOPS, Fold
 from streams.codecs import loads
-from tests.support.harness import T0, Harness
+from tests.support.harness import T0, Harness, policy
 
 
 def view(n: int, product: str = "p-101", **ids: str) -> tuple[str, dict[str, Any]]:
@@ -139,7 +139,7 @@ def test_a_second_merge_of_the_same_id_elsewhere_is_a_conflict() -> None:
 
 
 def test_an_endless_forward_is_dead_lettered() -> None:
-    fold = Fold(lambda key: {"v": 2, "user": key, "merged_into": "x"})
+    fold = Fold(lambda key: {"v": 2, "user": key, "merged_into": "x"}, policy())
     event = {"v": 1, "id": "e", "kind": "page", "user": "y", "ts": T0, "at": T0, "hops": MAX_HOPS}
     fold.apply(event)
     [(_, code, reason)] = fold.dead

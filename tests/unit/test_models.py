@@ -8,13 +8,17 @@ import orjson
 import pytest
 
 from agents.coupons import coupon_code, discount_pct
+from agents.moment_types import fallback, prompt_for, select_context
+from agents.moment_types.store_entry import prompt as store_entry_prompt
 from agents.profile import apply_event, new_profile
-from models.context import estimated_tokens, select_context
-from models.guardrails import Rejected, check, fallback
-from models.prompts import prompt_for, store_entry_prompt, variant_for
+from agents.rules import load_rules
+from models.context import estimated_tokens
+from models.guardrails import Rejected, check
+from models.prompts import variant_for
 from streams.reference import load_reference
 
 REF = load_reference()
+RULES = load_rules()  # the packaged file: recent interest within 24 hours
 HOUR = 3600 * 1000
 MOMENT = {"store_id": "s-flatiron", "event_ts": 100 * HOUR, "user": "u1"}
 
@@ -30,7 +34,7 @@ def profile_with(views: list[tuple[int, str]], traits: dict | None = None) -> di
 
 
 def context_for(profile: dict):
-    return select_context(profile, MOMENT, REF, recent_interest_ms=24 * HOUR)
+    return select_context(profile, MOMENT, REF, RULES.rule("store_entry"))
 
 
 def test_selects_the_store_relevant_recent_products_only() -> None:
@@ -133,7 +137,7 @@ CART_MOMENT = {"type": "cart_abandoned", "store_id": None, "event_ts": 100 * HOU
 
 def test_a_cart_moment_gets_the_cart_dearest_first_and_no_store() -> None:
     context = select_context(
-        profile_with([], {"name": "Ana"}), CART_MOMENT, REF, recent_interest_ms=24 * HOUR
+        profile_with([], {"name": "Ana"}), CART_MOMENT, REF, RULES.rule("cart_abandoned")
     )
     prices = [p.price for p in context.products]
     assert context.store is None and prices == sorted(prices, reverse=True)
@@ -163,7 +167,7 @@ def test_a_cart_moment_gets_the_cart_dearest_first_and_no_store() -> None:
 def test_a_win_back_moment_names_the_store_and_old_interests() -> None:
     moment = {"type": "win_back", "store_id": "s-soho", "event_ts": 400 * HOUR, "user": "u1"}
     profile = profile_with([(10 * HOUR, "p-101")], {"name": "Ana"})
-    context = select_context(profile, moment, REF, recent_interest_ms=24 * HOUR)
+    context = select_context(profile, moment, REF, RULES.rule("win_back"))
     assert (context.moment_type, context.store.id) == ("win_back", "s-soho")
     assert [p.id for p in context.products] == ["p-101"]  # 390 h old, still used
     assert prompt_for("win_back", context, 15).version == "win_back.v1"
@@ -190,10 +194,10 @@ def test_prompt_variants_split_people_evenly_and_change_only_the_brief() -> None
 def test_context_is_cut_to_the_token_budget_least_relevant_first() -> None:
     views = [(99 * HOUR, "p-101"), (98 * HOUR, "p-201"), (97 * HOUR, "p-102")]
     profile = profile_with(views, {"name": "Alice", "loyalty_tier": "gold"})
-    full = select_context(profile, MOMENT, REF, recent_interest_ms=24 * HOUR, budget_tokens=4096)
+    full = select_context(profile, MOMENT, REF, RULES.rule("store_entry"), budget_tokens=4096)
     steps = []
     for budget in range(estimated_tokens(full.as_prompt_data()), 0, -1):
-        cut = select_context(profile, MOMENT, REF, recent_interest_ms=24 * HOUR,
+        cut = select_context(profile, MOMENT, REF, RULES.rule("store_entry"),
                              budget_tokens=budget)  # fmt: skip
         steps.append(cut.used)
         if estimated_tokens(cut.as_prompt_data()) > budget:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.moments import cart_abandoned, moment_id, store_entry, update_visit, win_back
+from agents.moment_types.cart_abandoned import cart_abandoned
+from agents.moment_types.store_entry import store_entry
+from agents.moment_types.win_back import win_back
+from agents.moments import moment_id, update_visit
 from agents.profile import MAX_VIEWS, apply_event, new_profile, trait
 from streams.reference import load_reference
 

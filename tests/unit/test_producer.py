@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from streams.codecs import dumps
-from streams.events import InvalidEvent, decode
-from streams.producer import plan_file, plan_traits, route
+from streams.errors import InvalidEvent
+from streams.events import decode
 from streams.reference import load_reference
-from streams.synthetic import plan
-from streams.traffic import Population
+from streams.tools.producer import plan_file, plan_traits, route
+from streams.tools.synthetic import plan
+from streams.tools.traffic import Population
 
 REF = load_reference()
 

@@ -9,7 +9,7 @@ import pytest
 from streams.reference import (
     CELL_DEG,
     Reference,
-    ReferenceError,
+    ReferenceDataError,
     Store,
     distance_m,
     load_reference,
@@ -60,5 +60,5 @@ def test_updates_replace_add_and_remove() -> None:
     ],
 )
 def test_a_bad_store_says_what_is_wrong(row: dict, reason: str) -> None:
-    with pytest.raises(ReferenceError, match=reason):
+    with pytest.raises(ReferenceDataError, match=reason):
         load_reference().updated("store", "s", row)

@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
-from agents.moments import store_entry, update_visit
+from agents.fold import update
+from agents.moment_types.store_entry import store_entry
+from agents.moments import update_visit
 from agents.profile import apply_event, new_profile, remember_offer
 from agents.rules import DEFAULT_FILE, Rules, RulesError, in_holdout, load_rules, suppression
 from streams.reference import load_reference
+from tests.support.harness import policy as fold_policy
 
 REF = load_reference()
 FLATIRON = REF.stores["s-flatiron"]
@@ -105,23 +108,19 @@ def test_a_bad_rules_file_names_the_field(tmp_path: Path, text: str, problem: st
         ({"rules": {"store_entry": {"holdout_pct": 100}}}, ["holdout", "no moment"]),
     ],
 )
-def test_what_starts_the_cooldown(
-    monkeypatch: pytest.MonkeyPatch, policy: dict[str, Any], outcomes: list[str | None]
-) -> None:
-    import agents.context as context
-
+def test_what_starts_the_cooldown(policy: dict[str, Any], outcomes: list[str | None]) -> None:
     rules = {"timezone": "UTC", "rules": {"store_entry": {"holdout_pct": 0}}} | policy
-    monkeypatch.setattr(context, "RULES", Rules.model_validate(rules))
+    judged_by = fold_policy(Rules.model_validate(rules))
     day = at("2026-11-21T00:00:00")
     profile = new_profile("u1")
-    context.update(profile, {"kind": "traits", "user": "u1", "ts": day, "id": "t",
+    update(judged_by, profile, {"kind": "traits", "user": "u1", "ts": day, "id": "t",
                              "traits": {"favorite_category": "running"}})  # fmt: skip
     seen = []
     for n, (hour, inside) in enumerate([(3, True), (4, False), (7, True)]):
         lat = FLATIRON.lat + (0 if inside else 0.05)
-        fired = context.update(profile, {"kind": "location", "user": "u1", "id": f"p{n}",
+        fired = update(judged_by, profile, {"kind": "location", "user": "u1", "id": f"p{n}",
                                          "ts": day + hour * HOUR,
                                          "props": {"lat": lat, "lon": FLATIRON.lon}})  # fmt: skip
         if inside:
-            seen.append("no moment" if fired is None else fired.get("suppressed"))
+            seen.append(fired[0].get("suppressed") if fired else "no moment")
     assert seen == outcomes

@@ -14,8 +14,8 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import AuthProtocol
 
 from streams import clients
-from streams.broker import Listener, server_properties
 from streams.settings import Settings, SettingsError, load_settings, settings_env
+from streams.tools.broker import Listener, server_properties
 from tests.support.secure import make_tls
 from tests.support.stack import REPO
 

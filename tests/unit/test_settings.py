@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings, SettingsError, load_settings, prepare_data_dir
+from streams.errors import SettingsError
+from streams.settings import Settings, load_settings, prepare_data_dir
 from tests.support.stack import REPO
 
 
@@ -62,7 +63,7 @@ def test_bad_setting_names_the_variable(
 
 def test_cli_stops_on_a_bad_setting_with_its_name() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "topics", "list"],
+        [sys.executable, "-m", "streams.tools.cli", "topics", "list"],
         env={"PATH": "/usr/bin:/bin", "KAIROS_PARTITIONS": "-3"},
         capture_output=True,
         text=True,
@@ -151,7 +152,7 @@ def test_an_unwritable_data_dir_names_the_variable(
 def test_worker_stops_on_an_uncreatable_data_dir_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.tools.cli", "worker"],
         env={"PATH": "/usr/bin:/bin", "KAIROS_DATA_DIR": str(tmp_path / "file" / "data")},
         capture_output=True,
         text=True,

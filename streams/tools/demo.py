@@ -31,16 +31,17 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from streams import clients
-from streams.admin import BrokerUnavailable, create_topics
 from streams.codecs import loads, now_ms
-from streams.console import Progress, say
-from streams.process import ManagedProcess, ProcessFailed
-from streams.producer import EventProducer, replay
+from streams.errors import BrokerError, CommandError, ProcessFailed
 from streams.reference import load_reference
+from streams.runtime.admin import create_topics
+from streams.runtime.topics import internal_name
 from streams.settings import Settings
-from streams.synthetic import plan
-from streams.topics import internal_name
-from streams.traffic import Population
+from streams.tools.console import Progress, say
+from streams.tools.process import ManagedProcess
+from streams.tools.producer import EventProducer, replay
+from streams.tools.synthetic import plan
+from streams.tools.traffic import Population
 
 WORKER_READY_TIMEOUT_S = 120.0
 STAGES = ("ingest", "moment", "queue", "generation", "delivery", "end_to_end")
@@ -66,16 +67,11 @@ class Tally:
 
 
 def run(settings: Settings, options: DemoOptions) -> int:
-    from streams.cli import CommandError
-
     started: list[ManagedProcess] = []
     tally = Tally()
     try:
         _start_embedded(settings, started)
-        try:
-            created = asyncio.run(create_topics(settings))
-        except BrokerUnavailable as exc:
-            raise CommandError(str(exc)) from None
+        created = asyncio.run(create_topics(settings))
         say(f"topics: {len(created)} created" if created else "topics: all exist")
         started.append(_start_worker(settings))
         asyncio.run(_drive(settings, options, tally))
@@ -102,8 +98,7 @@ def run(settings: Settings, options: DemoOptions) -> int:
 
 def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
     from models.server import LLMServerError, ensure_model, start_llm_server
-    from streams.broker import BrokerError, start_embedded
-    from streams.cli import CommandError
+    from streams.tools.broker import start_embedded
 
     logs = settings.data_dir / "logs"
     try:
@@ -140,7 +135,7 @@ def _start_embedded(settings: Settings, started: list[ManagedProcess]) -> None:
 def _start_worker(settings: Settings) -> ManagedProcess:
     worker = ManagedProcess(
         "worker",
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.tools.cli", "worker"],
         settings.data_dir / "logs" / "worker.log",
     )
     worker.start()
@@ -247,7 +242,7 @@ DELIVERED, OPENED, REDEEMED, HOLDOUT_ORDERS = 0.97, 0.5, 0.35, 0.08
 
 async def _close_the_loop(settings: Settings, options: DemoOptions, tally: Tally) -> None:
     """Feedback and orders for what was offered and held out; then the report."""
-    from streams.report import report, table
+    from streams.tools.report import report, table
 
     rng = random.Random(options.population.seed)
     events: list[tuple[str, dict[str, Any]]] = []

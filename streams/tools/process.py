@@ -17,11 +17,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from streams.errors import ProcessFailed
+
 PR_SET_PDEATHSIG = 1
-
-
-class ProcessFailed(RuntimeError):
-    """A child process exited or did not become ready in time."""
 
 
 def _die_with_parent() -> None:

@@ -11,15 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams import clients
+from streams.errors import BrokerUnavailable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
-
-
-class BrokerUnavailable(RuntimeError):
-    """The Kafka bootstrap servers did not answer."""
 
 
 async def connect_admin(settings: Settings, attempts: int = 6) -> AIOKafkaAdminClient:
@@ -70,7 +67,7 @@ async def _connect(settings: Settings, attempts: int) -> AIOKafkaAdminClient:
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create the declared topics that do not exist yet; return their names."""
-    from streams.topics import topic_specs
+    from streams.runtime.topics import topic_specs
 
     admin = await connect_admin(settings)
     try:
@@ -103,7 +100,7 @@ async def create_topics(settings: Settings) -> list[str]:
 
 async def missing_topics(settings: Settings) -> list[str]:
     """Declared topics the cluster does not have."""
-    from streams.topics import topic_specs
+    from streams.runtime.topics import topic_specs
 
     admin = await connect_admin(settings)
     try:

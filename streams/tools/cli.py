@@ -31,15 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streams.settings import Settings, SettingsError, get_settings, prepare_data_dir
-from streams.traffic import Population
+from streams.errors import BrokerUnavailable, CommandError, SettingsError
+from streams.settings import Settings, load_settings, prepare_data_dir
+from streams.tools.traffic import Population
 
 if TYPE_CHECKING:
-    from streams.process import ManagedProcess
-
-
-class CommandError(RuntimeError):
-    """A command cannot do its job; the message says why."""
+    from streams.tools.process import ManagedProcess
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="kairos: %(message)s", level=logging.WARNING)
     try:
-        settings = get_settings()
+        settings = load_settings()
         return int(args.run(settings, args) or 0)
     except SettingsError as exc:
         print(f"kairos: {exc}", file=sys.stderr)
         return 2
-    except CommandError as exc:
+    except (CommandError, BrokerUnavailable) as exc:
+        # A broker that does not answer is the same for every command: say so, exit 1.
         print(f"kairos: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -135,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.demo import DemoOptions, run
+    from streams.tools.demo import DemoOptions, run
 
     options = DemoOptions(Population.from_args(args), args.offers_out)
     return run(settings, options)
@@ -144,8 +142,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
-    from streams.admin import BrokerUnavailable, missing_topics
     from streams.exposure import api_exposure
+    from streams.runtime.admin import missing_topics
 
     exposure = api_exposure(settings)
     if exposure.refusal:
@@ -153,17 +151,14 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     if exposure.warning:
         logging.getLogger("kairos").warning(exposure.warning)
     prepare_data_dir(settings)
-    try:
-        missing = asyncio.run(missing_topics(settings))
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    missing = asyncio.run(missing_topics(settings))
     if missing:
         raise CommandError(
             "these topics do not exist: " + ", ".join(missing) + "; run `kairos topics create`"
         )
-    import agents  # noqa: F401  (registers the agents)
-    from streams.app import app
+    from agents.worker import create_app
 
+    app = create_app(settings).app
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     # Faust's terminal spinner turns logging up to DEBUG at levels above INFO,
     # which cost ~14% of the worker's CPU; a worker's output is a log anyway.
@@ -181,7 +176,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_broker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.broker import BrokerError, start_embedded
+    from streams.errors import BrokerError
+    from streams.tools.broker import start_embedded
 
     if not settings.embedded_broker:
         raise CommandError("KAIROS_BROKER_URL is set: nothing embedded to start")
@@ -212,17 +208,17 @@ def run_llm(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_produce_synthetic(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.console import CountProgress
     from streams.reference import load_reference
-    from streams.synthetic import plan
+    from streams.tools.console import CountProgress
+    from streams.tools.synthetic import plan
 
     planned = plan(load_reference(settings.reference_dir), Population.from_args(args))
     return _replay(settings, planned, CountProgress("synthetic", len(planned)))
 
 
 def run_produce_file(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.console import CountProgress
-    from streams.producer import count_lines, plan_file
+    from streams.tools.console import CountProgress
+    from streams.tools.producer import count_lines, plan_file
 
     if not args.path.is_file():
         raise CommandError(f"{args.path}: no such file")
@@ -233,8 +229,8 @@ def run_produce_file(settings: Settings, args: argparse.Namespace) -> int:
 def run_load_traits(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from streams.console import CountProgress
-    from streams.producer import count_lines, iso_now, plan_traits
+    from streams.tools.console import CountProgress
+    from streams.tools.producer import count_lines, iso_now, plan_traits
 
     if not args.path.is_file():
         raise CommandError(f"{args.path}: no such file")
@@ -249,24 +245,21 @@ def run_load_traits(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, planned: Any, progress: Any) -> int:
-    from streams.admin import BrokerUnavailable, connect_admin
-    from streams.producer import replay
+    from streams.runtime.admin import connect_admin
+    from streams.tools.producer import replay
 
     async def go() -> int:
         await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
         return await replay(settings, planned, on_sent=progress)
 
-    try:
-        sent = asyncio.run(go())
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    sent = asyncio.run(go())
     print(f"sent {sent} events to {settings.bootstrap_servers}")
     return 0
 
 
 def run_tail(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.admin import BrokerUnavailable, connect_admin
-    from streams.tail import tail
+    from streams.runtime.admin import connect_admin
+    from streams.tools.tail import tail
 
     async def go() -> tuple[int, int]:
         await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
@@ -275,26 +268,20 @@ def run_tail(settings: Settings, args: argparse.Namespace) -> int:
             group=args.group, count=args.count, idle_s=args.idle, as_json=args.json,
         )  # fmt: skip
 
-    try:
-        printed, duplicates = asyncio.run(go())
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    printed, duplicates = asyncio.run(go())
     print(f"{printed} offers, {duplicates} duplicates dropped", file=sys.stderr)
     return 0
 
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.admin import BrokerUnavailable, connect_admin
-    from streams.report import chart, report, table
+    from streams.runtime.admin import connect_admin
+    from streams.tools.report import chart, report, table
 
     async def go() -> list[Any]:
         await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
         return await report(settings)
 
-    try:
-        rows = asyncio.run(go())
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    rows = asyncio.run(go())
     if args.json:
         for row in rows:
             print(orjson.dumps(row.as_dict()).decode())
@@ -308,51 +295,42 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_reference_load(settings: Settings, args: argparse.Namespace) -> int:
     """Every row is checked first; one bad row and nothing is sent."""
-    from streams.admin import BrokerUnavailable
-    from streams.producer import send_reference
-    from streams.reference import ReferenceError, parse_product, parse_store, read_rows
+    from streams.errors import ReferenceDataError
+    from streams.reference import parse_product, parse_store, read_rows
+    from streams.tools.producer import send_reference
 
     kind = "store" if args.kind == "stores" else "product"
     parse = parse_store if kind == "store" else parse_product
     try:
         rows = read_rows(args.path)
-    except ReferenceError as exc:
+    except ReferenceDataError as exc:
         raise CommandError(str(exc)) from None
     problems = []
     for n, row in enumerate(rows, 1):
         try:
             parse(row)
-        except ReferenceError as exc:
+        except ReferenceDataError as exc:
             problems.append(f"row {n}: {exc}")
     if problems:
         raise CommandError(f"{args.path}: nothing sent; " + "; ".join(problems[:10]))
-    try:
-        asyncio.run(send_reference(settings, kind, rows))
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    asyncio.run(send_reference(settings, kind, rows))
     print(f"sent {len(rows)} {args.kind} to {settings.topics.reference}")
     return 0
 
 
 def run_topics_create(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.admin import BrokerUnavailable, create_topics
+    from streams.runtime.admin import create_topics
 
-    try:
-        created = asyncio.run(create_topics(settings))
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    created = asyncio.run(create_topics(settings))
     print("created: " + ", ".join(created) if created else "all topics exist")
     return 0
 
 
 def run_topics_list(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.admin import BrokerUnavailable, missing_topics
-    from streams.topics import topic_specs
+    from streams.runtime.admin import missing_topics
+    from streams.runtime.topics import topic_specs
 
-    try:
-        missing = set(asyncio.run(missing_topics(settings)))
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    missing = set(asyncio.run(missing_topics(settings)))
     for spec in topic_specs(settings):
         state = "missing" if spec.name in missing else "exists"
         print(f"{spec.name:40} {spec.partitions:>4} partitions  {state}")

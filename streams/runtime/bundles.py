@@ -9,9 +9,9 @@ unless a single event is larger.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from streams.codecs import dumps
+from streams.domain import Event
 
 MAX_BUNDLE_BYTES = 512 * 1024
 
@@ -31,7 +31,7 @@ def bundles(events: Iterable[bytes], limit: int = MAX_BUNDLE_BYTES) -> Iterator[
 
 
 def bundles_by_partition(
-    events: Iterable[dict[str, Any]], partition_for: Callable[[str], int]
+    events: Iterable[Event], partition_for: Callable[[str], int]
 ) -> Iterator[tuple[int, bytes]]:
     """Normalized events as (partition, bundle), grouped by their profile id's partition."""
     grouped: dict[int, list[bytes]] = {}

@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from streams.reference import Reference
-from streams.traffic import Planned, Population
+from streams.tools.traffic import Planned, Population
 
 FIRST_NAMES = (
     "Alice",

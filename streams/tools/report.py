@@ -25,15 +25,16 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from agents.attribution import CONVERTED, HOLDOUT, OFFER, group_of
 from streams import clients
-from streams.admin import at_end
+from streams.domain import Moment
+from streams.runtime.admin import at_end
+from streams.runtime.topics import internal_name
 from streams.settings import Settings
-from streams.topics import internal_name
 
 FEEDBACK = ("delivered", "opened", "clicked", "redeemed")
 
@@ -71,7 +72,7 @@ def tally(moments: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]])
     Cell = tuple[str, str, str]  # moment type, variant, group
     cells: dict[str, Cell] = {}  # by moment id
     for record in moments:
-        group = group_of(record)
+        group = group_of(cast(Moment, record))
         if group is not None:
             cells[record["id"]] = (record["type"], record.get("variant") or "", group)
     counted: dict[tuple[str, str], Cell] = {}  # (moment id, outcome): its cell

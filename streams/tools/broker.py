@@ -4,7 +4,7 @@ One JVM is both broker and controller. Its log dirs live under
 ``KAIROS_DATA_DIR/kafka``, so a restart keeps every topic; the first start
 formats them (what Kafka's ``kafka-storage.sh format`` does). The jars come
 from Maven Central through ``deploy/kafka/pom.xml`` (``make`` runs
-``python -m streams.broker fetch`` once; Maven caches them in ``~/.m2``).
+``python -m streams.tools.broker fetch`` once; Maven caches them in ``~/.m2``).
 Used when ``KAIROS_BROKER_URL`` is unset; production points that setting at
 a Kafka cluster instead.
 """
@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.kafka_probe import broker_ready
-from streams.process import ManagedProcess, ProcessFailed, free_port, port_open
+from streams.errors import BrokerError, ProcessFailed
+from streams.tools.kafka_probe import broker_ready
+from streams.tools.process import ManagedProcess, free_port, port_open
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 DEFAULT_LIB = REPO_ROOT / ".tools" / "kafka" / "lib"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
@@ -57,10 +58,6 @@ SMALL_MACHINE = {
     # Topics are created with their configs by `kairos topics create`.
     "auto.create.topics.enable": "false",
 }
-
-
-class BrokerError(RuntimeError):
-    """The embedded broker cannot start; the message says what is missing."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +98,9 @@ def kafka_lib(lib: Path | None = None) -> Path:
     folder = lib or DEFAULT_LIB
     if not any(folder.glob("kafka_2.13-*.jar")):
         raise BrokerError(
-            f"no Kafka jars in {folder}: run `make env` (or `python -m streams.broker fetch`) "
-            "to fetch them with Maven, or set KAIROS_KAFKA_LIB to a folder that has them"
+            f"no Kafka jars in {folder}: run `make env` (or "
+            "`python -m streams.tools.broker fetch`) to fetch them with Maven, or set "
+            "KAIROS_KAFKA_LIB to a folder that has them"
         )
     return folder
 
@@ -267,10 +265,10 @@ def start_embedded(
 
 
 def main(argv: list[str]) -> int:
-    """``python -m streams.broker fetch [LIB]``: fetch the jars (the Makefile runs
+    """``python -m streams.tools.broker fetch [LIB]``: fetch the jars (the Makefile runs
     it when deploy/kafka/pom.xml is newer than its stamp)."""
     if argv[:1] != ["fetch"]:
-        print("usage: python -m streams.broker fetch [LIB]", file=sys.stderr)
+        print("usage: python -m streams.tools.broker fetch [LIB]", file=sys.stderr)
         return 2
     lib = Path(argv[1]) if len(argv) > 1 else DEFAULT_LIB
     try:

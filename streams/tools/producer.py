@@ -23,7 +23,7 @@ import orjson
 from streams import clients
 from streams.codecs import dumps
 from streams.settings import Settings
-from streams.traffic import Planned
+from streams.tools.traffic import Planned
 
 
 def iso_now() -> str:
@@ -210,7 +210,7 @@ def plan_file(path: Path, source: str = "auto", rate: float | None = None) -> It
 
 async def send_reference(settings: Settings, kind: str, rows: list[dict[str, Any]]) -> None:
     """Each row to the reference topic, keyed ``kind:id``; delivered when this returns."""
-    from streams.admin import connect_admin
+    from streams.runtime.admin import connect_admin
 
     await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
     producer = clients.producer(settings, acks="all")

@@ -26,9 +26,11 @@ letter's headers name the topic it came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from streams.app import app
-from streams.settings import Settings, get_settings
+import faust
+
+from streams.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -71,15 +73,33 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-_settings = get_settings()
-_names = _settings.topics
+@dataclass(frozen=True)
+class Topics:
+    """The topics the worker writes or Faust reads, bound to one app.
 
-# Source topics are read by the ingest consumer (agents/ingest.py), not by Faust.
-offers = app.topic(_names.offers)
-dlq = app.topic(_names.dlq)
-outcomes = app.topic(_names.outcomes)
-events = app.topic(internal_name(_settings, "events"))
-moments = app.topic(internal_name(_settings, "moments"))
-profiles_changelog = app.topic(
-    internal_name(_settings, "profiles-changelog"), partitions=_settings.partitions, compacting=True
-)
+    Source topics are read by the ingest consumer (agents/ingest.py), not by
+    Faust, and the reference topic by its follower (agents/reference.py).
+    """
+
+    offers: Any
+    dlq: Any
+    outcomes: Any
+    events: Any
+    moments: Any
+    profiles_changelog: Any
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings) -> Topics:
+        names = settings.topics
+        return cls(
+            offers=app.topic(names.offers),
+            dlq=app.topic(names.dlq),
+            outcomes=app.topic(names.outcomes),
+            events=app.topic(internal_name(settings, "events")),
+            moments=app.topic(internal_name(settings, "moments")),
+            profiles_changelog=app.topic(
+                internal_name(settings, "profiles-changelog"),
+                partitions=settings.partitions,
+                compacting=True,
+            ),
+        )

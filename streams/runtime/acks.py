@@ -20,9 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-
-class DeliveryFailed(RuntimeError):
-    """An event's output could not be delivered; the worker must restart."""
+from streams.errors import DeliveryFailed
 
 
 class OrderedAcks:

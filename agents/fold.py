@@ -1,0 +1,277 @@
+"""The fold: a person's profile and their events in, the profile and what
+the events cause out. No I/O: the caller loads profiles, writes the changes
+and sends the outputs (agents/context.py, agents/output.py).
+
+Per event, in order:
+
+- Forwarding: a profile merged into another keeps only ``merged_into``;
+  events that still arrive for the old id go on to the new one.
+- Dedupe: an event id the profile has already applied is dropped. This is
+  what makes redelivery harmless: ingest resends a batch after a crash, and
+  after a restart the context agent replays bundles whose effects the
+  recovered table already holds.
+- Identity: a ``merge`` event (from ingest) moves an old id's profile into
+  the new id's, by an ``absorb`` event to that id's partition, so events from
+  before an identify count for the merged profile.
+- Otherwise the event is folded in and the moment rules run; a moment
+  carries the profile as it was at that instant, so the offer stage needs no
+  second lookup. Feedback and orders are joined to the moments before them
+  (agents/attribution.py).
+
+The call order, for a bundle: :meth:`Fold.apply` per event, or
+:meth:`Fold.fire` per timer due on a tick; then :meth:`Fold.changes` once
+for the table writes, and the lists of outputs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agents.attribution import group_of, join
+from agents.features import BEHAVIOUR, features, lateness
+from agents.features import add as add_to_tiles
+from agents.features import merge as merge_features
+from agents.moment_types import MOMENT_TYPES
+from agents.moments import offer_id, update_visit
+from agents.profile import (
+    PROFILE_VERSION,
+    Profile,
+    apply_event,
+    first_sight,
+    merge_profiles,
+    new_profile,
+    remember_offer,
+    upgraded,
+)
+from agents.rules import Rules, suppression
+from agents.timers import timer_key
+from models.prompts import variant_for
+from streams.codecs import dumps, loads
+from streams.domain import Event, Moment
+from streams.reference import ReferenceData
+from streams.settings import Settings
+
+# An event forwarded more often than this is caught in ids merged into each other.
+MAX_HOPS = 4
+DETECTED = [kind for kind in MOMENT_TYPES.values() if kind.detect is not None]
+TIMED = [kind for kind in MOMENT_TYPES.values() if kind.timer is not None]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the fold judges by: the moment rules, the reference data in
+    force, and the windows from the settings. Read live on every event, so
+    a fold and its timers never disagree about a rule."""
+
+    rules: Rules
+    reference: ReferenceData
+    allowed_lateness_ms: int
+    attribution_ms: int
+
+    @classmethod
+    def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
+        return cls(
+            rules,
+            reference,
+            allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
+            attribution_ms=int(settings.attribution_window_s * 1000),
+        )
+
+
+def update(policy: Policy, profile: Profile, event: Event) -> list[Moment]:
+    """Fold ``event`` into ``profile``; the moments that fire, judged."""
+    if event["kind"] in BEHAVIOUR:
+        add_to_tiles(profile, event)
+    if event["kind"] == "location":
+        update_visit(profile, event, policy.reference.current)
+        profile["n"] += 1
+    elif event["kind"] == "absorb":
+        source = upgraded(event["profile"])
+        merge_profiles(profile, source)
+        merge_features(profile, source)
+    else:
+        apply_event(profile, event)
+    fired = []
+    for kind in DETECTED:
+        config = policy.rules.rule(kind.name)
+        if not config.enabled or kind.detect is None:
+            continue
+        before = profile["moments"].get(kind.name)
+        moment = kind.detect(profile, config, policy.rules.opt_out_traits)
+        if moment is not None:
+            fired.append(judged(policy.rules, profile, moment, before))
+    return fired
+
+
+def judged(rules: Rules, profile: Profile, moment: Moment, before: int | None) -> Moment:
+    """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py).
+
+    ``before`` is the rule's last moment time before this one: when nothing
+    is sent (quiet hours, a cap), the cooldown does not start.
+    """
+    reason = suppression(profile, moment, rules)
+    if reason is not None:
+        moment["suppressed"] = reason
+    if reason in ("quiet_hours", "frequency_cap"):
+        if before is None:
+            del profile["moments"][moment["type"]]
+        else:
+            profile["moments"][moment["type"]] = before
+    return moment
+
+
+class Fold:
+    """One bundle's effect: profiles touched, and what to send or dead-letter."""
+
+    def __init__(self, load: Callable[[str], Profile | None], policy: Policy) -> None:
+        self._load = load
+        self.policy = policy
+        self.profiles: dict[str, Profile] = {}
+        self.dirty: set[str] = set()
+        self.moments: list[tuple[Event, Moment]] = []
+        self.timers: set[tuple[int, str, str]] = set()  # (due, rule, profile id)
+        self.forwards: list[Event] = []
+        self.dead: list[tuple[Event, str, str]] = []
+        self.applied = 0
+        self.duplicates = 0
+        self.merges: Counter[str] = Counter()
+        self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
+        self.unattributed: Counter[str] = Counter()
+
+    def profile(self, key: str) -> Profile:
+        profile = self.profiles.get(key)
+        if profile is None:
+            profile = self._load(key) or new_profile(key)
+            self.profiles[key] = profile
+        return profile
+
+    def apply(self, event: Event) -> None:
+        key = event["user"]
+        profile = self.profile(key)
+        into = profile.get("merged_into")
+        if event["kind"] == "merge":
+            self._merge(profile, event)
+        elif into is not None:
+            if event["kind"] == "absorb" and into == event["from"]:
+                self._revive(profile, event)
+            else:
+                self._forward(event, into)
+        elif not first_sight(profile, event["id"]):
+            # Written again: a redelivered bundle may be one whose changelog
+            # records never landed, though the local store kept its effects.
+            self.dirty.add(key)
+            self.duplicates += 1
+        elif (late := lateness(profile, event)) > (allowed := self.policy.allowed_lateness_ms):
+            self.dirty.add(key)  # the id is remembered: a resend is a duplicate
+            reason = (
+                f"{event['kind']} event is {late / 60_000:.0f} min older than this person's "
+                f"latest; windows accept up to {allowed // 60_000} min"
+            )
+            self.dead.append((event, "too_late", reason))
+        else:
+            self.dirty.add(key)
+            if event["kind"] == "absorb":
+                self.merges["merged"] += 1
+            else:
+                self.applied += 1
+            self._fold_in(profile, event)
+
+    def _fold_in(self, profile: Profile, event: Event) -> None:
+        """Fold a new event in: join it to moments, run the rules, set the timers."""
+        # Waits the event can move, with when each began before it (an absorb
+        # brings the old id's cart and visits).
+        waits = [(kind, kind.timer.started_at(profile)) for kind in TIMED
+                 if kind.timer is not None and event["kind"] in kind.timer.watches
+                 and self.policy.rules.rule(kind.name).enabled]  # fmt: skip
+        joined, unattributed = join(profile, event, self.policy.attribution_ms)
+        self.outcomes += joined
+        if unattributed:
+            self.unattributed[unattributed] += 1
+        for moment in update(self.policy, profile, event):
+            self._record(profile, event, moment)
+        for kind, before in waits:
+            assert kind.timer is not None
+            after = kind.timer.started_at(profile)
+            if after is not None and after != before:
+                wait = kind.timer.wait_ms(self.policy.rules.rule(kind.name))
+                self.timers.add((after + wait, kind.name, event["user"]))
+
+    def fire(self, rule: str, key: str, now: int) -> None:
+        """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``."""
+        profile = self.profile(key)
+        if "merged_into" in profile:
+            return  # the profile moved, with its cart and visits, and timers of its own
+        kind = MOMENT_TYPES.get(rule)
+        config = self.policy.rules.rule(rule) if kind is not None else None
+        if kind is None or kind.timer is None or config is None or not config.enabled:
+            return
+        before = profile["moments"].get(rule)
+        moment, again = kind.timer.fire(profile, now, config, self.policy.rules.opt_out_traits)
+        if again is not None:
+            self.timers.add((again, rule, key))
+            self.dirty.add(key)
+        elif moment is not None:
+            self.dirty.add(key)
+            trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": now,
+                              "timer": True}  # fmt: skip
+            self._record(profile, trigger, judged(self.policy.rules, profile, moment, before))
+
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The table writes: each changed profile once, and the timers set."""
+        written: list[tuple[bytes, bytes | None]] = [
+            (key.encode(), dumps(self.profiles[key])) for key in self.dirty
+        ]
+        return written + [(timer_key(due, rule, key), b"") for due, rule, key in self.timers]
+
+    def _record(self, profile: Profile, event: Event, moment: Moment) -> None:
+        moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
+        moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
+        moment["variant"] = variant_for(moment["user"], moment["type"])
+        group = group_of(moment)
+        if group is not None:
+            remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],
+                           moment["variant"], group)  # fmt: skip
+        self.moments.append((event, moment))
+
+    def _merge(self, profile: Profile, event: Event) -> None:
+        """Move the profile of ``event["user"]`` into ``event["into"]``."""
+        old, into = event["user"], event["into"]
+        held = profile.get("merged_into")
+        if held is not None:
+            self.merges["already" if held == into else "conflict"] += 1
+            return
+        self.profiles[old] = {
+            "v": PROFILE_VERSION, "user": old, "merged_into": into, "updated": event["ts"]
+        }  # fmt: skip
+        self.dirty.add(old)
+        self._forward(
+            {"v": event["v"], "id": f"absorb:{old}:{into}", "kind": "absorb", "user": into,
+             "from": old, "profile": profile, "ts": event["ts"], "at": event["at"]},
+            into,
+        )  # fmt: skip
+
+    def _revive(self, stub: Profile, event: Event) -> None:
+        """``A`` merged into ``B``, then ``B`` into ``A``: ``A`` takes it all back."""
+        key = stub["user"]
+        profile = upgraded(dict(event["profile"], user=key))
+        profile["ids"] = [i for i in profile["ids"] if i != key]
+        if event["from"] not in profile["ids"]:
+            profile["ids"].insert(0, event["from"])
+        self.profiles[key] = profile
+        self.dirty.add(key)
+        self.merges["merged"] += 1
+
+    def _forward(self, event: Event, into: str) -> None:
+        hops = event.get("hops", 0) + 1
+        if hops > MAX_HOPS:
+            self.merges["loop"] += 1
+            reason = (
+                f"event for {event['user']!r} was forwarded {MAX_HOPS} times: "
+                "its ids are merged into each other"
+            )
+            self.dead.append((event, "identity_loop", reason))
+            return
+        self.forwards.append({**event, "user": into, "hops": hops})

@@ -1,0 +1,51 @@
+"""The moment types, registered once. Adding one is a module here and a line below.
+
+Every other part of kairos reaches a moment type through :data:`MOMENT_TYPES`
+(or the three helpers that look one up): the fold for its rule, the rules
+file for its section, the offers stage for its context, prompt and template.
+"""
+
+from __future__ import annotations
+
+from agents.moment_types import browse_abandoned, cart_abandoned, store_entry, win_back
+from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
+from agents.profile import Profile
+from models.context import DEFAULT_BUDGET_TOKENS, ContextSlice, within_budget
+from models.guardrails import Draft
+from models.prompts import Prompt, with_variant
+from streams.reference import Reference
+
+MOMENT_TYPES: dict[str, MomentType] = {
+    kind.name: kind
+    for kind in (store_entry.TYPE, cart_abandoned.TYPE, win_back.TYPE, browse_abandoned.TYPE)
+}
+STORE_ENTRY = store_entry.NAME
+
+__all__ = [
+    "MOMENT_TYPES", "STORE_ENTRY", "Moment", "MomentType", "RuleConfig", "Timer",
+    "fallback", "prompt_for", "select_context",
+]  # fmt: skip
+
+
+def select_context(
+    profile: Profile,
+    moment: Moment,
+    reference: Reference,
+    config: RuleConfig,
+    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+) -> ContextSlice:
+    """The facts for this moment (``config`` is its type's rules), ranked, and
+    cut to ``budget_tokens`` of prompt data."""
+    kind = MOMENT_TYPES[moment.get("type", STORE_ENTRY)]
+    return within_budget(kind.context(profile, moment, reference, config), budget_tokens)
+
+
+def prompt_for(
+    moment_type: str, context: ContextSlice, discount_pct: int, variant: str = "a"
+) -> Prompt:
+    return with_variant(MOMENT_TYPES[moment_type].prompt(context, discount_pct), variant)
+
+
+def fallback(context: ContextSlice, discount_pct: int) -> Draft:
+    """The template message used when the model's answer cannot be sent."""
+    return MOMENT_TYPES[context.moment_type].template(context, discount_pct)

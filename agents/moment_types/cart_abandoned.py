@@ -1,0 +1,147 @@
+"""Cart abandonment: products in the cart, no change to it and no order for
+``idle_minutes``.
+
+An order empties the cart (the items added before it), so a cart still
+holding products after the idle time was left. Fires once per cart state:
+the moment's time is when the idle time ran out, and the next one must be
+``cooldown_minutes`` later. Checked on each tick, so it fires up to
+``KAIROS_SWEEP_INTERVAL_S`` late.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import Field
+
+from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
+from agents.moment_types.facts import name_and_tier
+from agents.moments import OPT_OUT_TRAITS, cart_changed_at, due_again, moment_id, opted_out
+from agents.profile import Profile
+from models.context import MAX_PRODUCTS, ContextSlice
+from models.guardrails import Draft
+from models.prompts import Prompt, few_shot
+from streams.reference import Reference
+
+NAME = "cart_abandoned"
+
+
+class CartAbandoned(RuleConfig):
+    idle_minutes: float = Field(default=30, gt=0)
+    cooldown_minutes: float = Field(default=1440, ge=0)
+
+    @property
+    def idle_ms(self) -> int:
+        return int(self.idle_minutes * 60_000)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return int(self.cooldown_minutes * 60_000)
+
+
+def cart_abandoned(
+    profile: Profile, now: int, *, idle_ms: int, cooldown_ms: int,
+    opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS,
+) -> Moment | None:  # fmt: skip
+    """The cart-abandonment moment, if the cart has sat unchanged for ``idle_ms`` by ``now``."""
+    changed = cart_changed_at(profile)
+    if changed is None or now < changed + idle_ms:
+        return None
+    if opted_out(profile, opt_out_traits):
+        return None
+    due = changed + idle_ms
+    if not due_again(profile, NAME, due, cooldown_ms):
+        return None
+    products = sorted(profile["cart"])
+    trigger = f"cart@{changed}"
+    return {
+        "id": moment_id(NAME, profile["user"], ",".join(products), trigger),
+        "type": NAME,
+        "user": profile["user"],
+        "store_id": None,
+        "event_ts": due,
+        "trigger_id": trigger,
+        "cart": products,
+    }
+
+
+def fire(
+    profile: Profile, now: int, config: CartAbandoned, opt_out_traits: tuple[str, ...]
+) -> tuple[Moment | None, int | None]:
+    moment = cart_abandoned(profile, now, idle_ms=config.idle_ms, cooldown_ms=config.cooldown_ms,
+                            opt_out_traits=opt_out_traits)  # fmt: skip
+    return moment, None
+
+
+def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
+    """The name, the tier, and the products in the cart, dearest first."""
+    known = [reference.products[p] for p in moment["cart"] if p in reference.products]
+    products = sorted(known, key=lambda product: product.price, reverse=True)[:MAX_PRODUCTS]
+    first_name, tier, used = name_and_tier(profile)
+    used += [f"cart:{p.id}" for p in products]
+    return ContextSlice(None, first_name, tier, None, tuple(products), tuple(used), NAME, "cart")
+
+
+SYSTEM = (
+    "You write one short, friendly reminder about items left in an online shopping cart. "
+    "Use only the facts in the customer data and call the customer by their first_name. "
+    "Never include links, prices or codes. Reply in JSON."
+)
+EXAMPLES = (
+    (
+        {"cart": ["Canvas tote"], "first_name": "Sam"},
+        "Canvas tote",
+        10,
+        {"headline": "Sam, your tote is waiting",
+         "message": "Hi Sam, the Canvas tote is still in your cart. Finish your order today "
+                    "and enjoy 10% off.",
+         "product_id": "p-402"},
+    ),
+    (
+        {"cart": ["Daypack 22L", "Merino running socks"], "first_name": "Lena"},
+        "Daypack 22L",
+        15,
+        {"headline": "Lena, still want the Daypack?",
+         "message": "Your Daypack 22L is saved in your cart, Lena. Check out today with "
+                    "15% off.",
+         "product_id": "p-203"},
+    ),
+)  # fmt: skip
+
+
+def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+    focus = context.products[0].name if context.products else None
+    shots = [(_task(facts, product, pct), answer)
+             for facts, product, pct, answer in EXAMPLES]  # fmt: skip
+    task = _task(context.as_prompt_data(), focus, discount_pct)
+    return few_shot("cart_abandoned.v1", SYSTEM, shots, task, context)
+
+
+def _task(facts: dict[str, Any], product: str | None, discount_pct: int) -> str:
+    focus = f"Remind them the {product} is waiting." if product else "Remind them of their cart."
+    return (
+        f"Customer data: {orjson.dumps(facts).decode()}\n"
+        f"The customer left items in their cart. {focus} "
+        f"Say they get {discount_pct}% off if they complete the order today."
+    )
+
+
+def template(context: ContextSlice, discount_pct: int) -> Draft:
+    product = context.products[0] if context.products else None
+    name = f", {context.first_name}" if context.first_name else ""
+    item = f"The {product.name} is" if product else "Your picks are"
+    return Draft(
+        headline=f"Still thinking it over{name}?",
+        message=f"{item} still in your cart. Complete your order today for {discount_pct}% off.",
+        product_id=product.id if product else None,
+    )
+
+
+TIMER = Timer(
+    watches=frozenset({"track", "absorb", "order"}),
+    started_at=cart_changed_at,
+    wait_ms=lambda config: int(config.idle_ms),
+    fire=fire,
+)
+TYPE = MomentType(NAME, CartAbandoned, context, prompt, template, timer=TIMER)

@@ -1,0 +1,171 @@
+"""In-store entry: a known shopper walks into a store.
+
+A location ping puts the person inside a store's geofence (coming from
+elsewhere), and they showed interest (a product view within
+``recent_interest_minutes`` before the visit) or have a known favorite
+category; not opted out; not within the cooldown since the last one.
+
+Judged in event time after every event, not only on the ping: clickstream
+and location arrive on different topics, so a view can be processed after
+the ping that follows it. The visit is remembered (agents/moments.py), and a
+view that arrives late still fires the visit's moment while the visit lasts.
+The moment's id comes from the entry ping, so it is the same whichever
+event completed the rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import Field
+
+from agents.moment_types.base import Moment, MomentType, RuleConfig
+from agents.moment_types.facts import name_and_tier, rank_products
+from agents.moments import OPT_OUT_TRAITS, SAME_VISIT_MS, moment_id, opted_out
+from agents.profile import Profile, recent_views, trait
+from models.context import ContextSlice, short_text
+from models.guardrails import Draft
+from models.prompts import Prompt, few_shot
+from streams.reference import Reference
+
+NAME = "store_entry"
+
+
+class StoreEntry(RuleConfig):
+    recent_interest_minutes: float = Field(default=1440, gt=0)
+    cooldown_minutes: float = Field(default=360, ge=0)
+
+    @property
+    def recent_interest_ms(self) -> int:
+        return int(self.recent_interest_minutes * 60_000)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return int(self.cooldown_minutes * 60_000)
+
+
+def store_entry(
+    profile: Profile, *, recent_interest_ms: int, cooldown_ms: int,
+    opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS,
+) -> Moment | None:  # fmt: skip
+    """The store-entry moment, if the current visit now meets the rule."""
+    store_id, entered, last, trigger, fired = profile["visit"]
+    if store_id is None or fired or profile["updated"] - last > SAME_VISIT_MS:
+        return None
+    if opted_out(profile, opt_out_traits):
+        return None
+    interested = recent_views(profile, last, recent_interest_ms)
+    if not interested and not trait(profile, "favorite_category"):
+        return None
+    previous = profile["moments"].get(NAME)
+    if previous is not None and entered - previous < cooldown_ms:
+        return None
+    profile["visit"][4] = True
+    profile["moments"][NAME] = entered
+    return {
+        "id": moment_id(NAME, profile["user"], store_id, trigger),
+        "type": NAME,
+        "user": profile["user"],
+        "store_id": store_id,
+        "event_ts": entered,
+        "trigger_id": trigger,
+    }
+
+
+def detect(profile: Profile, config: StoreEntry, opt_out_traits: tuple[str, ...]) -> Moment | None:
+    return store_entry(profile, recent_interest_ms=config.recent_interest_ms,
+                       cooldown_ms=config.cooldown_ms, opt_out_traits=opt_out_traits)  # fmt: skip
+
+
+def store_context(
+    profile: Profile, moment: Moment, reference: Reference, window_ms: int
+) -> ContextSlice:
+    """The name, the tier, and the products viewed within ``window_ms``, ranked by
+    relation to the store, then recency; the favorite category if none."""
+    assert moment["store_id"] is not None  # a store entry is about a store
+    store = reference.stores[moment["store_id"]]
+    first_name, tier, used = name_and_tier(profile)
+    favorite = short_text(trait(profile, "favorite_category"))
+    products = rank_products(profile, moment["event_ts"], window_ms, store, reference)
+    used.extend(f"view:{p.id}" for p in products)
+    if favorite and not products:
+        used.append("trait:favorite_category")
+    return ContextSlice(store, first_name, tier, favorite, tuple(products), tuple(used))
+
+
+def context(
+    profile: Profile, moment: Moment, reference: Reference, config: StoreEntry
+) -> ContextSlice:
+    return store_context(profile, moment, reference, config.recent_interest_ms)
+
+
+SYSTEM = (
+    "You write one short, friendly in-store offer for a retail app. "
+    "Use only the facts in the customer data and call the customer by their first_name. "
+    "Never include links, prices or codes. Reply in JSON."
+)
+# Two worked examples: small models follow examples far better than rules,
+# and two different customers show which parts change. They also show the
+# compact JSON wanted (no whitespace for the model to loop on).
+EXAMPLES = (
+    (
+        {"store": "SoHo", "recently_viewed": ["Canvas tote"], "first_name": "Sam"},
+        "SoHo",
+        "Canvas tote",
+        10,
+        {
+            "headline": "Sam, your tote is here",
+            "message": "Welcome to SoHo, Sam! The Canvas tote you liked is in store today. "
+            "Enjoy 10% off.",
+            "product_id": "p-402",
+        },
+    ),
+    (
+        {"store": "Flatiron", "recently_viewed": ["Daypack 22L"], "first_name": "Lena"},
+        "Flatiron",
+        "Daypack 22L",
+        15,
+        {
+            "headline": "Lena, come see the Daypack",
+            "message": "Hi Lena, welcome to Flatiron! Try the Daypack 22L you looked at, "
+            "with 15% off just for today.",
+            "product_id": "p-203",
+        },
+    ),
+)
+
+
+def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+    assert context.store is not None
+    focus = context.products[0].name if context.products else None
+    shots = [(_task(facts, store, product, pct), answer)
+             for facts, store, product, pct, answer in EXAMPLES]  # fmt: skip
+    task = _task(context.as_prompt_data(), context.store.name, focus, discount_pct)
+    return few_shot("store_entry.v1", SYSTEM, shots, task, context)
+
+
+def _task(facts: dict[str, Any], store: str, product: str | None, discount_pct: int) -> str:
+    focus = (
+        f"Invite them to see the {product} in store." if product else "Invite them to look around."
+    )
+    return (
+        f"Customer data: {orjson.dumps(facts).decode()}\n"
+        f"The customer just walked into our {store} store. {focus} "
+        f"Say they get {discount_pct}% off today."
+    )
+
+
+def template(context: ContextSlice, discount_pct: int) -> Draft:
+    assert context.store is not None
+    greeting = f"Welcome in, {context.first_name}!" if context.first_name else "Welcome in!"
+    product = context.products[0] if context.products else None
+    focus = f" The {product.name} you looked at is here to try." if product else ""
+    return Draft(
+        headline=f"{discount_pct}% off at {context.store.name} today",
+        message=f"{greeting}{focus} Show this offer at the till for {discount_pct}% off today.",
+        product_id=product.id if product else None,
+    )
+
+
+TYPE = MomentType(NAME, StoreEntry, context, prompt, template, detect=detect)

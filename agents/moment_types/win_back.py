@@ -1,0 +1,147 @@
+"""Win-back: a shopper who has not been back to a store for ``lapsed_days``.
+
+The wait starts when a store visit begins; when it runs out and the visit
+went on, it waits for that visit's end instead. A shopper who came back
+since has a newer visit, with its own wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import Field
+
+from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
+from agents.moment_types.store_entry import store_context
+from agents.moments import OPT_OUT_TRAITS, due_again, last_store_visit, moment_id, opted_out
+from agents.profile import Profile
+from models.context import ContextSlice
+from models.guardrails import Draft
+from models.prompts import Prompt, few_shot
+from streams.reference import Reference
+
+NAME = "win_back"
+DAY_MS = 86_400_000
+# A lapsed shopper's views are old: any still remembered may be used.
+VIEWS_MS = 365 * DAY_MS
+
+
+class WinBack(RuleConfig):
+    lapsed_days: float = Field(default=30, gt=0)
+    cooldown_days: float = Field(default=30, ge=0)
+
+    @property
+    def lapsed_ms(self) -> int:
+        return int(self.lapsed_days * DAY_MS)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return int(self.cooldown_days * DAY_MS)
+
+
+def win_back(
+    profile: Profile, now: int, *, lapsed_ms: int, cooldown_ms: int,
+    opt_out_traits: tuple[str, ...] = OPT_OUT_TRAITS,
+) -> Moment | None:  # fmt: skip
+    """The win-back moment, if the latest store visit ended ``lapsed_ms`` before ``now``."""
+    held = profile.get("last_store")
+    if not held or now < held[2] + lapsed_ms:
+        return None  # never visited, or came back since: that visit has its own timer
+    if opted_out(profile, opt_out_traits):
+        return None
+    store_id, entered, last = held
+    due = last + lapsed_ms
+    if not due_again(profile, NAME, due, cooldown_ms):
+        return None
+    trigger = f"visit@{entered}"
+    return {
+        "id": moment_id(NAME, profile["user"], store_id, trigger),
+        "type": NAME,
+        "user": profile["user"],
+        "store_id": store_id,
+        "event_ts": due,
+        "trigger_id": trigger,
+    }
+
+
+def fire(
+    profile: Profile, now: int, config: WinBack, opt_out_traits: tuple[str, ...]
+) -> tuple[Moment | None, int | None]:
+    held = profile.get("last_store")
+    if held and now < held[2] + config.lapsed_ms:  # the visit went on: wait for its end
+        return None, held[2] + config.lapsed_ms
+    moment = win_back(profile, now, lapsed_ms=config.lapsed_ms, cooldown_ms=config.cooldown_ms,
+                      opt_out_traits=opt_out_traits)  # fmt: skip
+    return moment, None
+
+
+def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
+    """The store-entry context of the store (or the first store, if it closed),
+    from any view still remembered."""
+    held = reference.stores.get(moment["store_id"] or "")
+    store = held or next(iter(reference.stores.values()))
+    base = store_context(profile, {**moment, "store_id": store.id}, reference, VIEWS_MS)
+    return ContextSlice(
+        store, base.first_name, base.loyalty_tier, base.favorite_category, base.products,
+        base.used, NAME,
+    )  # fmt: skip
+
+
+SYSTEM = (
+    "You write one short, warm message inviting a customer back to a store they have not "
+    "visited for a while. Use only the facts in the customer data and call the customer by "
+    "their first_name. Never include links, prices or codes. Reply in JSON."
+)
+EXAMPLES = (
+    (
+        {"store": "SoHo", "recently_viewed": ["Canvas tote"], "first_name": "Sam"},
+        "SoHo",
+        "Canvas tote",
+        10,
+        {"headline": "Sam, we miss you at SoHo",
+         "message": "Hi Sam, it has been a while! Come back to SoHo this week for 10% off. "
+                    "The Canvas tote is still here.",
+         "product_id": "p-402"},
+    ),
+)  # fmt: skip
+
+
+def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+    assert context.store is not None
+    focus = context.products[0].name if context.products else None
+    shots = [(_task(facts, store, product, pct), answer)
+             for facts, store, product, pct, answer in EXAMPLES]  # fmt: skip
+    task = _task(context.as_prompt_data(), context.store.name, focus, discount_pct)
+    return few_shot("win_back.v1", SYSTEM, shots, task, context)
+
+
+def _task(facts: dict[str, Any], store: str, product: str | None, discount_pct: int) -> str:
+    focus = f" Mention the {product}." if product else ""
+    return (
+        f"Customer data: {orjson.dumps(facts).decode()}\n"
+        f"The customer has not visited our {store} store for a while. Invite them back.{focus} "
+        f"Say they get {discount_pct}% off on a visit this week."
+    )
+
+
+def template(context: ContextSlice, discount_pct: int) -> Draft:
+    assert context.store is not None
+    product = context.products[0] if context.products else None
+    hello = f"Hi {context.first_name}, it's" if context.first_name else "It's"
+    focus = f" The {product.name} is waiting." if product else ""
+    return Draft(
+        headline=f"We miss you at {context.store.name}",
+        message=f"{hello} been a while! Come back to {context.store.name} this week for "
+        f"{discount_pct}% off.{focus}",
+        product_id=product.id if product else None,
+    )
+
+
+TIMER = Timer(
+    watches=frozenset({"location", "absorb"}),
+    started_at=last_store_visit,
+    wait_ms=lambda config: int(config.lapsed_ms),
+    fire=fire,
+)
+TYPE = MomentType(NAME, WinBack, context, prompt, template, timer=TIMER)

@@ -1,0 +1,26 @@
+"""A detected moment: what the offers stage needs to write its offer."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class _Required(TypedDict):
+    id: str  # deterministic: the same trigger always gives the same id
+    type: str  # a key of agents.moment_types.MOMENT_TYPES
+    user: str
+    store_id: str | None
+    event_ts: int  # when it happened, in event time
+    trigger_id: str
+
+
+class Moment(_Required, total=False):
+    cart: list[str]  # cart_abandoned: the products in the cart
+    product_id: str  # browse_abandoned: the product looked at
+    views: int  # browse_abandoned: how often, in the session
+    profile: dict[str, Any]  # the profile as it was at the moment
+    features: dict[str, Any]
+    variant: str  # the prompt's A/B variant
+    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap
+    ingested_at: int
+    detected_at: int
