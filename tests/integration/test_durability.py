@@ -153,8 +153,9 @@ def ready(settings: Settings) -> bool:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="open: in about 1 run in 10 some views are missing 120 s after the broker "
-    "restarts, with the worker running and rejoined; under investigation (issue 15)",
+    reason="under load, the rebalance after the outage can make faust-streaming skip "
+    "bundles of kairos.internal.events; agents/continuity.py reads them back, and this "
+    "stays non-strict until runs under load show no shortfall with it",
 )
 def test_a_broker_killed_mid_stream_and_restarted_on_its_data_loses_and_doubles_nothing(
     tmp_path: Path,
