@@ -9,6 +9,7 @@ data. The output is constrained by a JSON schema that vLLM enforces.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,18 @@ def variant_for(user: str, moment_type: str) -> str:
 def with_variant(prompt: Prompt, variant: str) -> Prompt:
     system = dict(prompt.messages[0], content=prompt.messages[0]["content"] + VARIANTS[variant])
     return Prompt(prompt.version, [system, *prompt.messages[1:]], prompt.schema, variant)
+
+
+def worked_prompt(
+    version: str, system: str, examples: Sequence[tuple[Any, ...]], task: Callable[..., str],
+    context: ContextSlice, discount_pct: int, *about: str,
+) -> Prompt:  # fmt: skip
+    """A moment type's prompt: each example is ``task``'s arguments then the answer
+    it shows; the live task is ``task(facts, *about, focus product, discount)``."""
+    focus = context.products[0].name if context.products else None
+    shots = [(task(*example[:-1]), example[-1]) for example in examples]
+    now = task(context.as_prompt_data(), *about, focus, discount_pct)
+    return few_shot(version, system, shots, now, context)
 
 
 def few_shot(

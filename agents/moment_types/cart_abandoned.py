@@ -21,7 +21,7 @@ from agents.moments import OPT_OUT_TRAITS, cart_changed_at, due_again, moment_id
 from agents.profile import Profile
 from models.context import MAX_PRODUCTS, ContextSlice
 from models.guardrails import Draft
-from models.prompts import Prompt, few_shot
+from models.prompts import Prompt, worked_prompt
 from streams.reference import Reference
 
 NAME = "cart_abandoned"
@@ -111,11 +111,7 @@ EXAMPLES = (
 
 
 def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
-    focus = context.products[0].name if context.products else None
-    shots = [(_task(facts, product, pct), answer)
-             for facts, product, pct, answer in EXAMPLES]  # fmt: skip
-    task = _task(context.as_prompt_data(), focus, discount_pct)
-    return few_shot("cart_abandoned.v1", SYSTEM, shots, task, context)
+    return worked_prompt("cart_abandoned.v1", SYSTEM, EXAMPLES, _task, context, discount_pct)
 
 
 def _task(facts: dict[str, Any], product: str | None, discount_pct: int) -> str:

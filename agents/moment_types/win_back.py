@@ -18,7 +18,7 @@ from agents.moments import OPT_OUT_TRAITS, due_again, last_store_visit, moment_i
 from agents.profile import Profile
 from models.context import ContextSlice
 from models.guardrails import Draft
-from models.prompts import Prompt, few_shot
+from models.prompts import Prompt, worked_prompt
 from streams.reference import Reference
 
 NAME = "win_back"
@@ -109,11 +109,8 @@ EXAMPLES = (
 
 def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
     assert context.store is not None
-    focus = context.products[0].name if context.products else None
-    shots = [(_task(facts, store, product, pct), answer)
-             for facts, store, product, pct, answer in EXAMPLES]  # fmt: skip
-    task = _task(context.as_prompt_data(), context.store.name, focus, discount_pct)
-    return few_shot("win_back.v1", SYSTEM, shots, task, context)
+    return worked_prompt("win_back.v1", SYSTEM, EXAMPLES, _task, context, discount_pct,
+                         context.store.name)  # fmt: skip
 
 
 def _task(facts: dict[str, Any], store: str, product: str | None, discount_pct: int) -> str:
