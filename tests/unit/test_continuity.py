@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from faust.types import TP
+
+from agents import context
 from agents.continuity import Continuity
+from agents.rules import load_rules
+from agents.worker import build_runtime
+from streams.settings import Settings
 
 
 def test_the_first_record_and_each_next_one_show_no_skip() -> None:
@@ -43,3 +51,22 @@ def test_a_partition_another_worker_held_meanwhile_starts_afresh() -> None:
     continuity.assigned({1})  # partition 0 went to another worker
     continuity.assigned({0, 1})  # and came back, read on by that worker
     assert continuity.skipped(0, 90) == range(0)
+
+
+def test_the_context_stage_learns_each_generation_from_the_apps_assignment() -> None:
+    rt = build_runtime(Settings(store="memory://"), load_rules(None))
+    stage = context.install(rt)
+    events, other = rt.topics.events.get_topic_name(), "kairos.clickstream"
+
+    async def generations() -> tuple[range, range]:
+        await rt.app.on_partitions_assigned.send({TP(events, 0), TP(events, 1), TP(other, 2)})
+        stage.continuity.skipped(0, 41)
+        await rt.app.on_partitions_assigned.send({TP(events, 0)})
+        kept = stage.continuity.skipped(0, 44)
+        await rt.app.on_partitions_assigned.send({TP(events, 1)})
+        await rt.app.on_partitions_assigned.send({TP(events, 0)})
+        return kept, stage.continuity.skipped(0, 90)
+
+    kept, afresh = asyncio.run(generations())
+    assert kept == range(42, 44)  # owned in both generations
+    assert afresh == range(0)  # another worker held it in between
