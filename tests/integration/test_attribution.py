@@ -254,6 +254,8 @@ GAUGES = {
     "kairos_consumer_lag": (0, 0),  # all caught up
     "kairos_llm_circuit_state": (0, 0),  # closed: one failure does not open it
     "kairos_llm_in_flight": (0, 0),  # nothing left open
+    # Records the stream consumer skipped: none without a broker outage.
+    "kairos_context_skipped_records_total": (0, 0),
 }
 
 
