@@ -256,7 +256,9 @@ class Fold:
     def _revive(self, stub: Profile, event: Event) -> None:
         """``A`` merged into ``B``, then ``B`` into ``A``: ``A`` takes it all back."""
         key = stub["user"]
-        profile = upgraded(dict(event["profile"], user=key))
+        revived = event["profile"].copy()
+        revived["user"] = key
+        profile = upgraded(revived)
         profile["ids"] = [i for i in profile["ids"] if i != key]
         if event["from"] not in profile["ids"]:
             profile["ids"].insert(0, event["from"])

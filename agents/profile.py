@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from streams.domain import Event, Profile
 
@@ -90,12 +90,13 @@ def new_profile(user: str) -> Profile:
 def upgraded(profile: Profile) -> Profile:
     """A profile stored by an older version, with the fields it lacks."""
     if profile.get("v") != PROFILE_VERSION and "merged_into" not in profile:
-        if isinstance(profile.get("seen"), list):  # version 2: 56-bit integers
+        stored = cast(dict[str, Any], profile)  # as stored, whatever its version
+        if isinstance(stored.get("seen"), list):  # version 2: 56-bit integers
             profile["seen"] = "".join(
-                _token(h.to_bytes(7, "big")) for h in profile["seen"][-DEDUPE_WINDOW:]
+                _token(h.to_bytes(7, "big")) for h in stored["seen"][-DEDUPE_WINDOW:]
             )
         for field, value in new_profile(profile["user"]).items():
-            profile.setdefault(field, value)
+            stored.setdefault(field, value)
         profile["v"] = PROFILE_VERSION
     return profile
 
@@ -232,8 +233,8 @@ def merge_profiles(target: Profile, source: Profile) -> None:
             target["cart"][product] = held
     if source["visit"][2] > target["visit"][2]:
         target["visit"] = source["visit"]
-    theirs = source.get("last_store")
-    if theirs and (not target.get("last_store") or theirs[2] > target["last_store"][2]):
+    theirs, ours = source.get("last_store"), target.get("last_store")
+    if theirs and (not ours or theirs[2] > ours[2]):
         target["last_store"] = theirs
     for kind, ts in source["moments"].items():
         target["moments"][kind] = max(ts, target["moments"].get(kind, ts))
@@ -244,16 +245,16 @@ def merge_profiles(target: Profile, source: Profile) -> None:
         if ticket not in target["tickets"] or target["tickets"][ticket][1] < held[1]:
             bounded_put(target["tickets"], ticket, held, MAX_TICKETS)
     for offer, outcome in source["outcomes"].items():
-        mine = target["outcomes"].setdefault(offer, {})
+        known = target["outcomes"].setdefault(offer, {})
         for action, ts in outcome.items():
-            mine[action] = min(ts, mine.get(action, ts))
+            known[action] = min(ts, known.get(action, ts))
     while len(target["outcomes"]) > MAX_OUTCOMES:
         del target["outcomes"][next(iter(target["outcomes"]))]
     ids = [source["user"], *source["ids"], *target["ids"]]
     target["ids"] = list(dict.fromkeys(i for i in ids if i != target["user"]))[:MAX_IDS]
-    mine = target["seen"]
-    theirs = (source["seen"][i : i + TOKEN] for i in range(0, len(source["seen"]), TOKEN))
-    target["seen"] = ("".join(t for t in theirs if not _remembered(mine, t)) + mine)[
+    seen = target["seen"]
+    tokens = (source["seen"][i : i + TOKEN] for i in range(0, len(source["seen"]), TOKEN))
+    target["seen"] = ("".join(t for t in tokens if not _remembered(seen, t)) + seen)[
         -DEDUPE_WINDOW * TOKEN :
     ]
     target["n"] += source["n"]

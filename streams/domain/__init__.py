@@ -8,7 +8,7 @@ and the type says which keys it has.
   kairos.internal.events;
 - :class:`Moment`: a detected moment on kairos.internal.moments;
 - :class:`Offer`: the record on kairos.offers;
-- ``Profile``: a person's state in the profiles table (agents/profile.py
+- :class:`Profile`: a person's state in the profiles table (agents/profile.py
   has its layout and its bounds).
 """
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from streams.domain.profile import Profile
+
 
 class _Required(TypedDict):
     kind: str  # track, page, identify, location, order, ... (docs/EVENTS.md); merge, absorb
@@ -25,7 +27,7 @@ _Optional = TypedDict(
         "previous": str | None,  # an alias call's previous id
         "into": str,  # a merge: the id this one is merged into
         "from": str,  # an absorb: the id whose profile it carries
-        "profile": dict[str, Any],  # an absorb: that profile
+        "profile": Profile,  # an absorb: that profile
         "hops": int,  # times forwarded to a merged-into id
         "timer": bool,  # stands for a timer's firing, not an event
     },

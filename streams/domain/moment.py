@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from streams.domain.profile import Profile
+
 
 class _Required(TypedDict):
     id: str  # deterministic: the same trigger always gives the same id
@@ -18,7 +20,7 @@ class Moment(_Required, total=False):
     cart: list[str]  # cart_abandoned: the products in the cart
     product_id: str  # browse_abandoned: the product looked at
     views: int  # browse_abandoned: how often, in the session
-    profile: dict[str, Any]  # the profile as it was at the moment
+    profile: Profile  # the profile as it was at the moment
     features: dict[str, Any]
     variant: str  # the prompt's A/B variant
     suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap
