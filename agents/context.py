@@ -33,7 +33,6 @@ from agents.output import emit
 from agents.profile import Profile, upgraded
 from agents.runtime import Runtime
 from agents.timers import TIMER_PREFIX, due_until, key_user, parse_timer
-from streams import clients
 from streams.codecs import loads, now_ms
 from streams.domain import Event
 from streams.runtime.acks import process_in_order
@@ -130,8 +129,8 @@ class ContextStage:
 
     def _reader(self) -> AIOKafkaConsumer:
         settings = self.rt.settings
-        return clients.consumer(
-            settings, client_id=f"{settings.app_id}-context-reread", enable_auto_commit=False
+        return self.rt.clients.consumer(
+            client_id=f"{settings.app_id}-context-reread", enable_auto_commit=False
         )
 
     def assigned(self, partitions: set[TP]) -> None:

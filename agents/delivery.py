@@ -46,7 +46,6 @@ from agents.offers import OfferWriter, llm_client
 from agents.outlets import AtLeastOnce, Transactional, offers_producer
 from agents.runtime import Runtime
 from models.client import LLMClient
-from streams import clients
 from streams.codecs import loads, now_ms
 from streams.keys import Partitioner
 from streams.runtime.admin import partitions_of
@@ -90,13 +89,12 @@ class OfferDelivery(mode.Service):
     async def on_start(self) -> None:
         settings = self.rt.settings
         self.client = llm_client(settings, self.rt.metrics)
-        self.admin = clients.admin(settings, client_id=f"{settings.app_id}-offers")
+        self.admin = self.rt.clients.admin(client_id=f"{settings.app_id}-offers")
         await self.admin.start()
         if not settings.offers_exactly_once:
             self.shared = offers_producer(settings, client_id=f"{settings.app_id}-offers")
             await self.shared.start()
-        self.consumer = clients.consumer(
-            settings,
+        self.consumer = self.rt.clients.consumer(
             group_id=self.group_id,
             client_id=f"{settings.app_id}-offers",
             enable_auto_commit=False,
@@ -105,8 +103,7 @@ class OfferDelivery(mode.Service):
             session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000),
         )
-        self.history = clients.consumer(
-            settings,
+        self.history = self.rt.clients.consumer(
             group_id=None,
             client_id=f"{settings.app_id}-offers-history",
             enable_auto_commit=False,

@@ -39,7 +39,6 @@ from aiokafka.errors import CommitFailedError
 
 from agents.handoffs import Placed
 from agents.runtime import Runtime
-from streams import clients
 from streams.codecs import dumps, now_ms
 from streams.errors import InvalidEvent
 from streams.events import SCHEMA_VERSION, decode
@@ -158,8 +157,7 @@ class Ingest(mode.Service):
 
     async def on_start(self) -> None:
         settings = self.rt.settings
-        self.consumer = clients.consumer(
-            settings,
+        self.consumer = self.rt.clients.consumer(
             group_id=f"{settings.app_id}-ingest",
             client_id=f"{settings.app_id}-ingest",
             enable_auto_commit=False,

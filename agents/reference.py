@@ -21,7 +21,6 @@ import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.runtime import Runtime
-from streams import clients
 from streams.codecs import loads
 from streams.errors import ReferenceDataError
 from streams.runtime.admin import at_end, partitions_of
@@ -60,8 +59,7 @@ class ReferenceFollower(mode.Service):
 
     async def on_start(self) -> None:
         settings = self.rt.settings
-        self.consumer = clients.consumer(
-            settings,
+        self.consumer = self.rt.clients.consumer(
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -13,6 +13,7 @@ from typing import Any
 
 from agents.handoffs import EarlyStarts, InProcess
 from agents.rules import Rules
+from streams.clients import Clients
 from streams.keys import Partitioner
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
@@ -24,7 +25,8 @@ from streams.settings import Settings
 @dataclass
 class Runtime:
     """One worker's shared state: its app, topics, table, metrics registry,
-    reference data, and the hand-offs between stages with their lock.
+    reference data, Kafka client factory, and the hand-offs between stages
+    with their lock.
 
     - ``in_process`` (ingest -> context) and its ``lock``, taken by both
       stages around a bundle's fold and writes;
@@ -44,6 +46,8 @@ class Runtime:
     in_process: InProcess
     early: EarlyStarts
     partition_for: Partitioner = field(init=False)
+    clients: Clients = field(init=False)
 
     def __post_init__(self) -> None:
         self.partition_for = Partitioner(self.settings.partitions)
+        self.clients = Clients(self.settings)

@@ -72,6 +72,24 @@ def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**connection(settings), **options)
 
 
+class Clients:
+    """The client factory of one worker, bound to its settings: the
+    :class:`agents.runtime.Runtime` holds one, and each stage builds the
+    clients it opens on start and closes on stop from it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def producer(self, **options: Any) -> AIOKafkaProducer:
+        return producer(self.settings, **options)
+
+    def consumer(self, *topics: str, **options: Any) -> AIOKafkaConsumer:
+        return consumer(self.settings, *topics, **options)
+
+    def admin(self, **options: Any) -> AIOKafkaAdminClient:
+        return admin(self.settings, **options)
+
+
 def broker_credentials(settings: Settings) -> CredentialsT | None:
     """The same connection for the Faust app's own consumers and producers
     (``broker_credentials``): None in plaintext, as Faust's default."""
