@@ -30,7 +30,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from streams.env import ENV_PREFIX, env_name
+from streams.env import ENV_PREFIX, describe, env_name, unknown_lines, unknown_variables
 from streams.errors import SettingsError
 from streams.security import kafka_problems, llm_problems
 
@@ -332,72 +332,12 @@ def load_settings(**overrides: Any) -> Settings:
     config_file = os.environ.get(CONFIG_ENV)
     if config_file and not Path(config_file).is_file():
         raise SettingsError(f"{CONFIG_ENV}={config_file!r}: no such file")
-    unknown = _unknown_variables()
+    unknown = unknown_variables(Settings, os.environ, {CONFIG_ENV})
     if unknown:
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(_unknown_lines(unknown)))
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(unknown_lines(unknown)))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(describe(exc, secret_variables())) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed YAML
         raise SettingsError(f"{CONFIG_ENV}={config_file!r}: {exc}") from None
-
-
-def _known_variables() -> set[str]:
-    names = {CONFIG_ENV}
-    for field, info in Settings.model_fields.items():
-        names.add(env_name((field,)))
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            names.update(env_name((field, sub)) for sub in info.annotation.model_fields)
-    return names
-
-
-def _unknown_variables() -> list[str]:
-    """KAIROS_* variables that set nothing: almost always a typo."""
-    known = _known_variables()
-    return sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known)
-
-
-# What Kubernetes puts in every container for each Service of the namespace
-# (enableServiceLinks): the Service kairos-api sets KAIROS_API_SERVICE_HOST,
-# KAIROS_API_SERVICE_PORT[_<port name>], KAIROS_API_PORT=tcp://ip:port and
-# KAIROS_API_PORT_<port>_TCP[_PROTO|_PORT|_ADDR].
-_SERVICE_LINK = re.compile(
-    r"^(?P<service>[A-Z0-9_]+?)_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
-    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$"
-)
-
-
-def _unknown_lines(unknown: list[str]) -> list[str]:
-    """One line per unknown name, and how to stop Kubernetes' service links
-    if some look like them; they stay errors all the same."""
-    lines = []
-    for name in unknown:
-        link = _SERVICE_LINK.match(name)
-        service = link["service"].lower().replace("_", "-") if link else ""
-        hint = f" (a Kubernetes service link of the Service {service}?)" if link else ""
-        lines.append(f"{name}: unknown setting{hint}")
-    if any(_SERVICE_LINK.match(name) for name in unknown):
-        lines.append(
-            "to keep service links out, set enableServiceLinks: false in the pod spec "
-            "(as deploy/k8s/workers.yaml does)"
-        )
-    return lines
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        name = env_name(tuple(error["loc"]))
-        if not error["loc"]:  # a check across settings names them itself
-            lines.append(error["msg"].removeprefix("Value error, "))
-            continue
-        if error["type"] == "extra_forbidden":
-            lines.append(f"{name}: unknown setting")
-            continue
-        value = error.get("input")
-        message = error["msg"].removeprefix("Value error, ")
-        hidden = isinstance(value, dict) or name in secret_variables() or repr(value) in message
-        shown = "" if hidden else f" (got {value!r})"
-        lines.append(f"{name}: {message}{shown}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
