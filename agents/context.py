@@ -13,6 +13,11 @@ folded there (the in-process hand-off, agents/handoffs.py): then this agent
 waits for that work. Records the stream consumer skipped are read back and
 handled first (agents/continuity.py). A sweep marker instead fires the partition's due timers
 (agents/timers.py) and expires idle profiles (agents/expiry.py).
+
+Timers run on event time: a tick fires those the partition's watermark has
+passed (agents/clock.py), or, on a partition quiet for ``timer_idle_s``,
+those due by the wall clock less the allowed lateness. The partition's clock
+is read from the table with each bundle and written back with its changes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from agents.clock import Clock, clock_key, clock_partition
 from agents.continuity import Continuity, SkippedRecords, read_range
 from agents.expiry import Sweep, is_tick, send_ticks
 from agents.fold import Fold, Policy
@@ -53,6 +59,7 @@ class ContextStage:
         self.policy = Policy.of(rt.settings, rt.rules, rt.reference)
         self.sweep = Sweep(int(rt.settings.profile_ttl_s * 1000), self._partition_of)
         self.continuity = Continuity()
+        self.held_since: dict[int, int] = {}  # partition: when this worker took it (wall)
 
     def loader(self, partition: int) -> Callable[[str], Profile | None]:
         """Reads profiles of ``partition`` (the bundle's) from the table."""
@@ -64,20 +71,27 @@ class ContextStage:
 
         return load
 
+    def clock(self, partition: int) -> Clock:
+        return Clock.read(read(self.rt.profiles, partition, clock_key(partition)))
+
+    def clock_changes(self, partition: int, fold: Fold) -> list[tuple[bytes, bytes | None]]:
+        return [(clock_key(partition), fold.clock.encoded())] if fold.clock.moved else []
+
     async def fold_bundle(self, partition: int, events: list[Event], where: Any) -> Awaitable[Any]:
         """Fold a bundle's events into ``partition``'s profiles, write them, emit the
         moments; returns what is left to land. The caller holds the in-process lock.
 
         ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
         """
-        fold = Fold(self.loader(partition), self.policy)
+        fold = Fold(self.loader(partition), self.policy, self.clock(partition))
         for event in events:
             try:
                 fold.apply(event)
             except Exception as exc:  # a bug must not lose the event
                 log.exception("context update failed for event %s", event.get("id"))
                 fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-        written = await write_batch(self.rt.app, self.rt.profiles, partition, fold.changes())
+        changes = fold.changes() + self.clock_changes(partition, fold)
+        written = await write_batch(self.rt.app, self.rt.profiles, partition, changes)
         if events:  # one bundle's events share their ingest time
             self.rt.metrics.stage_latency.labels("ingest_to_state").observe(
                 max(0, now_ms() - events[0].get("at", now_ms())) / 1000
@@ -135,7 +149,10 @@ class ContextStage:
 
     def assigned(self, partitions: set[TP]) -> None:
         name = self.rt.topics.events.get_topic_name()
-        self.continuity.assigned(tp.partition for tp in partitions if tp.topic == name)
+        mine = {tp.partition for tp in partitions if tp.topic == name}
+        self.continuity.assigned(mine)
+        now = now_ms()  # a partition kept through the rebalance keeps its time
+        self.held_since = {p: self.held_since.get(p, now) for p in mine}
 
     async def handle_message(self, message: Any) -> Awaitable[Any]:
         """One record of kairos.internal.events: a bundle (folded here, or already
@@ -159,10 +176,13 @@ class ContextStage:
             return await self.fold_bundle(message.partition, events, message)
 
     async def tick(self, message: Any, now: int) -> Awaitable[Any]:
-        """On a partition's tick: fire the timers due by ``now``, expire idle profiles."""
-        partition, profiles = message.partition, self.rt.profiles
-        fold = Fold(self.loader(partition), self.policy)
-        changes = self.fire_due(fold, partition, now) + fold.changes()
+        """On a partition's tick at ``now`` (wall clock): fire the timers its event
+        time has passed, expire idle profiles."""
+        partition, profiles, policy = message.partition, self.rt.profiles, self.policy
+        fold = Fold(self.loader(partition), policy, self.clock(partition))
+        at = fold.clock.timer_time(now, policy.allowed_lateness_ms, policy.timer_idle_ms,
+                                   self.held_since.get(partition, now))  # fmt: skip
+        changes = self.fire_due(fold, partition, at, now) + fold.changes()
         gone = self.sweep.expired(profiles, partition, now, fold.dirty)
         if gone:
             self.rt.metrics.profiles_expired.inc(len(gone))
@@ -171,10 +191,13 @@ class ContextStage:
         written = await write_batch(self.rt.app, profiles, partition, changes)
         return await emit(self.rt, message, fold, written)
 
-    def fire_due(self, fold: Fold, partition: int, now: int) -> list[tuple[bytes, bytes | None]]:
-        """Fire ``partition``'s timers due by ``now`` into ``fold``; their deletions."""
+    def fire_due(
+        self, fold: Fold, partition: int, event_time: int, now: int
+    ) -> list[tuple[bytes, bytes | None]]:
+        """Fire ``partition``'s timers due by ``event_time`` into ``fold`` (on a tick
+        at ``now``, wall clock); their deletions."""
         due = scan(self.rt.profiles, partition, TIMER_PREFIX, TIMER_BATCH, self._partition_of,
-                   due_until(now))  # fmt: skip
+                   due_until(event_time))  # fmt: skip
         spent: list[tuple[bytes, bytes | None]] = []
         for key, _value in due:
             spent.append((key, None))  # spent, whatever the rule decides
@@ -183,11 +206,12 @@ class ContextStage:
             except ValueError:
                 log.warning("dropped an unreadable timer key %r", key)
                 continue
-            fold.fire(rule, user, now)
+            fold.fire(rule, user, event_time, now)
         return spent
 
     def _partition_of(self, key: bytes) -> int:
-        return self.rt.partition_for(key_user(key))
+        clock = clock_partition(key)
+        return self.rt.partition_for(key_user(key)) if clock is None else clock
 
     async def send_ticks(self) -> None:
         await send_ticks(self.rt.app, self.rt.topics.events)

@@ -42,6 +42,7 @@ from aiokafka.errors import KafkaError
 
 from agents.handoffs import drop
 from agents.lanes import Committed, Item, Lane, Outlet
+from agents.moment_types import stale
 from agents.offers import OfferWriter, llm_client
 from agents.outlets import AtLeastOnce, Transactional, offers_producer
 from agents.runtime import Runtime
@@ -184,6 +185,11 @@ class OfferDelivery(mode.Service):
             return Item(record, moment_id, note="duplicate")
         if moment.get("suppressed"):  # recorded, no offer: a holdout, quiet hours, a cap
             return Item(record, moment_id, note="suppressed")
+        if stale(moment, now_ms()):  # read late (a backlog here): too old to send
+            if (started := early.claim(moment_id)) is not None:
+                drop(started)
+            self.rt.metrics.moments_suppressed.labels(moment["type"], "stale").inc()
+            return Item(record, moment_id, note="stale")
         generation = early.claim(moment_id)
         if generation is None:
             assert self.client is not None

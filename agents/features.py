@@ -94,13 +94,6 @@ def _tiles(profile: Profile) -> dict[str, list[list[Any]]]:
     return tiles
 
 
-def lateness(profile: Profile, event: Event) -> int:
-    """How far (ms) a behavioural event is behind the person's latest; 0 otherwise."""
-    if event["kind"] not in BEHAVIOUR or "session" not in profile:
-        return 0
-    return max(0, profile["session"][1] - event["ts"])
-
-
 def merge(target: Profile, source: Profile) -> None:
     """Fold ``source``'s tiles and session into ``target`` (identity merges)."""
     theirs = source.get("tiles")

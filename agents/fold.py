@@ -10,6 +10,9 @@ Per event, in order:
   what makes redelivery harmless: ingest resends a batch after a crash, and
   after a restart the context agent replays bundles whose effects the
   recovered table already holds.
+- Event time: a behavioural event older than the partition's watermark
+  (agents/clock.py) is applied, but not counted in the windowed features,
+  and counted ``late``; nothing is refused for its time.
 - Identity: a ``merge`` event (from ingest) moves an old id's profile into
   the new id's, by an ``absorb`` event to that id's partition, so events from
   before an identify count for the merged profile.
@@ -20,7 +23,9 @@ Per event, in order:
 
 The call order, for a bundle: :meth:`Fold.apply` per event, or
 :meth:`Fold.fire` per timer due on a tick; then :meth:`Fold.changes` once
-for the table writes, and the lists of outputs.
+for the table writes, and the lists of outputs. The partition's
+:class:`Clock` is the caller's: it reads it before and writes it after,
+if ``clock.moved``.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.attribution import group_of, join
-from agents.features import BEHAVIOUR, features, lateness
+from agents.clock import INTERNAL_KINDS, Clock
+from agents.features import BEHAVIOUR, features
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
-from agents.moment_types import MOMENT_TYPES
+from agents.moment_types import MOMENT_TYPES, stale
 from agents.moments import offer_id, update_visit
 from agents.profile import (
     PROFILE_VERSION,
@@ -70,6 +76,7 @@ class Policy:
     reference: ReferenceData
     allowed_lateness_ms: int
     attribution_ms: int
+    timer_idle_ms: int
 
     @classmethod
     def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
@@ -78,12 +85,14 @@ class Policy:
             reference,
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             attribution_ms=int(settings.attribution_window_s * 1000),
+            timer_idle_ms=int(settings.timer_idle_s * 1000),
         )
 
 
-def update(policy: Policy, profile: Profile, event: Event) -> list[Moment]:
-    """Fold ``event`` into ``profile``; the moments that fire, judged."""
-    if event["kind"] in BEHAVIOUR:
+def update(policy: Policy, profile: Profile, event: Event, windows: bool = True) -> list[Moment]:
+    """Fold ``event`` into ``profile`` (into its windows too, if ``windows``);
+    the moments that fire, judged."""
+    if event["kind"] in BEHAVIOUR and windows:
         add_to_tiles(profile, event)
     if event["kind"] == "location":
         update_visit(profile, event, policy.reference.current)
@@ -102,17 +111,22 @@ def update(policy: Policy, profile: Profile, event: Event) -> list[Moment]:
         before = profile["moments"].get(kind.name)
         moment = kind.detect(profile, config, policy.rules.opt_out_traits)
         if moment is not None:
-            fired.append(judged(policy.rules, profile, moment, before))
+            fired.append(judged(policy.rules, profile, moment, before, event.get("at")))
     return fired
 
 
-def judged(rules: Rules, profile: Profile, moment: Moment, before: int | None) -> Moment:
-    """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py).
+def judged(
+    rules: Rules, profile: Profile, moment: Moment, before: int | None, at: int | None
+) -> Moment:
+    """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py),
+    or ``stale`` if, detected at ``at`` (wall clock), it is older than its type's
+    offers may be.
 
     ``before`` is the rule's last moment time before this one: when nothing
-    is sent (quiet hours, a cap), the cooldown does not start.
+    is sent (quiet hours, a cap), the cooldown does not start. A stale moment
+    keeps it: the same state would only be staler later.
     """
-    reason = suppression(profile, moment, rules)
+    reason = "stale" if at and stale(moment, at) else suppression(profile, moment, rules)
     if reason is not None:
         moment["suppressed"] = reason
     if reason in ("quiet_hours", "frequency_cap"):
@@ -126,9 +140,12 @@ def judged(rules: Rules, profile: Profile, moment: Moment, before: int | None) -
 class Fold:
     """One bundle's effect: profiles touched, and what to send or dead-letter."""
 
-    def __init__(self, load: Callable[[str], Profile | None], policy: Policy) -> None:
+    def __init__(
+        self, load: Callable[[str], Profile | None], policy: Policy, clock: Clock | None = None
+    ) -> None:
         self._load = load
         self.policy = policy
+        self.clock = Clock() if clock is None else clock
         self.profiles: dict[str, Profile] = {}
         self.dirty: set[str] = set()
         self.moments: list[tuple[Event, Moment]] = []
@@ -137,6 +154,8 @@ class Fold:
         self.dead: list[tuple[Event, str, str]] = []
         self.applied = 0
         self.duplicates = 0
+        self.late = 0  # behavioural events behind the watermark: not in the windows
+        self.future = 0  # stamped too far ahead: taken at their arrival (agents/ingest.py)
         self.merges: Counter[str] = Counter()
         self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
         self.unattributed: Counter[str] = Counter()
@@ -164,22 +183,28 @@ class Fold:
             # records never landed, though the local store kept its effects.
             self.dirty.add(key)
             self.duplicates += 1
-        elif (late := lateness(profile, event)) > (allowed := self.policy.allowed_lateness_ms):
-            self.dirty.add(key)  # the id is remembered: a resend is a duplicate
-            reason = (
-                f"{event['kind']} event is {late / 60_000:.0f} min older than this person's "
-                f"latest; windows accept up to {allowed // 60_000} min"
-            )
-            self.dead.append((event, "too_late", reason))
         else:
             self.dirty.add(key)
             if event["kind"] == "absorb":
                 self.merges["merged"] += 1
             else:
                 self.applied += 1
-            self._fold_in(profile, event)
+            self._fold_in(profile, event, self._in_windows(event))
 
-    def _fold_in(self, profile: Profile, event: Event) -> None:
+    def _in_windows(self, event: Event) -> bool:
+        """Whether ``event`` counts in the windows: not behind the watermark as
+        it stood before it. Moves the partition's clock on."""
+        if event["kind"] in INTERNAL_KINDS:
+            return True  # an absorb brings tiles that were on time where they were
+        if "ahead_ms" in event:
+            self.future += 1
+        watermark = self.clock.watermark(self.policy.allowed_lateness_ms)
+        late = event["kind"] in BEHAVIOUR and event["ts"] < watermark
+        self.late += late
+        self.clock.observe(event)
+        return not late
+
+    def _fold_in(self, profile: Profile, event: Event, windows: bool = True) -> None:
         """Fold a new event in: join it to moments, run the rules, set the timers."""
         # Waits the event can move, with when each began before it (an absorb
         # brings the old id's cart and visits).
@@ -190,7 +215,7 @@ class Fold:
         self.outcomes += joined
         if unattributed:
             self.unattributed[unattributed] += 1
-        for moment in update(self.policy, profile, event):
+        for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
         for kind, before in waits:
             assert kind.timer is not None
@@ -199,8 +224,9 @@ class Fold:
                 wait = kind.timer.wait_ms(self.policy.rules.rule(kind.name))
                 self.timers.add((after + wait, kind.name, event["user"]))
 
-    def fire(self, rule: str, key: str, now: int) -> None:
-        """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``."""
+    def fire(self, rule: str, key: str, now: int, at: int) -> None:
+        """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``, the
+        partition's event time; ``at`` is the tick's wall-clock time."""
         profile = self.profile(key)
         if "merged_into" in profile:
             return  # the profile moved, with its cart and visits, and timers of its own
@@ -215,9 +241,9 @@ class Fold:
             self.dirty.add(key)
         elif moment is not None:
             self.dirty.add(key)
-            trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": now,
+            trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": at,
                               "timer": True}  # fmt: skip
-            self._record(profile, trigger, judged(self.policy.rules, profile, moment, before))
+            self._record(profile, trigger, judged(self.policy.rules, profile, moment, before, at))
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The table writes: each changed profile once, and the timers set."""

@@ -67,14 +67,18 @@ class Routed:
 class Router:
     """Decide where each record of a batch goes. Pure apart from the link cache."""
 
-    def __init__(self, sources: dict[str, str], partitions: int) -> None:
+    def __init__(
+        self, sources: dict[str, str], partitions: int, max_future_ms: int | None = None
+    ) -> None:
         self.sources = sources  # topic name -> decoder name
         self.partition_for = Partitioner(partitions)
+        self.max_future_ms = max_future_ms  # None: every event time is believed
         self._links: set[tuple[str, str]] = set()
 
-    def route(self, batch: dict[TopicPartition, list[Any]]) -> Routed:
+    def route(self, batch: dict[TopicPartition, list[Any]], arrived: int | None = None) -> Routed:
+        """The batch's bundles and dead letters; ``arrived`` is its arrival time (now)."""
         routed = Routed()
-        arrived = now_ms()
+        arrived = now_ms() if arrived is None else arrived
         bundles, partition_for = routed.bundles, self.partition_for
         for tp, records in batch.items():
             source = self.sources[tp.topic]
@@ -92,6 +96,7 @@ class Router:
                     # Deterministic, so a redelivered record gets the same id.
                     event["id"] = f"{record.topic}/{record.partition}/{record.offset}"
                 event["at"] = arrived
+                self._believed(event, arrived)
                 routed.counts[source, event["kind"]] += 1
                 bundles[partition_for(event["user"])].append(dumps(event))
                 link = self._new_link(event)
@@ -100,6 +105,15 @@ class Router:
             if records:
                 routed.offsets[tp] = records[-1].offset + 1
         return routed
+
+    def _believed(self, event: dict[str, Any], arrived: int) -> None:
+        """Take an event stamped more than ``max_future_ms`` after its arrival at
+        its arrival time: nothing happens after it is sent, so its clock is
+        wrong, and believed it would move traits, carts, timers and the
+        watermark ahead of every true event. ``ahead_ms`` keeps by how much."""
+        ahead = event["ts"] - arrived
+        if self.max_future_ms is not None and ahead > self.max_future_ms:
+            event["ts"], event["ahead_ms"] = arrived, ahead
 
     def _new_link(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """A merge event if ``event`` ties an older id to its user for the first time."""
@@ -146,6 +160,7 @@ class Ingest(mode.Service):
             {names.clickstream: "clickstream", names.crm: "crm",
              names.location: "location", names.feedback: "feedback"},
             settings.partitions,
+            int(settings.max_future_s * 1000),
         )  # fmt: skip
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: deque[tuple[list[Any], dict[TopicPartition, int]]] = deque()

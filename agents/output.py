@@ -44,6 +44,10 @@ def _count(rt: Runtime, fold: Fold) -> None:
     metrics.state_writes.inc(len(fold.dirty))
     if fold.duplicates:
         metrics.duplicates.inc(fold.duplicates)
+    if fold.late:
+        metrics.event_time.labels("late").inc(fold.late)
+    if fold.future:
+        metrics.event_time.labels("future").inc(fold.future)
     for outcome, count in fold.merges.items():
         metrics.identity_merges.labels(outcome).inc(count)
     for reason, count in fold.unattributed.items():

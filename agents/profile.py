@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import math
 from typing import Any, cast
 
 from streams.domain import Event, Profile
@@ -139,9 +140,7 @@ def apply_event(profile: Profile, event: Event) -> None:
     elif kind == "track":
         _track(profile, event["name"], props, ts)
     elif kind == "order":
-        count, total, last = profile["orders"]
-        profile["orders"] = [count + 1, round(total + props["total"], 2), max(last, ts)]
-        _drop_older(profile["cart"], ts)
+        _order(profile, props["total"], ts)
     elif kind == "ticket":
         ticket = code(props["ticket_id"])
         if ticket is not None:
@@ -269,6 +268,21 @@ def bounded_put(mapping: dict[str, Any], key: str, value: Any, limit: int) -> No
         del mapping[next(iter(mapping))]
 
 
+def _order(profile: Profile, total: float, ts: int) -> None:
+    """An order: counted, its total added, and the cart as it was then emptied."""
+    count, held, last = profile["orders"]
+    profile["orders"] = [count + 1, round(held + total, 2), max(last, ts)]
+    _drop_older(profile["cart"], ts)
+
+
+def _order_total(props: dict[str, Any]) -> float:
+    """A Segment order's ``total`` (else ``revenue``), if it is a sensible amount; else 0."""
+    value = props.get("total", props.get("revenue"))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and 0 <= value <= 1e9 else 0.0
+
+
 def _drop_older(cart: dict[str, list[Any]], ts: int) -> None:
     """An order empties the cart as it was then; later additions stay."""
     for product in [p for p, (_, added) in cart.items() if added <= ts]:
@@ -296,8 +310,8 @@ def _merge_traits(profile: Profile, traits: dict[str, Any], ts: int) -> None:
 
 
 def _track(profile: Profile, name: str, props: dict[str, Any], ts: int) -> None:
-    if name == "Order Completed":  # Segment's order event names no single product
-        _drop_older(profile["cart"], ts)
+    if name == "Order Completed":  # Segment's order: the same as a CRM order record
+        _order(profile, _order_total(props), ts)
         return
     product = code(props.get("product_id"))
     if product is None:

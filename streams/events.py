@@ -23,9 +23,14 @@ Normalized event, schema version 1::
      "anon": "<anonymousId, when userId is set too>",     # identity links
      "previous": "<previousId>"}                           # alias only
 
-Event time is the producer's ``timestamp``; without one, Segment's
-``originalTimestamp`` corrected for device clock skew by ``sentAt`` and the
-record's time, as Segment itself does; without either, the record's time.
+Event time, as Segment computes ``timestamp``: with ``sentAt`` and
+``receivedAt``, the device's time (``originalTimestamp``, else ``timestamp``)
+corrected for the device's clock skew, ``receivedAt - (sentAt - device
+time)``; else the producer's ``timestamp``; else ``originalTimestamp``
+corrected by ``sentAt`` and the record's time; else the record's time. An
+event stamped far ahead of its arrival is not refused here: ingest takes it
+at its arrival time (agents/ingest.py), since a wrong clock does not make a
+record less of an event.
 """
 
 from __future__ import annotations
@@ -43,11 +48,9 @@ MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_ID_LENGTH = 256
 MAX_ORDER_ITEMS = 100
-# Event time must fall in this range (2001-09-09 .. 2286-11-20, epoch ms)
-# and may be at most this far ahead of the record's own time.
+# Event time must fall in this range (2001-09-09 .. 2286-11-20, epoch ms).
 MIN_TS_MS = 1_000_000_000_000
 MAX_TS_MS = 9_999_999_999_999
-MAX_AHEAD_MS = 24 * 3600 * 1000
 
 SEGMENT_TYPES = frozenset({"track", "page", "screen", "identify", "alias", "group"})
 CRM_TYPES = frozenset({"traits", "order", "ticket", "loyalty"})
@@ -309,25 +312,30 @@ def _text(body: dict[str, Any], field: str, *, required: str = "") -> str | None
 
 
 def _event_time(body: dict[str, Any], record_ts: int | None) -> int:
+    # Only the fields a rule uses are read: a stray one cannot spoil a good time.
+    device = "originalTimestamp" if body.get("originalTimestamp") is not None else "timestamp"
+    if all(body.get(f) is not None for f in (device, "sentAt", "receivedAt")):
+        skew = _parse_time("sentAt", body["sentAt"]) - _parse_time(device, body[device])
+        return _in_range("receivedAt", _parse_time("receivedAt", body["receivedAt"]) - skew)
     if body.get("timestamp") is not None:
-        ts = _parse_time("timestamp", body["timestamp"])
-    elif body.get("originalTimestamp") is not None:
+        return _parse_time("timestamp", body["timestamp"])
+    if body.get("originalTimestamp") is not None:
         ts = _parse_time("originalTimestamp", body["originalTimestamp"])
-        if body.get("sentAt") is not None and record_ts is not None:
-            # The device's clock may be off: shift by (record time - sentAt).
-            ts += record_ts - _parse_time("sentAt", body["sentAt"])
-    elif body.get("sentAt") is not None:
-        ts = _parse_time("sentAt", body["sentAt"])
-    elif record_ts is not None:
+        if body.get("sentAt") is None or record_ts is None:
+            return ts
+        # The record's time stands in for receivedAt: shift by (record time - sentAt).
+        return _in_range("sentAt", ts + record_ts - _parse_time("sentAt", body["sentAt"]))
+    if body.get("sentAt") is not None:
+        return _parse_time("sentAt", body["sentAt"])
+    if record_ts is not None:
         return record_ts
-    else:
-        raise InvalidEvent("bad_timestamp", "event has no 'timestamp'")
-    if record_ts is not None and ts - record_ts > MAX_AHEAD_MS:
-        hours = (ts - record_ts) / 3_600_000
-        raise InvalidEvent(
-            "bad_timestamp", f"event time is {hours:.0f} h ahead of the record's time"
-        )
-    return ts
+    raise InvalidEvent("bad_timestamp", "event has no 'timestamp'")
+
+
+def _in_range(field: str, ms: int) -> int:
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        raise InvalidEvent("bad_timestamp", f"event time corrected by '{field}' is out of range")
+    return ms
 
 
 def _parse_time(field: str, value: Any) -> int:

@@ -45,6 +45,15 @@ class Metrics:
             "Events folded into per-user state by the context agent.",
             registry=registry,
         )
+        self.event_time = Counter(
+            "kairos_event_time_total",
+            "Events applied to per-user state but kept out of the windowed features, by "
+            "outcome: late (older than their partition's watermark, the newest event time "
+            "less KAIROS_ALLOWED_LATENESS_S); future (stamped more than KAIROS_MAX_FUTURE_S "
+            "after they arrived: taken at their arrival time, windows included).",
+            ["outcome"],
+            registry=registry,
+        )
         self.duplicates = Counter(
             "kairos_duplicates_total",
             "Events dropped as duplicates (an event id the profile has already applied).",
@@ -98,7 +107,8 @@ class Metrics:
         self.moments_suppressed = Counter(
             "kairos_moments_suppressed_total",
             "Moments recorded without an offer, by type and reason (holdout, quiet_hours, "
-            "frequency_cap).",
+            "frequency_cap, stale: the offer would go out later after the moment's event time "
+            "than its type allows).",
             ["moment", "reason"],
             registry=registry,
         )
@@ -131,7 +141,8 @@ class Metrics:
             "Moments the offers stage finished (its commit passed them), by outcome: offered, "
             "suppressed (held out, quiet hours, capped), duplicate (a second copy of a moment "
             "already offered: written twice by the stages before, after a crash or by a paused "
-            "worker), dead_letter (its offer could not be written).",
+            "worker), stale (read too long after its event time to send), dead_letter (its offer "
+            "could not be written).",
             ["outcome"],
             registry=registry,
         )

@@ -165,9 +165,13 @@ class Settings(BaseSettings):
     llm_context_tokens: Annotated[int, Field(ge=16, le=4096)] = 64
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
 
-    # A behavioural event this much older than the person's latest is too
-    # late for the windows and goes to the dead-letter topic.
-    allowed_lateness_s: Positive = 3600.0
+    # Event time (docs/EVENTS.md): the watermark's lag behind a partition's
+    # newest event (windows close and timers fire that late), how far past its
+    # arrival an event's time is believed, and how long a partition may be
+    # quiet before its timers go by the wall clock (less the lateness).
+    allowed_lateness_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    max_future_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    timer_idle_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
 
     # A person's state is deleted after this long without an event (event
     # time), checked a slice of each partition at a time, every sweep interval.

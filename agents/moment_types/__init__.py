@@ -23,8 +23,15 @@ STORE_ENTRY = store_entry.NAME
 
 __all__ = [
     "MOMENT_TYPES", "STORE_ENTRY", "Moment", "MomentType", "RuleConfig", "Timer",
-    "fallback", "prompt_for", "select_context",
+    "fallback", "prompt_for", "select_context", "stale",
 ]  # fmt: skip
+
+
+def stale(moment: Moment, now: int) -> bool:
+    """Whether an offer for ``moment`` going out at ``now`` (wall clock) would be
+    later after the moment's event time than its type allows (``max_age_ms``)."""
+    kind, ts = MOMENT_TYPES.get(moment.get("type", STORE_ENTRY)), moment.get("event_ts")
+    return kind is not None and isinstance(ts, int) and now - ts > kind.max_age_ms
 
 
 def select_context(

@@ -12,7 +12,13 @@ knows their names. Its parts, in the order a moment meets them:
 - ``context``: the slice of the profile the prompt gets (models/context.py);
 - ``prompt``: the versioned few-shot prompt (models/prompts.py);
 - ``template``: the message sent when the model's answer is rejected
-  (the guardrails, models/guardrails.py, are the same for every type).
+  (the guardrails, models/guardrails.py, are the same for every type);
+- ``max_age_ms``: how long after the moment's event time its offer may
+  still go out. Later, the moment is recorded as suppressed ``stale`` and no
+  offer is sent (a "welcome in" hours after the visit helps nobody). A
+  timed type's moment fires up to ``KAIROS_ALLOWED_LATENESS_S`` plus
+  ``KAIROS_TIMER_IDLE_S`` after its due time (2 h at most), so its max age
+  is longer than that.
 """
 
 from __future__ import annotations
@@ -63,5 +69,6 @@ class MomentType:
     context: Callable[[Profile, Moment, Reference, Any], ContextSlice]
     prompt: Callable[[ContextSlice, int], Prompt]
     template: Callable[[ContextSlice, int], Draft]
+    max_age_ms: int
     detect: Callable[[Profile, Any, tuple[str, ...]], Moment | None] | None = None
     timer: Timer | None = None

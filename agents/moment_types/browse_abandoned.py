@@ -165,4 +165,8 @@ TIMER = Timer(
     wait_ms=lambda config: int(config.idle_ms),
     fire=browse_abandoned,
 )
-TYPE = MomentType(NAME, BrowseAbandoned, context, prompt, template, timer=TIMER)
+# Like a cart: the same afternoon.
+MAX_AGE_MS = 6 * 3_600_000
+TYPE = MomentType(
+    NAME, BrowseAbandoned, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER
+)

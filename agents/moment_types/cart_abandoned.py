@@ -4,8 +4,10 @@
 An order empties the cart (the items added before it), so a cart still
 holding products after the idle time was left. Fires once per cart state:
 the moment's time is when the idle time ran out, and the next one must be
-``cooldown_minutes`` later. Checked on each tick, so it fires up to
-``KAIROS_SWEEP_INTERVAL_S`` late.
+``cooldown_minutes`` later. Judged on event time, once the partition's
+watermark passes the idle time's end (agents/clock.py): so it fires about
+``KAIROS_ALLOWED_LATENESS_S`` (plus up to a tick) after it, and an order that
+came before it, however late it was read, means no moment.
 """
 
 from __future__ import annotations
@@ -140,4 +142,8 @@ TIMER = Timer(
     wait_ms=lambda config: int(config.idle_ms),
     fire=fire,
 )
-TYPE = MomentType(NAME, CartAbandoned, context, prompt, template, timer=TIMER)
+# A reminder the same afternoon still helps; the next day it is noise.
+MAX_AGE_MS = 6 * 3_600_000
+TYPE = MomentType(
+    NAME, CartAbandoned, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER
+)

@@ -165,4 +165,6 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
     )
 
 
-TYPE = MomentType(NAME, StoreEntry, context, prompt, template, detect=detect)
+# A welcome is for the visit, and a visit is over this long after its last ping.
+MAX_AGE_MS = SAME_VISIT_MS
+TYPE = MomentType(NAME, StoreEntry, context, prompt, template, max_age_ms=MAX_AGE_MS, detect=detect)

@@ -141,4 +141,6 @@ TIMER = Timer(
     wait_ms=lambda config: int(config.lapsed_ms),
     fire=fire,
 )
-TYPE = MomentType(NAME, WinBack, context, prompt, template, timer=TIMER)
+# A lapse of weeks may still be told days late (a worker down over a weekend).
+MAX_AGE_MS = 7 * DAY_MS
+TYPE = MomentType(NAME, WinBack, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER)

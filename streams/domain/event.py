@@ -20,6 +20,7 @@ _Optional = TypedDict(
         "v": int,
         "id": str,
         "at": int,  # when ingest took it, epoch ms
+        "ahead_ms": int,  # stamped this far after "at": taken at "at" instead
         "name": str,  # a track call's event name
         "props": dict[str, Any],
         "traits": dict[str, Any],

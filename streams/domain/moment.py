@@ -23,6 +23,6 @@ class Moment(_Required, total=False):
     profile: Profile  # the profile as it was at the moment
     features: dict[str, Any]
     variant: str  # the prompt's A/B variant
-    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap
+    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap, stale
     ingested_at: int
     detected_at: int

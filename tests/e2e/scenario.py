@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from agents.coupons import coupon_code
@@ -54,8 +56,15 @@ def inside(user: str, message_id: str, timestamp: str) -> dict[str, Any]:
     }
 
 
+def minutes_ago(minutes: float) -> str:
+    """An ISO time that long before now: a store-entry offer goes out only
+    while the visit is on (a moment older than its type allows is stale)."""
+    return datetime.fromtimestamp(time.time() - minutes * 60, UTC).isoformat()
+
+
 def shopper_events(shopper: Shopper, ping: str = "ping-1") -> list[tuple[str, dict[str, Any]]]:
-    """The shopper identifies, browses, then walks into Flatiron (ping id ``ping``)."""
+    """The shopper identifies, browses, then walks into Flatiron (ping id ``ping``),
+    a minute ago."""
     events: list[tuple[str, dict[str, Any]]] = [
         (
             "clickstream",
@@ -63,16 +72,16 @@ def shopper_events(shopper: Shopper, ping: str = "ping-1") -> list[tuple[str, di
                 "type": "identify",
                 "userId": shopper.user,
                 "traits": {"name": shopper.name, "loyalty_tier": shopper.tier},
-                "timestamp": "2026-11-21T09:00:00Z",
+                "timestamp": minutes_ago(61),
             },
         )
     ]
     for minute, (product, category) in enumerate(shopper.views):
         props = {"product_id": product, "category": category}
         event = {"type": "track", "event": "Product Viewed", "userId": shopper.user}
-        ts = f"2026-11-21T09:5{minute}:00Z"
+        ts = minutes_ago(11 - minute)
         events.append(("clickstream", {**event, "properties": props, "timestamp": ts}))
-    events.append(("location", inside(shopper.user, ping, "2026-11-21T10:00:00Z")))
+    events.append(("location", inside(shopper.user, ping, minutes_ago(1))))
     return events
 
 
@@ -82,7 +91,7 @@ def visit_events(shopper: Shopper) -> list[tuple[str, dict[str, Any] | bytes]]:
     *before, enters = shopper_events(shopper)
     events += before
     events += [("clickstream", raw) for raw in POISON]
-    events.append(("location", inside("bob", "ping-bob-1", "2026-11-21T10:00:00Z")))
+    events.append(("location", inside("bob", "ping-bob-1", minutes_ago(1))))
     events.append(enters)
     return events
 

@@ -142,7 +142,7 @@ def run(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
         worker.start()
         try:
             now = int(time.time() * 1000)
-            at = now - 3 * HOUR
+            at = now - 5 * 60_000  # recent: a store-entry offer goes out during the visit
             anonymous = [
                 ("clickstream", {"type": "page", "name": "/", "anonymousId": "anon-1",
                                  "messageId": "pg-1", "timestamp": at}),

@@ -66,7 +66,8 @@ def test_timed_moments_fire_once_after_recovery(broker: str, tmp_path: Path) -> 
         worker.stop()
         shutil.rmtree(settings.data_dir / "worker")  # the timers come back from the changelog
 
-        worker = Worker(settings.model_copy(update={"sweep_interval_s": 0.5}))
+        # Nothing arrives now: the timers go by the wall clock once the partition is quiet.
+        worker = Worker(settings.model_copy(update={"sweep_interval_s": 0.5, "timer_idle_s": 1.0}))
         worker.start()
         moments_topic = f"{settings.topics.internal_prefix}moments"
         records = asyncio.run(consume(settings, moments_topic, lambda r: len(r) >= 2, 30))

@@ -3,8 +3,9 @@
 Events that arrive once the worker is ready are folded into their profiles
 by the worker's own ingest (agents/handoffs.py, ``InProcess``). The context
 agent then reads each bundle back from kairos.internal.events and must not
-fold it a second time: every event counts once, none as a duplicate. A
-dead letter from such a bundle names where the bundle landed.
+fold it a second time: every event counts once, none as a duplicate. An
+event behind the partition's watermark is applied the same way, and counted
+late, not dead-lettered.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agents.handoffs import InProcess
 from streams.codecs import header_map, loads
-from streams.keys import Partitioner
 from tests.support.stack import Worker, consume, labelled, produce, settings_for_test
 
 pytestmark = pytest.mark.broker
@@ -41,7 +42,9 @@ def events(record: Any) -> list[dict[str, Any]]:
     return [event for event in loads(record.value) if event.get("kind") != "sweep"]
 
 
-def test_bundles_fold_once_and_dead_letters_name_their_bundle(broker: str, tmp_path: Path) -> None:
+def test_bundles_fold_once_and_a_late_event_is_applied_not_dead_lettered(
+    broker: str, tmp_path: Path
+) -> None:
     settings = settings_for_test(broker, NO_LLM, "none", tmp_path, partitions=2)
     events_topic = f"{settings.topics.internal_prefix}events"
     worker = Worker(settings)
@@ -52,11 +55,11 @@ def test_bundles_fold_once_and_dead_letters_name_their_bundle(broker: str, tmp_p
         late = {"type": "page", "name": "/", "userId": "u0", "timestamp": T0 - 3 * HOUR,
                 "messageId": "late"}  # fmt: skip
         asyncio.run(produce(settings, [("clickstream", late)]))
-        applied = 5 * len(USERS)
+        applied = 5 * len(USERS) + 1
         assert worker.wait_for("kairos_state_updates_total", applied) == applied
 
         def complete(records: list[Any]) -> bool:
-            return sum(len(events(r)) for r in records) >= applied + 1
+            return sum(len(events(r)) for r in records) >= applied
 
         bundles = asyncio.run(consume(settings, events_topic, complete, seconds=30))
         bundles = [r for r in bundles if events(r)]  # not the sweep markers
@@ -68,18 +71,12 @@ def test_bundles_fold_once_and_dead_letters_name_their_bundle(broker: str, tmp_p
         assert paths == {"in_process": len(bundles)}
         assert worker.counter("kairos_state_updates_total") == applied
         assert worker.counter("kairos_duplicates_total") == 0
-
-        [letter] = asyncio.run(consume(settings, settings.topics.dlq, bool, seconds=30))
+        # Three hours behind u0's partition: out of the windows, in the profile.
+        late_events = labelled(worker.metrics(), "kairos_event_time_total", "outcome")
+        assert late_events == {"late": 1.0}
+        assert worker.counter("kairos_dead_letters_total") == 0
+        url = f"http://127.0.0.1:{settings.web_port}/v1/profiles/u0/events"
+        shown = httpx.get(url, timeout=5).json()["events"]
+        assert {"timestamp": T0 - 3 * HOUR, "type": "page", "name": "/"} in shown
     finally:
         worker.stop()
-    headers = header_map(letter.headers)
-    assert headers["kairos.dlq.code"] == "too_late"
-    assert headers["kairos.dlq.stage"] == "context"
-    assert loads(letter.value)["id"] == "late"
-    # It names the bundle that carried the event, on kairos.internal.events.
-    assert headers["kairos.dlq.topic"] == events_topic
-    partition, offset = int(headers["kairos.dlq.partition"]), int(headers["kairos.dlq.offset"])
-    assert partition == Partitioner(settings.partitions)("u0")
-    [bundle] = [r for r in bundles if (r.partition, r.offset) == (partition, offset)]
-    assert "late" in [event["id"] for event in events(bundle)]
-    assert InProcess.HEADER in header_map(bundle.headers)

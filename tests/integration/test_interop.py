@@ -11,6 +11,7 @@ from confluent_kafka import Producer
 
 from streams.codecs import header_map, loads
 from streams.reference import load_reference
+from tests.e2e.scenario import minutes_ago
 from tests.support.stack import Worker, consume, settings_for_test
 
 pytestmark = pytest.mark.broker
@@ -28,12 +29,12 @@ def test_librdkafka_producer_to_offer_through_the_llm_fallback(broker: str, tmp_
         t = settings.topics
         events = [
             (t.clickstream, {"type": "identify", "userId": "rd1", "traits": {"name": "Rosa"},
-                             "timestamp": "2026-11-21T09:00:00Z"}),
+                             "timestamp": minutes_ago(60)}),
             (t.clickstream, {"type": "track", "event": "Product Viewed", "anonymousId": "rd1",
                              "properties": {"product_id": "p-203", "category": "outdoor"},
-                             "timestamp": "2026-11-21T09:30:00Z"}),
+                             "timestamp": minutes_ago(30)}),
             (t.location, {"userId": "rd1", "lat": FLATIRON.lat, "lon": FLATIRON.lon,
-                          "messageId": "rd-ping", "timestamp": "2026-11-21T10:00:00Z"}),
+                          "messageId": "rd-ping", "timestamp": minutes_ago(1)}),
         ]  # fmt: skip
         # The identify lands first: across topics, arrival order is not event
         # order, and the offer must carry the name.

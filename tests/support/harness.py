@@ -3,6 +3,10 @@
 The harness does what Kafka does between the two stages: records go through
 the ingest router, bundles and forwarded events are delivered partition by
 partition, and profiles are stored as the bytes the table would hold.
+
+Unless a batch is given its arrival time, each event arrives when it is
+stamped (its ``at`` is its ``ts``), so tests in any era of event time see
+offers that are fresh, as they would be live.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from agents.clock import Clock
 from agents.fold import Fold, Policy
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
@@ -38,7 +43,9 @@ def policy(rules: Rules | None = None) -> Policy:
 class Harness:
     def __init__(self, partitions: int = 4, rules: Rules | None = None) -> None:
         self.policy = policy(rules)
-        self.router = Router(SOURCES, partitions)
+        self.router = Router(SOURCES, partitions, int(Settings().max_future_s * 1000))
+        self.clocks: dict[int, Clock] = {}  # each partition's, as the table keeps it
+        self.late = self.future = 0
         self.partition_for = Partitioner(partitions)
         self.store: dict[str, bytes] = {}
         self.offsets: Counter[tuple[str, int]] = Counter()
@@ -58,25 +65,34 @@ class Harness:
             source, partition, offset, T0, 0, None, value, None, 0, len(value), ()
         )
 
-    def deliver(self, records: list[Any]) -> None:
-        """One ingest batch, then every bundle and forward until nothing moves."""
+    def deliver(self, records: list[Any], arrived: int | None = None) -> None:
+        """One ingest batch (arriving at ``arrived``, else each event when it is
+        stamped), then every bundle and forward until nothing moves."""
         batch: dict[TopicPartition, list[Any]] = {}
         for record in records:
             batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
-        routed = self.router.route(batch)
+        routed = self.router.route(batch, arrived)
         self.router_dead += len(routed.dead)
         queue = [b for encoded in routed.bundles.values() for b in bundles(encoded)]
         while queue:
-            self.fold(loads(queue.pop(0)), queue)
+            events = loads(queue.pop(0))
+            if arrived is None:
+                events = [{**event, "at": event["ts"]} for event in events]
+            self.fold(events, queue)
 
     def fold(self, events: list[dict[str, Any]], queue: list[bytes]) -> None:
-        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None, self.policy)
+        partition = self.partition_for(events[0]["user"])
+        clock = self.clocks.setdefault(partition, Clock())
+        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None, self.policy,
+                    clock)  # fmt: skip
         for event in events:
             assert self.partition_for(event["user"]) == self.partition_for(events[0]["user"])
             fold.apply(event)
         for key in fold.dirty:
             self.store[key] = dumps(fold.profiles[key])
         self.duplicates += fold.duplicates
+        self.late += fold.late
+        self.future += fold.future
         self.merges.update(fold.merges)
         self.dead.extend(fold.dead)
         self.moments.extend(moment for _event, moment in fold.moments)
@@ -84,8 +100,8 @@ class Harness:
         self.unattributed.update(fold.unattributed)
         queue.extend(b for _, b in bundles_by_partition(fold.forwards, self.partition_for))
 
-    def send(self, *items: tuple[str, dict[str, Any]]) -> None:
-        self.deliver([self.record(source, body) for source, body in items])
+    def send(self, *items: tuple[str, dict[str, Any]], arrived: int | None = None) -> None:
+        self.deliver([self.record(source, body) for source, body in items], arrived)
 
     def profile(self, user: str) -> dict[str, Any]:
         return loads(self.store[user])

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from agents import context as context_module
+from agents import output
+from agents.handoffs import Placed
 from agents.runtime import Runtime
 from agents.worker import create_app
 from streams.codecs import dumps, loads
@@ -88,10 +90,13 @@ def test_context_folds_events_and_emits_a_moment(
     assert moment["profile"]["views"][0][1] == "p-101"
     assert moment["features"]["windows"]["1h"] == {"events": 2, "products": 1, "categories": 1}
     [write] = outputs["changelog"].sent  # one write for the user's two events
-    # ...and the win-back timer the store visit set, due 30 days after it.
+    # ...the win-back timer the store visit set, due 30 days after it, and the
+    # partition's clock, moved to the newest event time.
     assert [key for key, _ in write["changes"]] == [
         b"u2", b"\x00due:%d:win_back:u2" % (moment["event_ts"] + 30 * 86_400_000),
+        b"\x00clock:0",
     ]  # fmt: skip
+    assert loads(worker.profiles[b"\x00clock:0"]) == [1_800_000_000_002, 0]
     stored = loads(worker.profiles[b"u2"])
     assert stored["visit"][0] == "s-flatiron" and stored["visit"][4] is True
 
@@ -107,3 +112,25 @@ def test_two_apps_in_one_process_share_nothing() -> None:
     assert (one.partition_for("u2"), two.partition_for("u2")) == (
         Partitioner(2)("u2"), Partitioner(8)("u2"),
     )  # fmt: skip
+
+
+def test_a_dead_letter_of_a_bundle_folded_in_process_names_where_it_landed(
+    worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[Any, str]] = []
+
+    async def send(message: Any, *, code: str, **kwargs: Any) -> asyncio.Future[None]:
+        sent.append(((message.topic, message.partition, message.offset), code))
+        return await Recorder().send()
+
+    monkeypatch.setattr(worker.dead_letters, "send", send)
+
+    async def scenario() -> None:
+        placed = Placed("kairos.internal.events", 3)
+        event = {"kind": "page", "user": "u", "ts": 1}
+        waiting = await output._dead_letter(worker, placed, event, "identity_loop", "a loop")
+        placed.offset.set_result(41)  # once ingest's produce of the bundle lands
+        await waiting
+
+    asyncio.run(scenario())
+    assert sent == [(("kairos.internal.events", 3, 41), "identity_loop")]

@@ -54,12 +54,12 @@ class Person:
         self.keep(fold)
 
     def tick(self, now: int) -> None:
-        """Fire the browse timers due by ``now``, as a tick does."""
+        """Fire the browse timers due by ``now``, as a tick does once the watermark passes."""
         fold = self.fold()
         for due, rule, user in sorted(self.timers):
             if due <= now and rule == "browse_abandoned":
                 self.timers.discard((due, rule, user))
-                fold.fire(rule, user, now)
+                fold.fire(rule, user, now, now)  # the wall clock agrees with event time
         self.keep(fold)
 
 

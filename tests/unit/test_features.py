@@ -115,19 +115,19 @@ def test_features_read_cart_purchase_and_visit_recency() -> None:
     assert got["session"]["active"] and got["windows"]["15m"]["events"] == 1
 
 
-def test_an_event_later_than_the_allowed_lateness_is_dead_lettered() -> None:
+def test_an_event_behind_the_watermark_is_applied_but_left_out_of_the_windows() -> None:
     profile = new_profile("u1")
     rules = policy()
     fold = Fold(lambda key: profile, rules)
-    base = {"v": 1, "kind": "page", "user": "u1", "at": T0, "props": {}}
-    fold.apply({**base, "id": "new", "ts": T0 + rules.allowed_lateness_ms + 60_000})
-    fold.apply({**base, "id": "within", "ts": T0 + 60_000})
-    fold.apply({**base, "id": "late", "ts": T0 - 1})
+    base = {"v": 1, "kind": "page", "user": "u1", "props": {}}
+    newest = T0 + rules.allowed_lateness_ms + 60_000
+    fold.apply({**base, "id": "new", "ts": newest, "at": newest})
+    fold.apply({**base, "id": "within", "ts": T0 + 60_000, "at": newest})
+    fold.apply({**base, "id": "late", "ts": T0 - 1, "at": newest})
     fold.apply({**base, "id": "traits", "kind": "traits", "traits": {"tier": "gold"}, "ts": T0})
-    [(dead, code, reason)] = fold.dead
-    assert (dead["id"], code) == ("late", "too_late")
-    assert (
-        reason
-        == "page event is 61 min older than this person's latest; windows accept up to 60 min"
-    )
-    assert fold.profiles["u1"]["n"] == 3  # old traits still count: only windows have lateness
+    assert fold.dead == [] and (fold.late, fold.applied) == (1, 4)
+    stored = fold.profiles["u1"]
+    assert stored["n"] == 4 and stored["traits"]["tier"] == ["gold", T0]
+    assert stored["recent"][0].startswith(f"{T0 - 1}|page|")  # in its history
+    assert window(stored, "24h", newest)["events"] == 2  # but not in its windows
+    assert fold.clock.newest == newest

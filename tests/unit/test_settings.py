@@ -46,6 +46,26 @@ def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ("KAIROS_LLM_TIMOUT_S", "5", "KAIROS_LLM_TIMOUT_S: unknown setting"),
         ("KAIROS_CONFIG", "/nonexistent.yaml", "KAIROS_CONFIG='/nonexistent.yaml': no such file"),
         (
+            "KAIROS_TIMER_IDLE_S",
+            "0.5",
+            "KAIROS_TIMER_IDLE_S: Input should be greater than or equal to 1",
+        ),
+        (
+            "KAIROS_TIMER_IDLE_S",
+            "86400",
+            "KAIROS_TIMER_IDLE_S: Input should be less than or equal to 3600",
+        ),
+        (
+            "KAIROS_ALLOWED_LATENESS_S",
+            "7200",
+            "KAIROS_ALLOWED_LATENESS_S: Input should be less than or equal to 3600",
+        ),
+        (
+            "KAIROS_MAX_FUTURE_S",
+            "-1",
+            "KAIROS_MAX_FUTURE_S: Input should be greater than or equal to 0",
+        ),
+        (
             "KAIROS_MIN_INSYNC_REPLICAS",
             "2",
             "KAIROS_MIN_INSYNC_REPLICAS=2 is more than KAIROS_REPLICATION_FACTOR=1",
