@@ -28,6 +28,7 @@ from faust.types import TP
 from agents.continuity import Continuity, SkippedRecords, read_range
 from agents.expiry import Sweep, is_tick, send_ticks
 from agents.fold import Fold, Policy
+from agents.guard import fold_all
 from agents.handoffs import Placed
 from agents.output import emit
 from agents.profile import Profile, upgraded
@@ -70,13 +71,7 @@ class ContextStage:
 
         ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
         """
-        fold = Fold(self.loader(partition), self.policy)
-        for event in events:
-            try:
-                fold.apply(event)
-            except Exception as exc:  # a bug must not lose the event
-                log.exception("context update failed for event %s", event.get("id"))
-                fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
+        fold = fold_all(lambda: Fold(self.loader(partition), self.policy), events)
         written = await write_batch(self.rt.app, self.rt.profiles, partition, fold.changes())
         if events:  # one bundle's events share their ingest time
             self.rt.metrics.stage_latency.labels("ingest_to_state").observe(

@@ -43,7 +43,7 @@ from streams.codecs import dumps, now_ms
 from streams.errors import InvalidEvent
 from streams.events import SCHEMA_VERSION, decode
 from streams.keys import Partitioner
-from streams.runtime.bundles import bundles
+from streams.runtime.bundles import MAX_BUNDLE_BYTES, bundles
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,14 @@ class Routed:
 class Router:
     """Decide where each record of a batch goes. Pure apart from the link cache."""
 
-    def __init__(self, sources: dict[str, str], partitions: int) -> None:
+    def __init__(
+        self, sources: dict[str, str], partitions: int, event_limit: int = MAX_BUNDLE_BYTES
+    ) -> None:
         self.sources = sources  # topic name -> decoder name
+        # A normalized event is larger than its record when numbers are
+        # respelled (1e15 is 1000000000000000.0); one larger than a bundle
+        # could not travel between stages.
+        self.event_limit = event_limit
         self.partition_for = Partitioner(partitions)
         self._links: set[tuple[str, str]] = set()
 
@@ -92,8 +98,12 @@ class Router:
                     # Deterministic, so a redelivered record gets the same id.
                     event["id"] = f"{record.topic}/{record.partition}/{record.offset}"
                 event["at"] = arrived
+                encoded = dumps(event)
+                if len(encoded) > self.event_limit:
+                    routed.dead.append((record, "too_large", _too_large(len(encoded), self)))
+                    continue
                 routed.counts[source, event["kind"]] += 1
-                bundles[partition_for(event["user"])].append(dumps(event))
+                bundles[partition_for(event["user"])].append(encoded)
                 link = self._new_link(event)
                 if link is not None:
                     bundles[partition_for(link["user"])].append(dumps(link))
@@ -121,6 +131,13 @@ class Router:
             "ts": event["ts"],
             "at": event["at"],
         }
+
+
+def _too_large(size: int, router: Router) -> str:
+    return (
+        f"normalized, the event is {size} bytes; an event between stages "
+        f"carries at most {router.event_limit}"
+    )
 
 
 FoldNow = Callable[

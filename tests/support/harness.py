@@ -14,6 +14,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from agents.fold import Fold, Policy
+from agents.guard import fold_all
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
 from streams.codecs import dumps, loads
@@ -70,10 +71,9 @@ class Harness:
             self.fold(loads(queue.pop(0)), queue)
 
     def fold(self, events: list[dict[str, Any]], queue: list[bytes]) -> None:
-        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None, self.policy)
         for event in events:
             assert self.partition_for(event["user"]) == self.partition_for(events[0]["user"])
-            fold.apply(event)
+        fold = fold_all(lambda: Fold(self.load, self.policy), events)
         for key in fold.dirty:
             self.store[key] = dumps(fold.profiles[key])
         self.duplicates += fold.duplicates
@@ -83,6 +83,9 @@ class Harness:
         self.outcomes.extend(fold.outcomes)
         self.unattributed.update(fold.unattributed)
         queue.extend(b for _, b in bundles_by_partition(fold.forwards, self.partition_for))
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        return loads(self.store[key]) if key in self.store else None
 
     def send(self, *items: tuple[str, dict[str, Any]]) -> None:
         self.deliver([self.record(source, body) for source, body in items])
