@@ -28,6 +28,7 @@ from faust.types import TP
 from agents.continuity import Continuity, SkippedRecords, read_range
 from agents.expiry import Sweep, is_tick, send_ticks
 from agents.fold import Fold, Policy
+from agents.freshness import FAMILIES, observe
 from agents.guard import fold_all
 from agents.handoffs import Placed
 from agents.output import emit
@@ -54,6 +55,10 @@ class ContextStage:
         self.policy = Policy.of(rt.settings, rt.rules, rt.reference)
         self.sweep = Sweep(int(rt.settings.profile_ttl_s * 1000), self._partition_of)
         self.continuity = Continuity()
+        metrics = rt.metrics
+        metrics.freshness_slo.set(rt.settings.freshness_slo_p99_ms / 1000)
+        for family in FAMILIES:  # served from the start, each at zero
+            metrics.feature_freshness.labels(family)
 
     def loader(self, partition: int) -> Callable[[str], Profile | None]:
         """Reads profiles of ``partition`` (the bundle's) from the table."""
@@ -73,6 +78,8 @@ class ContextStage:
         """
         fold = fold_all(lambda: Fold(self.loader(partition), self.policy), events)
         written = await write_batch(self.rt.app, self.rt.profiles, partition, fold.changes())
+        # In the table now: what the Profile API reads.
+        observe(self.rt.metrics.feature_freshness, fold.fresh, now_ms())
         if events:  # one bundle's events share their ingest time
             self.rt.metrics.stage_latency.labels("ingest_to_state").observe(
                 max(0, now_ms() - events[0].get("at", now_ms())) / 1000

@@ -34,6 +34,7 @@ from agents.attribution import group_of, join
 from agents.features import BEHAVIOUR, features, lateness
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
+from agents.freshness import mark as mark_families
 from agents.moment_types import MOMENT_TYPES
 from agents.moments import offer_id, update_visit
 from agents.profile import (
@@ -140,6 +141,7 @@ class Fold:
         self.merges: Counter[str] = Counter()
         self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
         self.unattributed: Counter[str] = Counter()
+        self.fresh: list[tuple[str, int]] = []  # (feature family, event time) applied
 
     def profile(self, key: str) -> Profile:
         profile = self.profiles.get(key)
@@ -192,6 +194,7 @@ class Fold:
             self.unattributed[unattributed] += 1
         for moment in update(self.policy, profile, event):
             self._record(profile, event, moment)
+        self.fresh += mark_families(profile, event)
         for kind, before in waits:
             assert kind.timer is not None
             after = kind.timer.started_at(profile)
