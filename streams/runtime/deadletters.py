@@ -144,7 +144,7 @@ class DeadLetters:
         except Exception as exc:
             out.set_exception(exc)
 
-    def _smaller(self, carried: Callable[[int], Letter], exc: Exception) -> Letter:
+    def _smaller(self, carried: Callable[[int], Letter], exc: BaseException) -> Letter:
         log.warning("a dead letter was refused as too large (%r): sending its first %d bytes",
                     exc, FALLBACK_HEAD)  # fmt: skip
         return carried(FALLBACK_HEAD)
