@@ -76,8 +76,8 @@ class ContextStage:
 
         ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
         """
-        fold = fold_all(lambda: Fold(self.loader(partition), self.policy), events)
-        written = await write_batch(self.rt.app, self.rt.profiles, partition, fold.changes())
+        fold, changes = fold_all(lambda: Fold(self.loader(partition), self.policy), events)
+        written = await write_batch(self.rt.app, self.rt.profiles, partition, changes)
         # In the table now: what the Profile API reads.
         observe(self.rt.metrics.feature_freshness, fold.fresh, now_ms())
         if events:  # one bundle's events share their ingest time

@@ -8,11 +8,22 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka.admin import NewTopic
 
 from streams import clients
-from streams.codecs import DLQ_CODE, DLQ_OFFSET, DLQ_REASON, DLQ_SIZE, DLQ_TOPIC, dumps, header_map
+from streams.codecs import (
+    DLQ_CODE,
+    DLQ_OFFSET,
+    DLQ_REASON,
+    DLQ_SIZE,
+    DLQ_STAGE,
+    DLQ_TOPIC,
+    dumps,
+    header_map,
+    loads,
+)
 from streams.runtime.admin import connect_admin
 from streams.runtime.deadletters import HEADROOM
 from tests.support.stack import Worker, consume, settings_for_test
@@ -101,3 +112,39 @@ def test_records_of_1_2_and_10_mib_are_dead_lettered_with_their_head_and_stop_no
             f"{len(original)} bytes, more than a dead letter carries: this one holds its "
             f"first {limit}"
         )
+
+
+def added(n: int, quantity: int) -> bytes:
+    return dumps({"type": "track", "event": "Product Added", "userId": "cart-1",
+                  "messageId": f"add-{n}", "timestamp": 1_795_000_000_000 + n,
+                  "properties": {"product_id": "p-101", "quantity": quantity}})  # fmt: skip
+
+
+def test_an_event_the_fold_cannot_apply_is_dead_lettered_and_the_person_goes_on(
+    broker: str, tmp_path: Path
+) -> None:
+    """A cart quantity at the 64-bit limit, then one more: the profile would
+    hold an integer orjson cannot write. That event is dead-lettered with
+    the reason; the worker goes on, and so do the person's later events."""
+    settings = settings_for_test(broker, "http://127.0.0.1:9/v1", "none", tmp_path)
+    later = [page(n) for n in range(5)] + [added(3, 1).replace(b"cart-1", b"cart-2")]
+    values = [added(1, 2**64 - 1), added(2, 1), *later]
+    worker = Worker(settings)
+    worker.start()
+    assert worker.process.proc is not None
+    pid = worker.process.proc.pid
+    try:
+        asyncio.run(send(settings, values))
+        applied = worker.wait_for("kairos_state_updates_total", len(values) - 1, seconds=60)
+        [letter] = asyncio.run(consume(settings, settings.topics.dlq, bool, 30))
+        api = f"http://127.0.0.1:{settings.web_port}/v1/profiles"
+        cart = httpx.get(f"{api}/cart-1/features?at=1795000001000", timeout=10).json()
+        same = worker.process.running and worker.process.proc.pid == pid
+    finally:
+        worker.stop()
+    headers = header_map(letter.headers)
+    assert applied == len(values) - 1 and same
+    assert (headers[DLQ_CODE], headers[DLQ_STAGE]) == ("internal_error", "context")
+    assert headers[DLQ_REASON] == "state update failed: TypeError('Integer exceeds 64-bit range')"
+    assert loads(letter.value)["id"] == "add-2"
+    assert cart["features"]["cart"]["items"] == 2**64 - 1  # add-1's, not add-2's

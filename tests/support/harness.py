@@ -17,7 +17,8 @@ from agents.fold import Fold, Policy
 from agents.guard import fold_all
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
-from streams.codecs import dumps, loads
+from agents.timers import TIMER_PREFIX
+from streams.codecs import loads
 from streams.keys import Partitioner
 from streams.reference import ReferenceData
 from streams.runtime.bundles import bundles, bundles_by_partition
@@ -73,9 +74,10 @@ class Harness:
     def fold(self, events: list[dict[str, Any]], queue: list[bytes]) -> None:
         for event in events:
             assert self.partition_for(event["user"]) == self.partition_for(events[0]["user"])
-        fold = fold_all(lambda: Fold(self.load, self.policy), events)
-        for key in fold.dirty:
-            self.store[key] = dumps(fold.profiles[key])
+        fold, changes = fold_all(lambda: Fold(self.load, self.policy), events)
+        for key, value in changes:
+            if value is not None and not key.startswith(TIMER_PREFIX):
+                self.store[key.decode()] = value
         self.duplicates += fold.duplicates
         self.merges.update(fold.merges)
         self.dead.extend(fold.dead)

@@ -180,3 +180,30 @@ def test_an_event_the_fold_raises_on_is_dead_lettered_and_applied_not_at_all(
     assert [e["timestamp"] for e in recent_events(profile)] == [T0 + 4000, T0 + 3000, T0 + 1000]
     harness.send(view(2))  # the same id, once the bug is gone, is new to the profile
     assert events_15m(harness.profile("ana")) == 4
+
+
+def added(n: int, quantity: int, user: str = "ana") -> tuple[str, dict[str, Any]]:
+    props = {"product_id": "p-101", "quantity": quantity}
+    return "clickstream", {"type": "track", "event": "Product Added", "userId": user,
+                           "messageId": f"a{n}", "timestamp": T0 + n * 1000,
+                           "properties": props}  # fmt: skip
+
+
+U64_MAX = 2**64 - 1
+
+
+def test_an_event_that_leaves_its_profile_unencodable_is_dead_lettered_and_the_rest_applied() -> (
+    None
+):
+    """A real edge case: a cart quantity at the 64-bit limit is valid, and one
+    more makes the profile an integer orjson cannot write. The fold raises
+    only when the bundle's writes are encoded, after every event."""
+    harness = Harness(2)
+    harness.send(added(1, U64_MAX), added(2, 1), view(3), added(4, 2, user="ben"))
+    harness.send(view(5))  # a later bundle for the same person
+    [(event, code, reason)] = harness.dead
+    assert (event["id"], code) == ("a2", "internal_error")
+    assert reason == "state update failed: TypeError('Integer exceeds 64-bit range')"
+    assert harness.profile("ana")["cart"]["p-101"][0] == U64_MAX
+    assert events_15m(harness.profile("ana")) == 3  # a1, v3, v5; a2 not at all
+    assert harness.profile("ben")["cart"]["p-101"][0] == 2
