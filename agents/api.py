@@ -36,6 +36,7 @@ from yarl import URL
 from agents.attribution import HOLDOUT, OFFER, remembered
 from agents.context import ContextStage
 from agents.features import features
+from agents.freshness import as_of
 from agents.moments import moment_of, opted_out
 from agents.profile import MAX_RECENT, Profile, recent_events
 from agents.runtime import Runtime
@@ -72,7 +73,12 @@ def identities_view(profile: Profile, asked: Asked) -> dict[str, Any]:
 
 
 def features_view(profile: Profile, asked: Asked) -> dict[str, Any]:
-    return {"at": asked.at, "features": features(profile, asked.at, asked.reference)}
+    return {
+        "at": asked.at,
+        "features": features(profile, asked.at, asked.reference),
+        # Per feature family, the event time of the latest event it holds.
+        "as_of": as_of(profile),
+    }
 
 
 def offers_view(profile: Profile, asked: Asked) -> dict[str, Any]:

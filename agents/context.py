@@ -34,6 +34,8 @@ from agents.clock import Clock, clock_key, clock_partition
 from agents.continuity import Continuity, SkippedRecords, read_range
 from agents.expiry import Sweep, is_tick, send_ticks
 from agents.fold import Fold, Policy
+from agents.freshness import FAMILIES, observe
+from agents.guard import fold_all
 from agents.handoffs import Placed
 from agents.output import emit
 from agents.profile import Profile, upgraded
@@ -60,6 +62,10 @@ class ContextStage:
         self.sweep = Sweep(int(rt.settings.profile_ttl_s * 1000), self._partition_of)
         self.continuity = Continuity()
         self.held_since: dict[int, int] = {}  # partition: when this worker took it (wall)
+        metrics = rt.metrics
+        metrics.freshness_slo.set(rt.settings.freshness_slo_p99_ms / 1000)
+        for family in FAMILIES:  # served from the start, each at zero
+            metrics.feature_freshness.labels(family)
 
     def loader(self, partition: int) -> Callable[[str], Profile | None]:
         """Reads profiles of ``partition`` (the bundle's) from the table."""
@@ -83,15 +89,13 @@ class ContextStage:
 
         ``where`` is the bundle's record (or its :class:`Placed`), for dead letters.
         """
-        fold = Fold(self.loader(partition), self.policy, self.clock(partition))
-        for event in events:
-            try:
-                fold.apply(event)
-            except Exception as exc:  # a bug must not lose the event
-                log.exception("context update failed for event %s", event.get("id"))
-                fold.dead.append((event, "internal_error", f"state update failed: {exc!r}"))
-        changes = fold.changes() + self.clock_changes(partition, fold)
+        fold, changes = fold_all(
+            lambda: Fold(self.loader(partition), self.policy, self.clock(partition)), events
+        )
+        changes += self.clock_changes(partition, fold)
         written = await write_batch(self.rt.app, self.rt.profiles, partition, changes)
+        # In the table now: what the Profile API reads.
+        observe(self.rt.metrics.feature_freshness, fold.fresh, now_ms())
         if events:  # one bundle's events share their ingest time
             self.rt.metrics.stage_latency.labels("ingest_to_state").observe(
                 max(0, now_ms() - events[0].get("at", now_ms())) / 1000

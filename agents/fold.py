@@ -40,6 +40,7 @@ from agents.clock import INTERNAL_KINDS, Clock
 from agents.features import BEHAVIOUR, features
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
+from agents.freshness import mark as mark_families
 from agents.moment_types import MOMENT_TYPES, stale
 from agents.moments import offer_id, update_visit
 from agents.profile import (
@@ -159,6 +160,7 @@ class Fold:
         self.merges: Counter[str] = Counter()
         self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
         self.unattributed: Counter[str] = Counter()
+        self.fresh: list[tuple[str, int]] = []  # (feature family, event time) applied
 
     def profile(self, key: str) -> Profile:
         profile = self.profiles.get(key)
@@ -217,6 +219,7 @@ class Fold:
             self.unattributed[unattributed] += 1
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
+        self.fresh += mark_families(profile, event)
         for kind, before in waits:
             assert kind.timer is not None
             after = kind.timer.started_at(profile)

@@ -43,7 +43,7 @@ from streams.codecs import dumps, now_ms
 from streams.errors import InvalidEvent
 from streams.events import SCHEMA_VERSION, decode
 from streams.keys import Partitioner
-from streams.runtime.bundles import bundles
+from streams.runtime.bundles import MAX_BUNDLE_BYTES, bundles
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,17 @@ class Router:
     """Decide where each record of a batch goes. Pure apart from the link cache."""
 
     def __init__(
-        self, sources: dict[str, str], partitions: int, max_future_ms: int | None = None
+        self,
+        sources: dict[str, str],
+        partitions: int,
+        max_future_ms: int | None = None,
+        event_limit: int = MAX_BUNDLE_BYTES,
     ) -> None:
         self.sources = sources  # topic name -> decoder name
+        # A normalized event is larger than its record when numbers are
+        # respelled (1e15 is 1000000000000000.0); one larger than a bundle
+        # could not travel between stages.
+        self.event_limit = event_limit
         self.partition_for = Partitioner(partitions)
         self.max_future_ms = max_future_ms  # None: every event time is believed
         self._links: set[tuple[str, str]] = set()
@@ -97,8 +105,12 @@ class Router:
                     event["id"] = f"{record.topic}/{record.partition}/{record.offset}"
                 event["at"] = arrived
                 self._believed(event, arrived)
+                encoded = dumps(event)
+                if len(encoded) > self.event_limit:
+                    routed.dead.append((record, "too_large", _too_large(len(encoded), self)))
+                    continue
                 routed.counts[source, event["kind"]] += 1
-                bundles[partition_for(event["user"])].append(dumps(event))
+                bundles[partition_for(event["user"])].append(encoded)
                 link = self._new_link(event)
                 if link is not None:
                     bundles[partition_for(link["user"])].append(dumps(link))
@@ -135,6 +147,13 @@ class Router:
             "ts": event["ts"],
             "at": event["at"],
         }
+
+
+def _too_large(size: int, router: Router) -> str:
+    return (
+        f"normalized, the event is {size} bytes; an event between stages "
+        f"carries at most {router.event_limit}"
+    )
 
 
 FoldNow = Callable[

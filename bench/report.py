@@ -142,6 +142,16 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - `state_disk_bytes_per_user`: the RocksDB directories on disk (compressed
   files and write-ahead log) divided by the people.
 - `worker_peak_rss_mib`: the worker's peak resident memory (VmHWM).
+- `freshness_p99_ms_<family>` (traits, session, windows, location;
+  bench/freshness.py): 1,000 events/s for 60 s into one worker (55% product
+  views, 15% pages, 15% location pings, 15% CRM trait updates, each stamped
+  with the time it is sent), from a producer process lingering 5 ms. The
+  p99, in ms, from an event's timestamp to the table write holding its
+  effect (when the Profile API can read it), by the family the event feeds,
+  from the worker's `kairos_feature_freshness_seconds`, interpolated within
+  its buckets as `histogram_quantile` does. Target: at most
+  `KAIROS_FRESHNESS_SLO_P99_MS` (2,000). `freshness_p50_ms_<family>`: the
+  same, p50. `freshness_events`: events sent.
 
 ## Offers against the real vLLM CPU server (bench/llm.py)
 

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.freshness import freshness
 from bench.llm import bench_broker, llm, stand_in
 from bench.measure import sample
 from bench.report import REPORT, RESULTS, write
@@ -362,6 +363,8 @@ def main() -> int:
     print(f"state: {RESTART_USERS:,} people in one worker, then a clean restart...")
     figures.update(restart(RESTART_USERS))
     figures.update(state_cost(EVENTS, USERS))
+    print("freshness per feature family at 1,000 events/s...")
+    figures.update(freshness(stack_settings()))
     print("offers against a stand-in model server: live traffic...")
     figures.update(stand_in(stack_settings()))
     print("the same without transactions (KAIROS_OFFERS_EXACTLY_ONCE=false)...")

@@ -19,6 +19,8 @@ DLQ_PARTITION = "kairos.dlq.partition"
 DLQ_OFFSET = "kairos.dlq.offset"
 DLQ_STAGE = "kairos.dlq.stage"
 DLQ_FAILED_AT = "kairos.dlq.failed_at_ms"
+# Set on a dead letter that carries only the head of its record: the record's size.
+DLQ_SIZE = "kairos.dlq.size"
 
 
 def dumps(value: Any) -> bytes:

@@ -13,6 +13,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
+# Seconds from an event's own timestamp to its effect in the table. Event
+# time trails arrival by as long as a device was offline, so these go on
+# past the stage latencies'; 2 s is the default freshness target.
+FRESHNESS_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 300.0, 3600.0,
+)  # fmt: skip
 
 
 class Metrics:
@@ -226,6 +233,21 @@ class Metrics:
             "Time spent in or between pipeline stages.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+        self.feature_freshness = Histogram(
+            "kairos_feature_freshness_seconds",
+            "From an event's timestamp to the table write that holds its effect (readable "
+            "through the Profile API), by the feature family it feeds (agents/freshness.py).",
+            ["family"],
+            buckets=FRESHNESS_BUCKETS,
+            registry=registry,
+        )
+        self.freshness_slo = Gauge(
+            "kairos_freshness_slo_seconds",
+            "The p99 of kairos_feature_freshness_seconds each family is held to "
+            "(KAIROS_FRESHNESS_SLO_P99_MS).",
             registry=registry,
         )
 

@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     profile_ttl_s: Positive = 90 * 86400.0
     sweep_interval_s: Positive = 60.0
 
+    # The p99 each feature family's freshness is held to: from an event's
+    # timestamp to its effect being readable through the Profile API
+    # (kairos_feature_freshness_seconds; alert KairosFeatureFreshnessP99).
+    freshness_slo_p99_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 2000
+
     # Feedback joins its offer, and an order converts the moments before it
     # (offered or held out), within this long of the moment.
     attribution_window_s: Positive = 7 * 86400.0

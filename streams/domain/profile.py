@@ -30,3 +30,4 @@ class Profile(TypedDict, total=False):
     session: list[Any]
     n: int  # events applied
     updated: int  # the latest event's time
+    asof: dict[str, int]  # feature family -> its latest event's time (agents/freshness.py)

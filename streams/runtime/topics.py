@@ -33,6 +33,12 @@ import faust
 from streams.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
+# Set as max.message.bytes on every topic kairos writes: Kafka's default, so
+# a record the worker's producer may send (its max_request_size, 1,000,000
+# bytes) is taken wherever the cluster's default is lower. Source topics keep
+# the producers' own limits: a larger record there is dead-lettered with its
+# head (streams/runtime/deadletters.py).
+MAX_MESSAGE_BYTES = 1_048_588
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     def kept(days: int) -> dict[str, str]:
         return {**every, "cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
 
+    def ours(config: dict[str, str]) -> dict[str, str]:
+        return {**config, "max.message.bytes": str(MAX_MESSAGE_BYTES)}
+
     # Compacted topics keep the latest record per key for ever: the state itself.
     compacted = {**every, "cleanup.policy": "compact", "retention.ms": "-1"}
     return [
@@ -63,13 +72,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.crm, n, kept(7)),
         TopicSpec(t.location, n, kept(7)),
         TopicSpec(t.feedback, n, kept(7)),
-        TopicSpec(t.offers, n, kept(7)),
-        TopicSpec(t.dlq, n, kept(30)),
-        TopicSpec(t.outcomes, n, kept(90)),
+        TopicSpec(t.offers, n, ours(kept(7))),
+        TopicSpec(t.dlq, n, ours(kept(30))),
+        TopicSpec(t.outcomes, n, ours(kept(90))),
         TopicSpec(t.reference, 1, compacted),
-        TopicSpec(internal_name(settings, "events"), n, kept(7)),
-        TopicSpec(internal_name(settings, "moments"), n, kept(90)),
-        TopicSpec(internal_name(settings, "profiles-changelog"), n, compacted),
+        TopicSpec(internal_name(settings, "events"), n, ours(kept(7))),
+        TopicSpec(internal_name(settings, "moments"), n, ours(kept(90))),
+        TopicSpec(internal_name(settings, "profiles-changelog"), n, ours(compacted)),
     ]
 
 

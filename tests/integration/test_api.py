@@ -110,6 +110,10 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
             ]  # fmt: skip
             features = get(settings, f"u0/features?at={T0 + 3000}").json()["features"]
             assert features["windows"]["15m"] == {"events": 3, "products": 3, "categories": 2}
+            # Each family as of its latest event; anon-1's views came with the merge.
+            as_of = get(settings, "u0/features").json()["as_of"]
+            assert as_of == {"traits": T0 + 3000, "session": T0 + 2001, "windows": T0 + 2001,
+                             "location": None}  # fmt: skip
             offers = get(settings, "u0/offers").json()
             assert offers["offers"] == [] and offers["consent"] == {"opted_out": False}
 

@@ -256,6 +256,7 @@ GAUGES = {
     "kairos_llm_in_flight": (0, 0),  # nothing left open
     # Records the stream consumer skipped: none without a broker outage.
     "kairos_context_skipped_records_total": (0, 0),
+    "kairos_freshness_slo_seconds": (2.0, 2.0),  # KAIROS_FRESHNESS_SLO_P99_MS's default
 }
 
 

@@ -12,6 +12,7 @@ offers that are fresh, as they would be live.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -19,9 +20,11 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from agents.clock import Clock
 from agents.fold import Fold, Policy
+from agents.guard import fold_all
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
-from streams.codecs import dumps, loads
+from agents.timers import TIMER_PREFIX
+from streams.codecs import loads
 from streams.keys import Partitioner
 from streams.reference import ReferenceData
 from streams.runtime.bundles import bundles, bundles_by_partition
@@ -83,13 +86,14 @@ class Harness:
     def fold(self, events: list[dict[str, Any]], queue: list[bytes]) -> None:
         partition = self.partition_for(events[0]["user"])
         clock = self.clocks.setdefault(partition, Clock())
-        fold = Fold(lambda key: loads(self.store[key]) if key in self.store else None, self.policy,
-                    clock)  # fmt: skip
         for event in events:
             assert self.partition_for(event["user"]) == self.partition_for(events[0]["user"])
-            fold.apply(event)
-        for key in fold.dirty:
-            self.store[key] = dumps(fold.profiles[key])
+        # Each pass of fold_all starts from the clock as it was, as the table's would.
+        fold, changes = fold_all(lambda: Fold(self.load, self.policy, replace(clock)), events)
+        self.clocks[partition] = fold.clock
+        for key, value in changes:
+            if value is not None and not key.startswith(TIMER_PREFIX):
+                self.store[key.decode()] = value
         self.duplicates += fold.duplicates
         self.late += fold.late
         self.future += fold.future
@@ -99,6 +103,9 @@ class Harness:
         self.outcomes.extend(fold.outcomes)
         self.unattributed.update(fold.unattributed)
         queue.extend(b for _, b in bundles_by_partition(fold.forwards, self.partition_for))
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        return loads(self.store[key]) if key in self.store else None
 
     def send(self, *items: tuple[str, dict[str, Any]], arrived: int | None = None) -> None:
         self.deliver([self.record(source, body) for source, body in items], arrived)

@@ -1,0 +1,64 @@
+"""Freshness per feature family: how old, in event time, is what a profile
+shows, and how long an event takes to be readable through the Profile API.
+
+Each applied event moves the families its kind feeds. The profile keeps,
+per family, the event time of the latest event applied to it
+(``profile["asof"]``, shown by ``GET /v1/profiles/{id}/features``); the
+context stage measures each family's lag from the event's own timestamp to
+the table write that holds it (``kairos_feature_freshness_seconds``), which
+is when the Profile API can read it.
+
+A family that is not listed here has no freshness yet: the taste vector
+(next) adds ``"taste"`` to :data:`FAMILIES` and to the kinds that feed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.profile import Profile
+from streams.domain import Event
+
+FAMILIES = ("traits", "session", "windows", "location")
+_BEHAVIOUR = ("session", "windows")
+# Event kinds and the families they feed (agents/features.py: the tiles and
+# the session take every behavioural event; agents/profile.py: the traits).
+FEEDS: dict[str, tuple[str, ...]] = {
+    "identify": ("traits",),
+    "traits": ("traits",),
+    "loyalty": ("traits",),
+    "group": ("traits",),
+    "track": _BEHAVIOUR,
+    "page": _BEHAVIOUR,
+    "screen": _BEHAVIOUR,
+    "location": (*_BEHAVIOUR, "location"),
+}
+
+
+def mark(profile: Profile, event: Event) -> list[tuple[str, int]]:
+    """Record in ``profile`` that ``event`` is applied: its families'
+    (family, event time), to be measured once written. An absorbed profile
+    brings its as-of times, measured when its events were applied."""
+    held: dict[str, int] = profile.setdefault("asof", {})
+    if event["kind"] == "absorb":
+        for family, ts in (event["profile"].get("asof") or {}).items():
+            held[family] = max(held.get(family, ts), ts)
+        return []
+    ts = event["ts"]
+    fed = FEEDS.get(event["kind"], ())
+    for family in fed:
+        held[family] = max(held.get(family, ts), ts)
+    return [(family, ts) for family in fed]
+
+
+def as_of(profile: Profile) -> dict[str, Any]:
+    """Per family, the event time of the latest event applied to it, or None."""
+    held = profile.get("asof") or {}
+    return {family: held.get(family) for family in FAMILIES}
+
+
+def observe(histogram: Any, fresh: list[tuple[str, int]], written_at: int) -> None:
+    """Each (family, event time)'s lag to ``written_at``, in seconds; a clock
+    ahead of ours counts as no lag."""
+    for family, ts in fresh:
+        histogram.labels(family).observe(max(0, written_at - ts) / 1000)
