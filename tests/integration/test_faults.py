@@ -157,12 +157,15 @@ def test_a_worker_waits_for_a_late_broker_and_names_one_that_never_comes(
     port = free_port()
     settings = settings_for_test(f"127.0.0.1:{port}", "http://127.0.0.1:9/v1", "none", tmp_path)
     argv = [sys.executable, "-m", "streams.tools.cli", "worker"]
+    # Patient enough for a broker that takes a minute to start on a loaded
+    # machine; the default's schedule is checked below.
+    patient = settings.model_copy(update={"broker_wait_s": 250.0})
     worker = ManagedProcess("worker", argv, tmp_path / "worker.log",
-                            env=settings_env(settings), cwd=REPO)  # fmt: skip
+                            env=settings_env(patient), cwd=REPO)  # fmt: skip
     worker.start()
     try:
-        # Two attempts fail; the broker starts (5-10 s) while the worker
-        # waits out its next retries (2, 4 and 8 s).
+        # Two attempts fail; the broker starts (5-10 s, longer under load)
+        # while the worker waits out its next retries (2, 4, 8, 16 s...).
         deadline = time.monotonic() + 60
         log_path = tmp_path / "worker.log"
         while not log_path.exists() or "retrying in 1.0 s" not in log_path.read_text():

@@ -44,6 +44,11 @@ def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ("KAIROS_STORE", "redis://", "KAIROS_STORE: expected 'rocksdb://' or 'memory://'"),
         ("KAIROS_LLM_TIMEOUT_S", "-1", "KAIROS_LLM_TIMEOUT_S: Input should be greater than 0"),
         ("KAIROS_LLM_TIMOUT_S", "5", "KAIROS_LLM_TIMOUT_S: unknown setting"),
+        (
+            "KAIROS_BROKER_WAIT_S",
+            "-1",
+            "KAIROS_BROKER_WAIT_S: Input should be greater than or equal to 0",
+        ),
         ("KAIROS_CONFIG", "/nonexistent.yaml", "KAIROS_CONFIG='/nonexistent.yaml': no such file"),
         (
             "KAIROS_MIN_INSYNC_REPLICAS",
