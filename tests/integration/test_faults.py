@@ -47,7 +47,9 @@ def test_offers_fall_back_while_the_llm_server_is_gone_then_use_it_again(
     port = free_port()
     settings = settings_for_test(broker, f"http://127.0.0.1:{port}/v1", "fake-llm", tmp_path)
     settings = settings.model_copy(update={
-        "llm_retries": 0, "llm_breaker_failures": 2, "llm_breaker_cooldown_s": 1.0,
+        # A cooldown longer than three visits take to go through on a loaded
+        # machine, so the circuit is still open for the third.
+        "llm_retries": 0, "llm_breaker_failures": 2, "llm_breaker_cooldown_s": 10.0,
     })  # fmt: skip
     worker = Worker(settings)
     worker.start()
@@ -60,7 +62,7 @@ def test_offers_fall_back_while_the_llm_server_is_gone_then_use_it_again(
             asyncio.run(produce(settings, visit(name)))
             down = offers_for(settings, 2 + n)
         with FakeLLM(port=port):  # back, on the same address
-            time.sleep(1.5)  # past the breaker's cooldown: the next request is its trial
+            time.sleep(10.5)  # past the breaker's cooldown: the next request is its trial
             asyncio.run(produce(settings, visit("Eli")))
             back = offers_for(settings, 5)
         circuit = worker.counter("kairos_llm_circuit_state")
