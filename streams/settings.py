@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     # and its JVM heap.
     kafka_lib: Path | None = None
     broker_heap_mb: Annotated[int, Field(ge=128, le=16_384)] = 512
+    # How long a command or a worker keeps trying to reach Kafka at start
+    # (waits of 0.5, 1, 2, 4, 8 s..., as many as fit): the default gives up
+    # after 6 attempts; a broker that is slow to start (a JVM on a loaded
+    # machine, a cluster coming up beside the workers) may need longer.
+    broker_wait_s: Annotated[float, Field(ge=0, le=3600)] = 15.5
     broker_session_timeout_s: Positive = 6.0
     broker_heartbeat_interval_s: Positive = 1.0
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4

@@ -19,20 +19,29 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 
 
-async def connect_admin(settings: Settings, attempts: int = 6) -> AIOKafkaAdminClient:
-    """An admin client, retrying with exponential backoff (0.5 s, 1 s, 2 s...)."""
+async def connect_admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client, retrying with exponential backoff (0.5 s, 1 s, 2 s...)
+    for as long as ``broker_wait_s`` allows."""
     # Each failed attempt is reported once, below; aiokafka would add its own.
     client_log = logging.getLogger("aiokafka")
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
     try:
-        return await _connect(settings, attempts)
+        return await _connect(settings, backoff(settings.broker_wait_s))
     finally:
         client_log.setLevel(level)
 
 
-async def _connect(settings: Settings, attempts: int) -> AIOKafkaAdminClient:
-    delay = 0.5
+def backoff(budget_s: float) -> list[float]:
+    """The waits between attempts: 0.5 s, doubling, as many as fit in ``budget_s``."""
+    waits: list[float] = []
+    while sum(waits) + 0.5 * 2 ** len(waits) <= budget_s:
+        waits.append(0.5 * 2 ** len(waits))
+    return waits
+
+
+async def _connect(settings: Settings, waits: list[float]) -> AIOKafkaAdminClient:
+    attempts = len(waits) + 1
     for attempt in range(1, attempts + 1):
         admin = clients.admin(settings, request_timeout_ms=10_000)
         try:
@@ -58,10 +67,9 @@ async def _connect(settings: Settings, attempts: int) -> AIOKafkaAdminClient:
                 "Kafka at %s not reachable (%s); retrying in %.1f s",
                 settings.bootstrap_servers,
                 exc,
-                delay,
+                waits[attempt - 1],
             )
-            await asyncio.sleep(delay)
-            delay *= 2
+            await asyncio.sleep(waits[attempt - 1])
     raise AssertionError("unreachable")
 
 

@@ -47,7 +47,9 @@ def test_offers_fall_back_while_the_llm_server_is_gone_then_use_it_again(
     port = free_port()
     settings = settings_for_test(broker, f"http://127.0.0.1:{port}/v1", "fake-llm", tmp_path)
     settings = settings.model_copy(update={
-        "llm_retries": 0, "llm_breaker_failures": 2, "llm_breaker_cooldown_s": 1.0,
+        # A cooldown longer than three visits take to go through on a loaded
+        # machine, so the circuit is still open for the third.
+        "llm_retries": 0, "llm_breaker_failures": 2, "llm_breaker_cooldown_s": 10.0,
     })  # fmt: skip
     worker = Worker(settings)
     worker.start()
@@ -60,7 +62,7 @@ def test_offers_fall_back_while_the_llm_server_is_gone_then_use_it_again(
             asyncio.run(produce(settings, visit(name)))
             down = offers_for(settings, 2 + n)
         with FakeLLM(port=port):  # back, on the same address
-            time.sleep(1.5)  # past the breaker's cooldown: the next request is its trial
+            time.sleep(10.5)  # past the breaker's cooldown: the next request is its trial
             asyncio.run(produce(settings, visit("Eli")))
             back = offers_for(settings, 5)
         circuit = worker.counter("kairos_llm_circuit_state")
@@ -157,12 +159,15 @@ def test_a_worker_waits_for_a_late_broker_and_names_one_that_never_comes(
     port = free_port()
     settings = settings_for_test(f"127.0.0.1:{port}", "http://127.0.0.1:9/v1", "none", tmp_path)
     argv = [sys.executable, "-m", "streams.tools.cli", "worker"]
+    # Patient enough for a broker that takes a minute to start on a loaded
+    # machine; the default's schedule is checked below.
+    patient = settings.model_copy(update={"broker_wait_s": 250.0})
     worker = ManagedProcess("worker", argv, tmp_path / "worker.log",
-                            env=settings_env(settings), cwd=REPO)  # fmt: skip
+                            env=settings_env(patient), cwd=REPO)  # fmt: skip
     worker.start()
     try:
-        # Two attempts fail; the broker starts (5-10 s) while the worker
-        # waits out its next retries (2, 4 and 8 s).
+        # Two attempts fail; the broker starts (5-10 s, longer under load)
+        # while the worker waits out its next retries (2, 4, 8, 16 s...).
         deadline = time.monotonic() + 60
         log_path = tmp_path / "worker.log"
         while not log_path.exists() or "retrying in 1.0 s" not in log_path.read_text():

@@ -54,6 +54,11 @@ def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             "2s",
             "KAIROS_FRESHNESS_SLO_P99_MS: Input should be a valid integer",
         ),
+        (
+            "KAIROS_BROKER_WAIT_S",
+            "-1",
+            "KAIROS_BROKER_WAIT_S: Input should be greater than or equal to 0",
+        ),
         ("KAIROS_CONFIG", "/nonexistent.yaml", "KAIROS_CONFIG='/nonexistent.yaml': no such file"),
         (
             "KAIROS_TIMER_IDLE_S",
