@@ -217,6 +217,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # Series that exist at zero before the first one is counted: a healthy
+        # worker's fallback and unattributed panels show 0, not "No data", and
+        # the fallback-rate alert watches a series from the start.
+        for reason in ("unavailable", "circuit_open", "timeout"):  # an LLM outage's
+            self.fallbacks.labels(reason)
+        for reason in ("unknown_offer", "outside_window"):
+            self.unattributed.labels(reason)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
