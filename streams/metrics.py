@@ -14,6 +14,10 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 
+# The stages kairos_stage_seconds measures, in a moment's order.
+STAGES = ("ingest_to_state", "event_to_moment", "moment_to_generation", "prompt", "generation",
+          "delivery")  # fmt: skip
+
 
 class Metrics:
     """The metric families, created against ``registry``."""
@@ -224,6 +228,11 @@ class Metrics:
             self.fallbacks.labels(reason)
         for reason in ("unknown_offer", "outside_window"):
             self.unattributed.labels(reason)
+        # A stage's histogram created by its first observation would be scraped
+        # with that observation in it, and rate() never sees it (nor the
+        # others in the same scrape): a burst's latency would not be drawn.
+        for stage in STAGES:
+            self.stage_latency.labels(stage)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
