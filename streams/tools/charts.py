@@ -125,6 +125,7 @@ def draw(plt: Any, panel: Panel, series: dict[str, list[tuple[float, float]]], p
         axes.legend(fontsize="small", loc="upper left")
     axes.set_title(f"kairos: {panel.title}")
     axes.set_ylabel(panel.unit)
+    axes.set_ylim(bottom=0)  # counts, lags and latencies: never below zero
     axes.set_xlabel("time (UTC)")
     axes.grid(alpha=0.3)
     figure.autofmt_xdate()
