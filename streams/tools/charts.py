@@ -103,7 +103,7 @@ def query_range(
 ) -> list[dict[str, Any]]:
     """The series of ``expr`` between ``start`` and ``end`` (Unix seconds)."""
     step = max(1.0, (end - start) / POINTS)
-    params = {"query": expr, "start": start, "end": end, "step": step}
+    params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": step}
     try:
         answer = client.get(f"{url}/api/v1/query_range", params=params)
         body = answer.json()
