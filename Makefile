@@ -9,6 +9,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 KAFKA_STAMP := .tools/kafka/.fetched
 KAIROS := $(VENV)/bin/kairos
 PROMTOOL := .tools/promtool
+PROMETHEUS := .tools/prometheus
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 PIP := pip install --quiet --disable-pip-version-check
@@ -36,15 +37,19 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml | $(STAMP)
 demo: env
 	$(KAIROS) demo $(DEMO_ARGS)
 
-test: env $(PROMTOOL)
-	PROMTOOL=$(PROMTOOL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+test: env $(PROMTOOL) $(PROMETHEUS)
+	PROMTOOL=$(PROMTOOL) PROMETHEUS=$(PROMETHEUS) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# promtool, from Debian's prometheus package, unpacked (no root, no install):
-# the tests check deploy/prometheus with it.
-$(PROMTOOL):
+# promtool and the Prometheus server, from Debian's prometheus package,
+# unpacked (no root, no install), both from one download: the tests check
+# deploy/prometheus with promtool, and run the server to scrape a live worker
+# and vLLM and evaluate the dashboard's queries and the alert rules.
+$(PROMTOOL) $(PROMETHEUS) &:
 	rm -rf .tools/deb && mkdir -p .tools/deb
 	cd .tools/deb && apt-get download prometheus >/dev/null && dpkg -x prometheus_*.deb root
-	cp .tools/deb/root/usr/bin/promtool $@ && rm -rf .tools/deb
+	cp .tools/deb/root/usr/bin/promtool $(PROMTOOL)
+	cp .tools/deb/root/usr/bin/prometheus $(PROMETHEUS)
+	rm -rf .tools/deb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

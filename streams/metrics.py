@@ -21,6 +21,10 @@ FRESHNESS_BUCKETS = (
     10.0, 30.0, 60.0, 300.0, 3600.0,
 )  # fmt: skip
 
+# The stages kairos_stage_seconds measures, in a moment's order.
+STAGES = ("ingest_to_state", "event_to_moment", "moment_to_generation", "prompt", "generation",
+          "delivery")  # fmt: skip
+
 
 class Metrics:
     """The metric families, created against ``registry``."""
@@ -235,6 +239,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # Series that exist at zero before the first one is counted: a healthy
+        # worker's fallback and unattributed panels show 0, not "No data", and
+        # the fallback-rate alert watches a series from the start.
+        for reason in ("unavailable", "circuit_open", "timeout"):  # an LLM outage's
+            self.fallbacks.labels(reason)
+        for reason in ("unknown_offer", "outside_window"):
+            self.unattributed.labels(reason)
+        # A stage's histogram created by its first observation would be scraped
+        # with that observation in it, and rate() never sees it (nor the
+        # others in the same scrape): a burst's latency would not be drawn.
+        for stage in STAGES:
+            self.stage_latency.labels(stage)
 
         self.feature_freshness = Histogram(
             "kairos_feature_freshness_seconds",

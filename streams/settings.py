@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,6 +37,8 @@ from streams.security import kafka_problems, llm_problems
 
 CONFIG_ENV = "KAIROS_CONFIG"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
+
+_URL_EXAMPLES = {"llm_url": "http://vllm:8000/v1", "prometheus_url": "http://prometheus:9090"}
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
@@ -203,6 +206,10 @@ class Settings(BaseSettings):
     coupon_secret: SecretStr = SecretStr("kairos-dev-coupon-secret")
     coupon_ttl_s: Positive = 4 * 3600.0
 
+    # The Prometheus that scrapes the workers: `kairos report --png` draws the
+    # dashboard's lag, funnel and per-stage p99 from its HTTP API.
+    prometheus_url: str | None = None
+
     @field_validator("broker_url")
     @classmethod
     def _bootstrap_list(cls, value: str | None) -> str | None:
@@ -214,11 +221,12 @@ class Settings(BaseSettings):
             raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return ",".join(hosts)
 
-    @field_validator("llm_url")
+    @field_validator("llm_url", "prometheus_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        example = _URL_EXAMPLES[info.field_name or ""]
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an http(s) URL such as http://vllm:8000/v1, got {value!r}")
+            raise ValueError(f"expected an http(s) URL such as {example}, got {value!r}")
         return value.rstrip("/") if value else value
 
     @field_validator("web_url")

@@ -9,7 +9,8 @@
     kairos load traits F   traits from CSV or JSON lines, as CRM trait records
     kairos tail            print offers as a consumer would, deduplicated by offer id
     kairos report          per moment type and variant: sent, open, redemption and conversion
-                           rates, uplift over the holdout (a table; --png for a chart)
+                           rates, uplift over the holdout (a table; --png DIR for charts of
+                           the rates and, from Prometheus, of lag, funnel and latency)
     kairos topics create   create every declared topic (idempotent)
     kairos topics list     the declared topics and whether they exist
 
@@ -111,7 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="offers sent, open, redemption and conversion rates, uplift over holdout"
     )
     report.add_argument("--json", action="store_true", help="one JSON object per row")
-    report.add_argument("--png", type=Path, metavar="FILE", help="also draw the rates as a chart")
+    report.add_argument(
+        "--png", type=Path, metavar="DIR",
+        help="also write PNG charts here: the rates, and with KAIROS_PROMETHEUS_URL the "
+        "dashboard's lag, funnel and latency panels",
+    )  # fmt: skip
+    report.add_argument(
+        "--since", type=_duration, default="1h", metavar="RANGE",
+        help="time range of the Prometheus charts, such as 15m, 6h or 2d (1h)",
+    )  # fmt: skip
     report.set_defaults(run=run_report)
 
     reference = sub.add_parser("reference", help="update stores and products at runtime")
@@ -275,7 +284,7 @@ def run_tail(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
     from streams.runtime.admin import connect_admin
-    from streams.tools.report import chart, report, table
+    from streams.tools.report import report, table
 
     async def go() -> list[Any]:
         await (await connect_admin(settings)).close()  # a clear error if Kafka is not there
@@ -288,9 +297,32 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(table(rows))
     if args.png:
-        chart(rows, args.png)
-        print(f"chart written to {args.png}", file=sys.stderr)
+        _write_charts(settings, rows, args.png, args.since)
     return 0
+
+
+def _duration(text: str) -> float:
+    from streams.tools.charts import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _write_charts(settings: Settings, rows: list[Any], out: Path, since_s: float) -> None:
+    from streams.tools.charts import render
+    from streams.tools.report import chart
+
+    out.mkdir(parents=True, exist_ok=True)
+    chart(rows, out / "rates.png")
+    print(f"wrote {out / 'rates.png'}: {len(rows)} rows", file=sys.stderr)
+    if settings.prometheus_url is None:
+        print("KAIROS_PROMETHEUS_URL is not set: no lag, funnel or latency chart", file=sys.stderr)
+        return
+    for drawn in render(settings.prometheus_url, out, since_s, time.time()):
+        shown = ", ".join(f"{name} ({n} points)" for name, n in drawn.points.items())
+        print(f"wrote {drawn.path}: {shown or 'no data'}", file=sys.stderr)
 
 
 def run_reference_load(settings: Settings, args: argparse.Namespace) -> int:

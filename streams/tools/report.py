@@ -177,11 +177,9 @@ def table(rows: list[Row]) -> str:
 
 def chart(rows: list[Row], path: Path) -> None:
     """A PNG: open, redemption and conversion rates per variant, and the holdout's."""
-    import matplotlib
+    from streams.tools.charts import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [f"{r.moment}\n{r.variant or '-'}" for r in rows]
     series = {
         "open rate": [r.open_rate or 0 for r in rows],

@@ -99,7 +99,9 @@ def test_each_fault_falls_back_with_its_reason(broker: str, tmp_path: Path) -> N
     assert sum("Fiona" in text for text in asked) == 2
     assert sum("Beatriz" in text for text in asked) == 1
     assert sum("Ingrid" in text for text in asked) == 1
-    fallbacks = labelled(metrics, "kairos_llm_fallbacks_total", "reason")
+    fallbacks = {
+        k: v for k, v in labelled(metrics, "kairos_llm_fallbacks_total", "reason").items() if v
+    }
     assert fallbacks == {"unavailable": 1, "timeout": 1, "bad_response": 1, "invalid_json": 1}
     # Each generation started as its moment was detected; reading the moment
     # from the topic found it running (the prompts above were asked once).
