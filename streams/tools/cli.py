@@ -10,6 +10,8 @@
     kairos tail            print offers as a consumer would, deduplicated by offer id
     kairos report          per moment type and variant: sent, open, redemption and conversion
                            rates, uplift over the holdout (a table; --png for a chart)
+    kairos eval            prompt variants and models judged on recorded moments
+    kairos dataset export  each moment's point-in-time features and outcomes, as JSON lines
     kairos topics create   create every declared topic (idempotent)
     kairos topics list     the declared topics and whether they exist
 
@@ -33,6 +35,7 @@ import orjson
 
 from streams.errors import BrokerUnavailable, CommandError, SettingsError
 from streams.settings import Settings, load_settings, prepare_data_dir
+from streams.tools import eval_cli
 from streams.tools.traffic import Population
 
 if TYPE_CHECKING:
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="one JSON object per row")
     report.add_argument("--png", type=Path, metavar="FILE", help="also draw the rates as a chart")
     report.set_defaults(run=run_report)
+    eval_cli.add_commands(sub)
 
     reference = sub.add_parser("reference", help="update stores and products at runtime")
     reference_sub = reference.add_subparsers(required=True, metavar="ACTION")
