@@ -71,7 +71,7 @@ class RecordingClient(LLMClient):
     """The production client, keeping each answer for the moment being judged."""
 
     async def chat(self, *args: Any, **kwargs: Any) -> Completion:
-        answers = _answers.get()
+        answers = _answers.get([])  # outside a judged moment: kept nowhere
         try:
             completion = await super().chat(*args, **kwargs)
         except LLMError as exc:
@@ -190,7 +190,8 @@ def client_for(settings: Settings, endpoint: str, model: str, concurrency: int) 
 async def judge_all(
     writer: OfferWriter, client: LLMClient, chosen: list[Case], concurrency: int
 ) -> tuple[list[Judged], float]:
-    """Each case judged, in order, by ``concurrency`` tasks; and the seconds it took."""
+    """Each case judged, in order, with ``concurrency`` requests open (the client's
+    slots); and the seconds it took."""
     out: list[Judged | None] = [None] * len(chosen)
     todo: Iterator[tuple[int, Case]] = enumerate(chosen)
 
@@ -198,8 +199,12 @@ async def judge_all(
         for index, case in todo:  # shared: each task takes the next case
             out[index] = await judge(writer, client, case)
 
+    # Twice as many tasks as slots: while a request is out, another task has
+    # its prompt built and waits for the slot, so a slot that frees is taken
+    # at once, not after the guardrails and the next prompt have run.
+    tasks = min(2 * concurrency, len(chosen)) or 1
     started = time.monotonic()
-    await asyncio.gather(*(work() for _ in range(min(concurrency, len(chosen)) or 1)))
+    await asyncio.gather(*(work() for _ in range(tasks)))
     return [j for j in out if j is not None], time.monotonic() - started
 
 
