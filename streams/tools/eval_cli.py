@@ -22,7 +22,7 @@ from streams.errors import CommandError
 from streams.settings import Settings
 
 
-def _count(text: str) -> int:
+def _slots(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 1024:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 1024, got {text}")
@@ -69,10 +69,10 @@ def add_commands(sub: Any) -> None:
         help="a new variant as YAML or JSON (streams/tools/variants.py); repeat",
     )
     ev.add_argument(
-        "--concurrency", type=_count, help="requests open at once (KAIROS_LLM_MAX_IN_FLIGHT)"
+        "--concurrency", type=_slots, help="requests open at once (KAIROS_LLM_MAX_IN_FLIGHT)"
     )
     ev.add_argument("--type", help="only moments of this type")
-    ev.add_argument("--limit", type=_count_any, help="only the latest N moments")
+    ev.add_argument("--limit", type=_positive, help="only the latest N moments")
     ev.add_argument("--json", action="store_true", help="one JSON object per variant and model")
     ev.set_defaults(run=run_eval)
 
@@ -91,7 +91,7 @@ def add_commands(sub: Any) -> None:
     export.set_defaults(run=run_dataset_export)
 
 
-def _count_any(text: str) -> int:
+def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
