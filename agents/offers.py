@@ -17,6 +17,7 @@ hand-off only takes a produce and a fetch off each offer's path.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from agents.coupons import coupon_code, discount_pct
 from agents.moment_types import fallback, prompt_for, select_context
@@ -25,7 +26,7 @@ from agents.rules import Rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
-from models.prompts import variant_for
+from models.prompts import Prompt, variant_for
 from streams.codecs import now_ms
 from streams.domain import Moment, Offer, Timings
 from streams.errors import KairosError
@@ -36,6 +37,8 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "push"
+# (moment type, context, discount, variant) -> the prompt to send.
+PromptBuilder = Callable[[str, ContextSlice, int, str], Prompt]
 
 
 def build_offer(
@@ -79,13 +82,19 @@ def build_offer(
 
 
 class OfferWriter:
-    """Writes a moment's offer from the settings, rules and reference data in force."""
+    """Writes a moment's offer from the settings, rules and reference data in force.
+
+    ``prompt`` builds each prompt; `kairos eval` passes one that tries a
+    variant not yet shipped, the worker keeps the moment types' own.
+    """
 
     def __init__(
-        self, settings: Settings, rules: Rules, reference: ReferenceData, metrics: Metrics
-    ) -> None:
+        self, settings: Settings, rules: Rules, reference: ReferenceData, metrics: Metrics,
+        prompt: PromptBuilder = prompt_for,
+    ) -> None:  # fmt: skip
         self.settings, self.rules = settings, rules
         self.reference, self.metrics = reference, metrics
+        self.prompt = prompt
 
     async def generate(self, client: LLMClient, moment: Moment) -> Offer:
         """The moment's offer, written; anything that fails is a bug, raised as
@@ -111,7 +120,7 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
     pct = discount_pct(context.loyalty_tier)
     # Moments carry their variant; ones written before they did get the same one again.
     variant = moment.get("variant") or variant_for(moment["user"], moment["type"])
-    prompt = prompt_for(moment["type"], context, pct, variant)
+    prompt = writer.prompt(moment["type"], context, pct, variant)
     metrics.stage_latency.labels("prompt").observe((now_ms() - started) / 1000)
     source, reason, model, llm_ms, wait_ms = "model", None, client.model, None, None
     try:

@@ -11,6 +11,8 @@
     kairos report          per moment type and variant: sent, open, redemption and conversion
                            rates, uplift over the holdout (a table; --png DIR for charts of
                            the rates and, from Prometheus, of lag, funnel and latency)
+    kairos eval            prompt variants and models judged on recorded moments
+    kairos dataset export  each moment's point-in-time features and outcomes, as JSON lines
     kairos topics create   create every declared topic (idempotent)
     kairos topics list     the declared topics and whether they exist
 
@@ -34,6 +36,7 @@ import orjson
 
 from streams.errors import BrokerUnavailable, CommandError, SettingsError
 from streams.settings import Settings, load_settings, prepare_data_dir
+from streams.tools import eval_cli
 from streams.tools.traffic import Population
 
 if TYPE_CHECKING:
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="time range of the Prometheus charts, such as 15m, 6h or 2d (1h)",
     )  # fmt: skip
     report.set_defaults(run=run_report)
+    eval_cli.add_commands(sub)
 
     reference = sub.add_parser("reference", help="update stores and products at runtime")
     reference_sub = reference.add_subparsers(required=True, metavar="ACTION")

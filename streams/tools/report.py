@@ -110,6 +110,17 @@ def tally(moments: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]])
 
 async def read_all(settings: Settings, topic: str, idle_s: float = 10.0) -> list[dict[str, Any]]:
     """Every readable JSON record of ``topic``, from its start to its current end."""
+    out: list[dict[str, Any]] = []
+    for record in await read_records(settings, topic, idle_s):
+        try:
+            out.append(orjson.loads(record.value))
+        except orjson.JSONDecodeError:  # a tombstone too
+            continue
+    return out
+
+
+async def read_records(settings: Settings, topic: str, idle_s: float = 10.0) -> list[Any]:
+    """Every record of ``topic`` (key and value as sent), from its start to its current end."""
     consumer = clients.consumer(
         settings,
         topic,
@@ -118,18 +129,14 @@ async def read_all(settings: Settings, topic: str, idle_s: float = 10.0) -> list
         enable_auto_commit=False,
     )
     await consumer.start()
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
     try:
         last = time.monotonic()
         while True:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 last = time.monotonic()
-                for record in records:
-                    try:
-                        out.append(orjson.loads(record.value))
-                    except orjson.JSONDecodeError:
-                        continue
+                out.extend(records)
             if await at_end(consumer) or time.monotonic() - last > idle_s:
                 return out
     finally:

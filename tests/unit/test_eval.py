@@ -1,0 +1,156 @@
+"""`kairos eval` on moments from the real fold, against a stand-in model whose
+answers follow the prompt: variants known to be worse rank worse, for the
+reasons the guardrails give, and each moment's context is its snapshot's."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.rules import load_rules
+from streams.errors import CommandError
+from streams.reference import ReferenceData
+from streams.settings import Settings
+from streams.tools import evaluate
+from streams.tools.dataset import rows, write
+from streams.tools.scores import Row
+from streams.tools.variants import choose
+from tests.support.eval_llm import answer, renamed, variant_files, visits
+from tests.support.fake_llm import Answer, FakeLLM, prompt_text
+from tests.support.harness import T0, Harness
+
+USERS = ["ann", "bea", "cal", "dev", "eli", "fay", "gus", "hal"]
+SETTINGS = Settings(llm_retries=0)
+RULES = load_rules(SETTINGS.rules_file)
+
+
+@pytest.fixture(scope="module")
+def moments() -> list[dict[str, Any]]:
+    harness = Harness()
+    harness.send(*visits(USERS, T0))
+    harness.send(*renamed(USERS, T0 + 60_000))  # after the moments: not theirs to see
+    assert len(harness.moments) == len(USERS)
+    return harness.moments
+
+
+def run(moments: list[dict[str, Any]], url: str, model: str, variants: list[Any],
+        concurrency: int = 3) -> list[Row]:  # fmt: skip
+    reference = ReferenceData(SETTINGS.reference_dir)
+    chosen, skipped = evaluate.cases(moments, reference, RULES, SETTINGS)
+    assert len(chosen) == len(moments) and not skipped
+    options = evaluate.Options(url, [model], variants, concurrency)
+    return asyncio.run(evaluate.run(SETTINGS, RULES, reference, chosen, options))
+
+
+def test_variants_known_to_be_worse_rank_worse(
+    moments: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    with FakeLLM(answer) as llm:
+        result = run(moments, llm.url, llm.model, choose([], list(variant_files(tmp_path))))
+    by = {row.variant: row for row in result}
+    assert [row.variant for row in result][2:] == ["other-name", "prices"]
+    assert {row.variant for row in result[:2]} == {"a", "b"}
+    assert by["a"].rank == by["b"].rank == 1
+    assert by["a"].pass_rate == by["a"].score == by["a"].right_customer == 1.0
+    assert by["a"].store_related == 1.0 and by["a"].fallbacks == {}
+    # Greets everyone as Jordan: the guardrails let it through, eval does not.
+    assert by["other-name"].pass_rate == 1.0 and by["other-name"].right_customer == 0.0
+    assert (by["other-name"].rank, by["other-name"].score) == (3, 0.0)
+    # Quotes prices: every answer rejected, each falls back to the template.
+    assert by["prices"].fallbacks == {"made_up_terms": len(USERS)}
+    assert (by["prices"].rank, by["prices"].pass_rate) == (4, 0.0)
+    assert all(row.moments == len(USERS) and row.model == "fake-llm" for row in result)
+    assert all(row.prompt_tokens == 50 and row.completion_tokens == 20 for row in result)
+
+
+def test_each_moment_is_judged_on_its_snapshot_not_on_the_profile_now(
+    moments: list[dict[str, Any]],
+) -> None:
+    with FakeLLM(answer) as llm:
+        [row] = run(moments, llm.url, llm.model, choose(["a"], []))
+        prompts = [prompt_text(request) for request in llm.requests]
+    assert len(prompts) == len(USERS) and row.right_customer == 1.0
+    for user in USERS:
+        assert sum(f'"first_name":"{user.capitalize()}"' in p for p in prompts) == 1
+    assert not any("Renamed" in p for p in prompts)
+
+
+def test_the_client_s_failures_are_fallback_reasons(moments: list[dict[str, Any]]) -> None:
+    def script(request: dict[str, Any]) -> Answer:
+        return Answer(status=500) if '"Ann"' in prompt_text(request) else answer(request)
+
+    with FakeLLM(script) as llm:
+        [row] = run(moments, llm.url, llm.model, choose(["a"], []))
+    assert row.fallbacks == {"unavailable": 1}
+    assert row.passed == len(USERS) - 1
+
+
+def test_no_more_than_concurrency_requests_are_open(moments: list[dict[str, Any]]) -> None:
+    def held(request: dict[str, Any]) -> Answer:
+        return Answer(content=answer(request).content, hold=True)
+
+    with FakeLLM(held) as llm:
+        done: list[list[Row]] = []
+        thread = threading.Thread(
+            target=lambda: done.append(run(moments, llm.url, llm.model, choose(["a"], []), 3))
+        )
+        thread.start()
+        deadline = time.monotonic() + 30
+        while len(llm.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # room for a fourth request, were one to be sent
+        open_while_held = len(llm.requests)
+        llm.release()
+        thread.join(60)
+    assert open_while_held == 3
+    assert done and done[0][0].passed == len(USERS)
+
+
+def test_an_exported_file_is_judged_as_the_topic_would_be(
+    moments: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    path = tmp_path / "moments.jsonl"
+    write(rows(moments, []), path, stdout=None)  # type: ignore[arg-type]
+    from_file = evaluate.read_lines(path)
+    oldest_first = sorted(moments, key=lambda m: (m["event_ts"], m["id"]))
+    assert [m["id"] for m in from_file] == [m["id"] for m in oldest_first]
+    assert all(m["profile"] == o["profile"] for m, o in zip(from_file, oldest_first, strict=True))
+    with FakeLLM(answer) as llm:
+        [from_topic] = run(moments, llm.url, llm.model, choose(["b"], []))
+        [from_export] = run(from_file, llm.url, llm.model, choose(["b"], []))
+    same = ("moments", "passed", "fallbacks", "store_related", "right_customer", "score")
+    assert all(getattr(from_topic, f) == getattr(from_export, f) for f in same)
+
+
+def test_moments_that_cannot_be_judged_are_left_out_and_counted(
+    moments: list[dict[str, Any]],
+) -> None:
+    reference = ReferenceData(SETTINGS.reference_dir)
+    gone = {**moments[0], "id": "m-gone", "store_id": "s-closed"}
+    bare = {k: v for k, v in moments[1].items() if k != "profile"} | {"id": "m-bare"}
+    odd = {**moments[2], "id": "m-odd", "type": "teleported"}
+    chosen, skipped = evaluate.cases([*moments, gone, bare, odd, moments[0]], reference, RULES,
+                                     SETTINGS)  # fmt: skip
+    assert len(chosen) == len(USERS)  # each once, the duplicate too
+    assert skipped == {"store not in the reference data": 1, "no profile snapshot": 1,
+                       "unknown moment type": 1}  # fmt: skip
+    latest, _ = evaluate.cases(moments, reference, RULES, SETTINGS, limit=2)
+    assert [c.moment["id"] for c in latest] == [c.moment["id"] for c in chosen[-2:]]
+
+
+def test_a_file_line_that_is_not_a_moment_stops_with_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(orjson.dumps({"id": "m-1"}) + b"\n\n{oops\n")
+    with pytest.raises(CommandError, match=r"bad.jsonl, line 3: not valid JSON"):
+        evaluate.read_lines(path)
+    path.write_bytes(b"[1, 2]\n")
+    with pytest.raises(CommandError, match="line 1: expected a moment"):
+        evaluate.read_lines(path)
+    with pytest.raises(CommandError, match=r"missing\.jsonl"):
+        evaluate.read_lines(tmp_path / "missing.jsonl")
