@@ -104,7 +104,7 @@ def total(prometheus: Prometheus, expr: str) -> float:
 def run_scenario(stack: Stack) -> None:
     """The attribution scenario, through the worker, until Prometheus has seen it all."""
     settings, now = stack.settings, int(time.time() * 1000)
-    at = now - 3 * HOUR
+    at = now - 5 * 60_000  # recent: a store-entry offer goes out during the visit
     extra = [
         ("clickstream", {"type": "identify", "anonymousId": "anon-1", "userId": "late",
                          "messageId": "id-late", "timestamp": at + 1}),

@@ -35,6 +35,11 @@ SHIPPED = DEPLOY / "prometheus" / "prometheus.yml"
 INTERVAL_S = 1
 FOR_S = 2
 _COMPARISON = re.compile(r"\s*(==|!=|>=|<=|>|<)\s*(bool\s+)?[-+]?[0-9.]+(e[-+]?\d+)?\s*$")
+# Or with a threshold that is itself a series (an SLO gauge), matched by labels.
+_SERIES_COMPARISON = re.compile(
+    r"\s*(==|!=|>=|<=|>|<)\s*(bool\s+)?(on|ignoring)\s*\([^)]*\)\s*"
+    r"(group_left|group_right)?\s*(\([^)]*\))?\s*[A-Za-z_:]*\(?[A-Za-z_:]+\)?\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,10 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def without_threshold(expr: str) -> str:
-    """An alert's expression less its final comparison with a constant, which a healthy
-    run does not pass: what is left is the series the rule watches."""
-    stripped = _COMPARISON.sub("", expr.strip())
+    """An alert's expression less its final comparison with a constant or an SLO
+    series, which a healthy run does not pass: what is left is the series the rule
+    watches."""
+    stripped = _SERIES_COMPARISON.sub("", _COMPARISON.sub("", expr.strip()))
     assert stripped != expr.strip(), f"no threshold to take off: {expr!r}"
     return stripped
 

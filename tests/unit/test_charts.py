@@ -107,6 +107,13 @@ def test_the_grafana_variables_are_substituted_as_grafana_does() -> None:
 
 def test_an_alert_loses_only_its_final_threshold() -> None:
     assert without_threshold('up{job="kairos"} == 0') == 'up{job="kairos"}'
+    assert (
+        without_threshold(
+            "histogram_quantile(0.99, sum by (family, le) (rate(f_bucket[5m])))\n"
+            "  > on () group_left max(kairos_freshness_slo_seconds)\n"
+        )
+        == "histogram_quantile(0.99, sum by (family, le) (rate(f_bucket[5m])))"
+    )
     assert without_threshold("sum(rate(a[5m])) / clamp_min(b, 1e-9)\n  > 0.05\n") == (
         "sum(rate(a[5m])) / clamp_min(b, 1e-9)"
     )
