@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 
 from agents.coupons import coupon_code, discount_pct
-from agents.moment_types import fallback, prompt_for, select_context
+from agents.moment_types import fallback, prompt_for, select_context, with_terms
 from agents.moments import offer_id
 from agents.rules import Rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
-from models.prompts import variant_for
+from models.prompts import STOP, STRUCTURED_OUTPUTS, variant_for
 from streams.codecs import now_ms
 from streams.domain import Moment, Offer, Timings
 from streams.errors import KairosError
@@ -111,7 +111,7 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
     pct = discount_pct(context.loyalty_tier)
     # Moments carry their variant; ones written before they did get the same one again.
     variant = moment.get("variant") or variant_for(moment["user"], moment["type"])
-    prompt = prompt_for(moment["type"], context, pct, variant)
+    prompt = prompt_for(moment["type"], context, variant)
     metrics.stage_latency.labels("prompt").observe((now_ms() - started) / 1000)
     source, reason, model, llm_ms, wait_ms = "model", None, client.model, None, None
     try:
@@ -120,14 +120,17 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
             max_tokens=settings.llm_max_tokens,
             temperature=settings.llm_temperature,
             json_schema=prompt.schema,
+            stop=STOP,
+            structured_outputs=STRUCTURED_OUTPUTS,
         )
         model, llm_ms = completion.model, round(completion.seconds * 1000)
         wait_ms = round(completion.waited_s * 1000)
-        draft = check(completion.text, context, pct, completion.finish_reason)
+        draft = check(completion.text, context, completion.finish_reason)
     except (LLMError, Rejected) as exc:
         source, reason = "fallback", exc.reason
         draft = fallback(context, pct)
         metrics.fallbacks.labels(reason).inc()
+    draft = with_terms(draft, context, pct, settings.coupon_ttl_s)
     generated = now_ms()
     timings: Timings = {
         "event_ts": moment["event_ts"],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -109,19 +110,29 @@ def chat_body(
     max_tokens: int,
     temperature: float,
     json_schema: dict[str, Any] | None,
+    stop: Sequence[str] = (),
+    structured_outputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A chat-completions request; with a schema, vLLM's structured output holds to it."""
+    """A chat-completions request; with a schema, vLLM's structured output holds to it.
+
+    ``structured_outputs`` are vLLM's own options for it (compact JSON, say):
+    vLLM merges the schema of ``response_format`` into them, but parses them
+    alone first, so they carry the schema too."""
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
+    if stop:
+        body["stop"] = list(stop)
     if json_schema is not None:
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": "offer", "schema": json_schema},
         }
+        if structured_outputs:
+            body["structured_outputs"] = {**structured_outputs, "json": json_schema}
     return body
 
 
@@ -190,9 +201,13 @@ class LLMClient:
         max_tokens: int,
         temperature: float = 0.0,
         json_schema: dict[str, Any] | None = None,
+        stop: Sequence[str] = (),
+        structured_outputs: dict[str, Any] | None = None,
     ) -> Completion:
         """One completion, within the deadline, retried on transient failures."""
-        body = chat_body(self.model, messages, max_tokens, temperature, json_schema)
+        body = chat_body(
+            self.model, messages, max_tokens, temperature, json_schema, stop, structured_outputs
+        )
         asked = time.monotonic()
         async with self._slots:
             if not self.breaker.allow():

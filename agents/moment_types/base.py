@@ -12,7 +12,10 @@ knows their names. Its parts, in the order a moment meets them:
 - ``context``: the slice of the profile the prompt gets (models/context.py);
 - ``prompt``: the versioned few-shot prompt (models/prompts.py);
 - ``template``: the message sent when the model's answer is rejected
-  (the guardrails, models/guardrails.py, are the same for every type).
+  (the guardrails, models/guardrails.py, are the same for every type);
+- ``redeem``: how the offer is used ("Complete your order"), the start of
+  the terms sentence kairos adds to every message (models/prompts.py
+  ``terms_sentence``); the model never writes terms.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class MomentType:
     name: str
     config: type[RuleConfig]
     context: Callable[[Profile, Moment, Reference, Any], ContextSlice]
-    prompt: Callable[[ContextSlice, int], Prompt]
+    prompt: Callable[[ContextSlice], Prompt]
     template: Callable[[ContextSlice, int], Draft]
     detect: Callable[[Profile, Any, tuple[str, ...]], Moment | None] | None = None
     timer: Timer | None = None
+    redeem: str = "Show this offer at the till"
