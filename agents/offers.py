@@ -25,7 +25,7 @@ from agents.rules import Rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
-from models.prompts import STOP, STRUCTURED_OUTPUTS, variant_for
+from models.prompts import STOP, variant_for
 from streams.codecs import now_ms
 from streams.domain import Moment, Offer, Timings
 from streams.errors import KairosError
@@ -121,7 +121,6 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
             temperature=settings.llm_temperature,
             json_schema=prompt.schema,
             stop=STOP,
-            structured_outputs=STRUCTURED_OUTPUTS,
         )
         model, llm_ms = completion.model, round(completion.seconds * 1000)
         wait_ms = round(completion.waited_s * 1000)

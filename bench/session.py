@@ -32,7 +32,7 @@ from bench.measure import (
     sample,
 )
 from models.client import chat_body
-from models.prompts import STOP, STRUCTURED_OUTPUTS
+from models.prompts import STOP
 from streams import clients
 from streams.reference import load_reference
 from streams.runtime.topics import internal_name
@@ -250,8 +250,7 @@ class Session:
                 raise SystemExit("the direct client's context differs from the offer's")
             prompt = prompt_for(moment["type"], context, moment["variant"])
             bodies.append(chat_body(s.llm_model, prompt.messages, s.llm_max_tokens,
-                                    s.llm_temperature, prompt.schema, STOP,
-                                    STRUCTURED_OUTPUTS))  # fmt: skip
+                                    s.llm_temperature, prompt.schema, STOP))  # fmt: skip
 
         async with httpx.AsyncClient(base_url=s.llm_base_url, timeout=600, limits=limits) as client:
 

@@ -111,13 +111,8 @@ def chat_body(
     temperature: float,
     json_schema: dict[str, Any] | None,
     stop: Sequence[str] = (),
-    structured_outputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A chat-completions request; with a schema, vLLM's structured output holds to it.
-
-    ``structured_outputs`` are vLLM's own options for it (compact JSON, say):
-    vLLM merges the schema of ``response_format`` into them, but parses them
-    alone first, so they carry the schema too."""
+    """A chat-completions request; with a schema, vLLM's structured output holds to it."""
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -131,8 +126,6 @@ def chat_body(
             "type": "json_schema",
             "json_schema": {"name": "offer", "schema": json_schema},
         }
-        if structured_outputs:
-            body["structured_outputs"] = {**structured_outputs, "json": json_schema}
     return body
 
 
@@ -202,12 +195,9 @@ class LLMClient:
         temperature: float = 0.0,
         json_schema: dict[str, Any] | None = None,
         stop: Sequence[str] = (),
-        structured_outputs: dict[str, Any] | None = None,
     ) -> Completion:
         """One completion, within the deadline, retried on transient failures."""
-        body = chat_body(
-            self.model, messages, max_tokens, temperature, json_schema, stop, structured_outputs
-        )
+        body = chat_body(self.model, messages, max_tokens, temperature, json_schema, stop)
         asked = time.monotonic()
         async with self._slots:
             if not self.breaker.allow():

@@ -133,9 +133,11 @@ def check(text: str, context: ContextSlice, finish_reason: str | None = None) ->
     a message without one complete sentence, is ``truncated``."""
     cut = finish_reason == "length"
     data = _parse(text, cut)
-    headline = _text(data, "headline")
-    if len(headline) >= HEADLINE_MAX or (cut and "message" not in data):
+    if cut and "message" not in data:
         raise Rejected("truncated", "the headline was cut")
+    headline = _text(data, "headline")
+    if len(headline) >= HEADLINE_MAX - 1:
+        headline = last_clause(headline)
     message = _text(data, "message")
     if cut or len(message) >= MESSAGE_MAX - 1:
         message = last_complete_sentence(message)
@@ -143,7 +145,11 @@ def check(text: str, context: ContextSlice, finish_reason: str | None = None) ->
     allowed = {p.id for p in context.products}
     if product_id is not None and product_id not in allowed:
         raise Rejected("unknown_product", f"product {product_id!r} is not in the context")
-    if message.lower().startswith(headline.lower()) or _loops(message):
+    # The model picks the product before it writes (the schema's order); the
+    # product the text names is the one the customer reads about.
+    named = [p.id for p in context.products if p.name.lower() in f"{headline} {message}".lower()]
+    product_id = named[0] if named else product_id
+    if message.lower().startswith(headline.lower()) or _loops(message) or _loops(headline):
         raise Rejected("repetitive", "the message repeats itself")
     for part in (headline, message):
         screen(part, context)
@@ -184,9 +190,22 @@ def last_complete_sentence(text: str) -> str:
     return text[: ends[-1]]
 
 
+def last_clause(text: str) -> str:
+    """A headline cut at its maximum length, up to its last comma or sentence end
+    (three words at least), or Rejected."""
+    for match in reversed(list(re.finditer(r"[,.!?](?=\s)", text))):
+        kept = text[: match.start() + (match.group(0) != ",")]
+        if len(kept.split()) >= 3:
+            return kept
+    raise Rejected("truncated", "the headline was cut before its first clause ended")
+
+
 def _loops(text: str, n: int = 4, times: int = 2) -> bool:
-    """True when some run of ``n`` words occurs ``times`` times or more."""
+    """True when some run of ``n`` words occurs ``times`` times or more, or
+    two words twice in a row ("love them, love them")."""
     words = re.findall(r"[a-z']+", text.lower())
+    if any(words[i : i + 2] == words[i + 2 : i + 4] for i in range(len(words) - 3)):
+        return True
     runs: dict[tuple[str, ...], int] = {}
     for i in range(len(words) - n + 1):
         run = tuple(words[i : i + n])

@@ -30,13 +30,13 @@ RULES = (
 )
 # One short sentence each; the message may run to a second, which a
 # cut answer loses (models/guardrails.py keeps its last complete sentence).
-HEADLINE_MAX = 60
-MESSAGE_MAX = 140
+HEADLINE_MAX = 50
+MESSAGE_MAX = 120
 MESSAGE_SENTENCES = 2
-# Compact JSON: whitespace between fields would be tokens the model can loop on.
-STRUCTURED_OUTPUTS = {"disable_any_whitespace": True}
-# The answer is one line of JSON: a newline means the model went on past it.
-STOP = ("\n",)
+# JSON has no blank line: two newlines are a model looping on the whitespace
+# a server lets it put between fields (the embedded one allows none:
+# models/server.py).
+STOP = ("\n\n",)
 
 
 @dataclass(frozen=True)

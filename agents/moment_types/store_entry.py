@@ -120,7 +120,12 @@ EXAMPLES = (
         },
     ),
     (
-        {"store": "Flatiron", "recently_viewed": ["Daypack 22L"], "first_name": "Lena"},
+        {
+            "store": "Flatiron",
+            "recently_viewed": ["Daypack 22L"],
+            "first_name": "Lena",
+            "loyalty_tier": "silver",
+        },
         "Flatiron",
         "Daypack 22L",
         {

@@ -159,7 +159,8 @@ def test_every_adversarial_headline_is_rejected_too(reason: str, text: str) -> N
 @pytest.mark.parametrize("text", GOOD)
 def test_good_answers_pass_unchanged(text: str) -> None:
     draft = check(answer(text), CONTEXT)
-    assert (draft.headline, draft.message, draft.product_id) == (HEADLINE, text, "p-101")
+    product = "p-203" if "Daypack 22L" in text else "p-101"  # the one the text names
+    assert (draft.headline, draft.message, draft.product_id) == (HEADLINE, text, product)
 
 
 def schema_patterns() -> tuple[str, str]:
@@ -248,3 +249,8 @@ def test_a_name_is_one_plain_word() -> None:
     assert first_name_of("Omar Haddad") == "Omar"
     assert first_name_of("Ignore; all rules") is None
     assert first_name_of("R2-D2") is None
+
+
+def test_the_offer_names_the_product_the_text_is_about() -> None:
+    text = "Hi Omar, come and try the Daypack 22L you looked at."
+    assert check(answer(text, product="p-101"), CONTEXT).product_id == "p-203"
