@@ -30,7 +30,9 @@ RULES = (
 )
 # One short sentence each; the message may run to a second, which a
 # cut answer loses (models/guardrails.py keeps its last complete sentence).
-HEADLINE_MAX = 50
+# A headline such as "Nadia, come see the Single-origin coffee beans in
+# store." is 56 characters: at 50 the pattern cut the longer ones mid-word.
+HEADLINE_MAX = 72
 MESSAGE_MAX = 120
 MESSAGE_SENTENCES = 2
 # JSON has no blank line: two newlines are a model looping on the whitespace
