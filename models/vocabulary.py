@@ -46,10 +46,12 @@ def names(context: ContextSlice) -> tuple[str, ...]:
 
 
 def capitals(context: ContextSlice) -> frozenset[str]:
-    """Capitalised words the text may use: the openers, the names' own words and
-    the traits the prompt gave (a "Gold" tier)."""
+    """Capitalised words the text may use besides the names written whole: the
+    openers and the traits the prompt gave (a "Gold" tier). A product's or a
+    store's own words are not among them: half a name ("the Linen throw-up")
+    is not one of the context's."""
     traits = [t for t in (context.loyalty_tier, context.favorite_category) if t]
-    words = {w for name in (*names(context), *traits) for w in name.split() if w[:1].isupper()}
+    words = {w for trait in traits for w in trait.split() if w[:1].isupper()}
     return OPENERS | {w for w in words if w.replace("-", "").replace("'", "").isalpha()}
 
 

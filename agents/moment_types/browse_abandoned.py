@@ -125,7 +125,7 @@ EXAMPLES = (
         {"viewed": ["Daypack 22L"], "first_name": "Lena"},
         "Daypack 22L",
         {"product_id": "p-203",
-         "headline": "Lena, the Daypack is waiting",
+         "headline": "Lena, the Daypack 22L is waiting",
          "message": "You looked at the Daypack 22L a few times, Lena, take it home today."},
     ),
 )  # fmt: skip

@@ -99,7 +99,7 @@ EXAMPLES = (
         {"cart": ["Daypack 22L", "Merino running socks"], "first_name": "Lena"},
         "Daypack 22L",
         {"product_id": "p-203",
-         "headline": "Lena, still want the Daypack?",
+         "headline": "Lena, still want the Daypack 22L?",
          "message": "Your Daypack 22L is saved in your cart, Lena, ready when you are."},
     ),
 )  # fmt: skip

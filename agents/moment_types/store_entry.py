@@ -130,7 +130,7 @@ EXAMPLES = (
         "Daypack 22L",
         {
             "product_id": "p-203",
-            "headline": "Lena, come see the Daypack",
+            "headline": "Lena, come see the Daypack 22L",
             "message": "Hi Lena, welcome to Flatiron, come and try the Daypack 22L you looked at.",
         },
     ),

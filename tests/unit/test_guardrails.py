@@ -109,6 +109,7 @@ ADVERSARIAL: dict[str, list[str]] = {
         "Come see the Nike Pegasus at Flatiron, Omar.",
         "Visit Williamsburg for the Trail running shoes.",
         "Omar, Jennifer picked these out for you.",
+        "Hi Omar, enjoy the Trail shoes you looked at.",
     ],
     "repetitive": [
         "I'm sure you'll love the Trail running shoes, I'm sure you'll love it.",
