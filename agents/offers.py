@@ -20,13 +20,13 @@ import logging
 from collections.abc import Callable
 
 from agents.coupons import coupon_code, discount_pct
-from agents.moment_types import fallback, prompt_for, select_context
+from agents.moment_types import fallback, prompt_for, select_context, with_terms
 from agents.moments import offer_id
 from agents.rules import Rules
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
-from models.prompts import Prompt, variant_for
+from models.prompts import STOP, Prompt, variant_for
 from streams.codecs import now_ms
 from streams.domain import Moment, Offer, Timings
 from streams.errors import KairosError
@@ -37,8 +37,8 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "push"
-# (moment type, context, discount, variant) -> the prompt to send.
-PromptBuilder = Callable[[str, ContextSlice, int, str], Prompt]
+# (moment type, context, variant) -> the prompt to send.
+PromptBuilder = Callable[[str, ContextSlice, str], Prompt]
 
 
 def build_offer(
@@ -120,7 +120,7 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
     pct = discount_pct(context.loyalty_tier)
     # Moments carry their variant; ones written before they did get the same one again.
     variant = moment.get("variant") or variant_for(moment["user"], moment["type"])
-    prompt = writer.prompt(moment["type"], context, pct, variant)
+    prompt = writer.prompt(moment["type"], context, variant)
     metrics.stage_latency.labels("prompt").observe((now_ms() - started) / 1000)
     source, reason, model, llm_ms, wait_ms = "model", None, client.model, None, None
     try:
@@ -129,14 +129,16 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
             max_tokens=settings.llm_max_tokens,
             temperature=settings.llm_temperature,
             json_schema=prompt.schema,
+            stop=STOP,
         )
         model, llm_ms = completion.model, round(completion.seconds * 1000)
         wait_ms = round(completion.waited_s * 1000)
-        draft = check(completion.text, context, pct, completion.finish_reason)
+        draft = check(completion.text, context, completion.finish_reason)
     except (LLMError, Rejected) as exc:
         source, reason = "fallback", exc.reason
         draft = fallback(context, pct)
         metrics.fallbacks.labels(reason).inc()
+    draft = with_terms(draft, context, pct, settings.coupon_ttl_s)
     generated = now_ms()
     timings: Timings = {
         "event_ts": moment["event_ts"],

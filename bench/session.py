@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import orjson
 
-from agents.coupons import discount_pct
 from agents.moment_types import STORE_ENTRY, prompt_for, select_context
 from agents.moments import moment_id, offer_id
 from agents.rules import in_holdout, load_rules
@@ -33,6 +32,7 @@ from bench.measure import (
     sample,
 )
 from models.client import chat_body
+from models.prompts import STOP
 from streams import clients
 from streams.reference import load_reference
 from streams.runtime.topics import internal_name
@@ -248,10 +248,9 @@ class Session:
             )  # fmt: skip
             if list(context.used) != self.offers[offer_id(moment["id"])][1]["context_used"]:
                 raise SystemExit("the direct client's context differs from the offer's")
-            pct = discount_pct(context.loyalty_tier)
-            prompt = prompt_for(moment["type"], context, pct, moment["variant"])
+            prompt = prompt_for(moment["type"], context, moment["variant"])
             bodies.append(chat_body(s.llm_model, prompt.messages, s.llm_max_tokens,
-                                    s.llm_temperature, prompt.schema))  # fmt: skip
+                                    s.llm_temperature, prompt.schema, STOP))  # fmt: skip
 
         async with httpx.AsyncClient(base_url=s.llm_base_url, timeout=600, limits=limits) as client:
 

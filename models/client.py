@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def chat_body(
     max_tokens: int,
     temperature: float,
     json_schema: dict[str, Any] | None,
+    stop: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A chat-completions request; with a schema, vLLM's structured output holds to it."""
     body: dict[str, Any] = {
@@ -117,6 +119,8 @@ def chat_body(
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
+    if stop:
+        body["stop"] = list(stop)
     if json_schema is not None:
         body["response_format"] = {
             "type": "json_schema",
@@ -190,9 +194,10 @@ class LLMClient:
         max_tokens: int,
         temperature: float = 0.0,
         json_schema: dict[str, Any] | None = None,
+        stop: Sequence[str] = (),
     ) -> Completion:
         """One completion, within the deadline, retried on transient failures."""
-        body = chat_body(self.model, messages, max_tokens, temperature, json_schema)
+        body = chat_body(self.model, messages, max_tokens, temperature, json_schema, stop)
         asked = time.monotonic()
         async with self._slots:
             if not self.breaker.allow():

@@ -180,7 +180,8 @@ class Metrics:
         )
         self.fallbacks = Counter(
             "kairos_llm_fallbacks_total",
-            "Offers that used the template message, by reason.",
+            "Offers that used the template message, by reason: an LLM client error code "
+            "(models/client.py) or a guardrails code (models/guardrails.py REASONS).",
             ["reason"],
             registry=registry,
         )

@@ -7,12 +7,14 @@ file for its section, the offers stage for its context, prompt and template.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from agents.moment_types import browse_abandoned, cart_abandoned, store_entry, win_back
 from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
 from agents.profile import Profile
 from models.context import DEFAULT_BUDGET_TOKENS, ContextSlice, within_budget
 from models.guardrails import Draft
-from models.prompts import Prompt, with_variant
+from models.prompts import Prompt, terms_sentence, with_variant
 from streams.reference import Reference
 
 MOMENT_TYPES: dict[str, MomentType] = {
@@ -23,7 +25,7 @@ STORE_ENTRY = store_entry.NAME
 
 __all__ = [
     "MOMENT_TYPES", "STORE_ENTRY", "Moment", "MomentType", "RuleConfig", "Timer",
-    "fallback", "prompt_for", "select_context", "stale",
+    "fallback", "prompt_for", "select_context", "stale", "with_terms",
 ]  # fmt: skip
 
 
@@ -47,10 +49,14 @@ def select_context(
     return within_budget(kind.context(profile, moment, reference, config), budget_tokens)
 
 
-def prompt_for(
-    moment_type: str, context: ContextSlice, discount_pct: int, variant: str = "a"
-) -> Prompt:
-    return with_variant(MOMENT_TYPES[moment_type].prompt(context, discount_pct), variant)
+def prompt_for(moment_type: str, context: ContextSlice, variant: str = "a") -> Prompt:
+    return with_variant(MOMENT_TYPES[moment_type].prompt(context), variant)
+
+
+def with_terms(draft: Draft, context: ContextSlice, discount_pct: int, ttl_s: float) -> Draft:
+    """``draft`` with kairos's terms sentence after its message."""
+    terms = terms_sentence(MOMENT_TYPES[context.moment_type].redeem, discount_pct, ttl_s)
+    return replace(draft, message=f"{draft.message} {terms}")
 
 
 def fallback(context: ContextSlice, discount_pct: int) -> Draft:

@@ -19,6 +19,9 @@ knows their names. Its parts, in the order a moment meets them:
   timed type's moment fires up to ``KAIROS_ALLOWED_LATENESS_S`` plus
   ``KAIROS_TIMER_IDLE_S`` after its due time (2 h at most), so its max age
   is longer than that.
+- ``redeem``: how the offer is used ("Complete your order"), the start of
+  the terms sentence kairos adds to every message (models/prompts.py
+  ``terms_sentence``); the model never writes terms.
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ class MomentType:
     name: str
     config: type[RuleConfig]
     context: Callable[[Profile, Moment, Reference, Any], ContextSlice]
-    prompt: Callable[[ContextSlice, int], Prompt]
+    prompt: Callable[[ContextSlice], Prompt]
     template: Callable[[ContextSlice, int], Draft]
     max_age_ms: int
     detect: Callable[[Profile, Any, tuple[str, ...]], Moment | None] | None = None
     timer: Timer | None = None
+    redeem: str = "Show this offer at the till"

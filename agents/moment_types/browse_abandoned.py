@@ -22,7 +22,7 @@ from agents.moments import due_again, moment_id, opted_out
 from agents.profile import Profile
 from models.context import ContextSlice
 from models.guardrails import Draft
-from models.prompts import Prompt, worked_prompt
+from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
 
 NAME = "browse_abandoned"
@@ -111,40 +111,36 @@ def context(profile: Profile, moment: Moment, reference: Reference, config: Any)
 SYSTEM = (
     "You write one short, friendly note to a customer who looked at a product several times "
     "in our online shop but did not buy it. Use only the facts in the customer data and call "
-    "the customer by their first_name. Never include links, prices or codes. Reply in JSON."
+    "the customer by their first_name. " + RULES
 )
 EXAMPLES = (
     (
         {"viewed": ["Canvas tote"], "first_name": "Sam"},
         "Canvas tote",
-        10,
-        {"headline": "Sam, still eyeing the tote?",
-         "message": "Hi Sam, the Canvas tote caught your eye. It is still here for you, "
-                    "with 10% off if you order it today.",
-         "product_id": "p-402"},
+        {"product_id": "p-402",
+         "headline": "Sam, still eyeing the tote?",
+         "message": "Hi Sam, the Canvas tote caught your eye and it is still here for you."},
     ),
     (
         {"viewed": ["Daypack 22L"], "first_name": "Lena"},
         "Daypack 22L",
-        15,
-        {"headline": "Lena, the Daypack is waiting",
-         "message": "You looked at the Daypack 22L a few times, Lena. Take it home today "
-                    "with 15% off.",
-         "product_id": "p-203"},
+        {"product_id": "p-203",
+         "headline": "Lena, the Daypack 22L is waiting",
+         "message": "You looked at the Daypack 22L a few times, Lena, take it home today."},
     ),
 )  # fmt: skip
 
 
-def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
-    return worked_prompt("browse_abandoned.v1", SYSTEM, EXAMPLES, _task, context, discount_pct)
+def prompt(context: ContextSlice) -> Prompt:
+    return worked_prompt("browse_abandoned.v2", SYSTEM, EXAMPLES, _task, context)
 
 
-def _task(facts: dict[str, Any], product: str | None, discount_pct: int) -> str:
+def _task(facts: dict[str, Any], product: str | None) -> str:
     focus = f"Mention the {product}." if product else "Mention what they looked at."
     return (
         f"Customer data: {orjson.dumps(facts).decode()}\n"
         f"The customer looked at a product several times but did not add it to their cart. "
-        f"{focus} Say they get {discount_pct}% off if they order it today."
+        f"{focus}"
     )
 
 
@@ -154,7 +150,7 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
     thing = f"the {product.name}" if product else "it"
     return Draft(
         headline=f"Still thinking about {thing}{name}?",
-        message=f"You came back to {thing} a few times. Order it today for {discount_pct}% off.",
+        message=f"You came back to {thing} a few times.",
         product_id=product.id if product else None,
     )
 
@@ -168,5 +164,6 @@ TIMER = Timer(
 # Like a cart: the same afternoon.
 MAX_AGE_MS = 6 * 3_600_000
 TYPE = MomentType(
-    NAME, BrowseAbandoned, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER
-)
+    NAME, BrowseAbandoned, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER,
+    redeem="Order it",
+)  # fmt: skip

@@ -23,7 +23,7 @@ from agents.moments import OPT_OUT_TRAITS, cart_changed_at, due_again, moment_id
 from agents.profile import Profile
 from models.context import MAX_PRODUCTS, ContextSlice
 from models.guardrails import Draft
-from models.prompts import Prompt, worked_prompt
+from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
 
 NAME = "cart_abandoned"
@@ -87,41 +87,35 @@ def context(profile: Profile, moment: Moment, reference: Reference, config: Any)
 
 SYSTEM = (
     "You write one short, friendly reminder about items left in an online shopping cart. "
-    "Use only the facts in the customer data and call the customer by their first_name. "
-    "Never include links, prices or codes. Reply in JSON."
+    "Use only the facts in the customer data and call the customer by their first_name. " + RULES
 )
 EXAMPLES = (
     (
         {"cart": ["Canvas tote"], "first_name": "Sam"},
         "Canvas tote",
-        10,
-        {"headline": "Sam, your tote is waiting",
-         "message": "Hi Sam, the Canvas tote is still in your cart. Finish your order today "
-                    "and enjoy 10% off.",
-         "product_id": "p-402"},
+        {"product_id": "p-402",
+         "headline": "Sam, your tote is waiting",
+         "message": "Hi Sam, the Canvas tote is still in your cart whenever you are ready."},
     ),
     (
         {"cart": ["Daypack 22L", "Merino running socks"], "first_name": "Lena"},
         "Daypack 22L",
-        15,
-        {"headline": "Lena, still want the Daypack?",
-         "message": "Your Daypack 22L is saved in your cart, Lena. Check out today with "
-                    "15% off.",
-         "product_id": "p-203"},
+        {"product_id": "p-203",
+         "headline": "Lena, still want the Daypack 22L?",
+         "message": "Your Daypack 22L is saved in your cart, Lena, ready when you are."},
     ),
 )  # fmt: skip
 
 
-def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
-    return worked_prompt("cart_abandoned.v1", SYSTEM, EXAMPLES, _task, context, discount_pct)
+def prompt(context: ContextSlice) -> Prompt:
+    return worked_prompt("cart_abandoned.v2", SYSTEM, EXAMPLES, _task, context)
 
 
-def _task(facts: dict[str, Any], product: str | None, discount_pct: int) -> str:
+def _task(facts: dict[str, Any], product: str | None) -> str:
     focus = f"Remind them the {product} is waiting." if product else "Remind them of their cart."
     return (
         f"Customer data: {orjson.dumps(facts).decode()}\n"
-        f"The customer left items in their cart. {focus} "
-        f"Say they get {discount_pct}% off if they complete the order today."
+        f"The customer left items in their cart. {focus}"
     )
 
 
@@ -131,7 +125,7 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
     item = f"The {product.name} is" if product else "Your picks are"
     return Draft(
         headline=f"Still thinking it over{name}?",
-        message=f"{item} still in your cart. Complete your order today for {discount_pct}% off.",
+        message=f"{item} still in your cart.",
         product_id=product.id if product else None,
     )
 
@@ -145,5 +139,12 @@ TIMER = Timer(
 # A reminder the same afternoon still helps; the next day it is noise.
 MAX_AGE_MS = 6 * 3_600_000
 TYPE = MomentType(
-    NAME, CartAbandoned, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER
+    NAME,
+    CartAbandoned,
+    context,
+    prompt,
+    template,
+    max_age_ms=MAX_AGE_MS,
+    timer=TIMER,
+    redeem="Complete your order",
 )

@@ -4,7 +4,7 @@ tier, and the products viewed lately, ranked for a store."""
 from __future__ import annotations
 
 from agents.profile import recent_views, trait
-from models.context import MAX_PRODUCTS, first_name_of, short_text
+from models.context import MAX_PRODUCTS, first_name_of, trait_text
 from streams.domain import Profile
 from streams.reference import Product, Reference, Store
 
@@ -15,7 +15,7 @@ def name_and_tier(profile: Profile) -> tuple[str | None, str | None, list[str]]:
     first_name = first_name_of(trait(profile, "first_name") or trait(profile, "name"))
     if first_name:
         used.append("trait:name")
-    tier = short_text(trait(profile, "loyalty_tier"))
+    tier = trait_text(trait(profile, "loyalty_tier"))
     if tier:
         used.append("trait:loyalty_tier")
     return first_name, tier, used

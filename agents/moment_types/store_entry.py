@@ -24,9 +24,9 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig
 from agents.moment_types.facts import name_and_tier, rank_products
 from agents.moments import OPT_OUT_TRAITS, SAME_VISIT_MS, moment_id, opted_out
 from agents.profile import Profile, recent_views, trait
-from models.context import ContextSlice, short_text
+from models.context import ContextSlice, trait_text
 from models.guardrails import Draft
-from models.prompts import Prompt, worked_prompt
+from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
 
 NAME = "store_entry"
@@ -86,7 +86,7 @@ def store_context(
     assert moment["store_id"] is not None  # a store entry is about a store
     store = reference.stores[moment["store_id"]]
     first_name, tier, used = name_and_tier(profile)
-    favorite = short_text(trait(profile, "favorite_category"))
+    favorite = trait_text(trait(profile, "favorite_category"))
     products = rank_products(profile, moment["event_ts"], window_ms, store, reference)
     used.extend(f"view:{p.id}" for p in products)
     if favorite and not products:
@@ -101,55 +101,54 @@ def context(
 
 
 SYSTEM = (
-    "You write one short, friendly in-store offer for a retail app. "
-    "Use only the facts in the customer data and call the customer by their first_name. "
-    "Never include links, prices or codes. Reply in JSON."
+    "You write one short, friendly in-store message for a retail app. "
+    "Use only the facts in the customer data and call the customer by their first_name. " + RULES
 )
 # Two worked examples: small models follow examples far better than rules,
 # and two different customers show which parts change. They also show the
-# compact JSON wanted (no whitespace for the model to loop on).
+# compact JSON wanted, in the schema's field order, and one short sentence
+# each (longer answers looped and ran out of tokens).
 EXAMPLES = (
     (
         {"store": "SoHo", "recently_viewed": ["Canvas tote"], "first_name": "Sam"},
         "SoHo",
         "Canvas tote",
-        10,
         {
-            "headline": "Sam, your tote is here",
-            "message": "Welcome to SoHo, Sam! The Canvas tote you liked is in store today. "
-            "Enjoy 10% off.",
             "product_id": "p-402",
+            "headline": "Sam, your tote is here",
+            "message": "Welcome to SoHo, Sam, the Canvas tote you liked is in store today.",
         },
     ),
     (
-        {"store": "Flatiron", "recently_viewed": ["Daypack 22L"], "first_name": "Lena"},
+        {
+            "store": "Flatiron",
+            "recently_viewed": ["Daypack 22L"],
+            "first_name": "Lena",
+            "loyalty_tier": "silver",
+        },
         "Flatiron",
         "Daypack 22L",
-        15,
         {
-            "headline": "Lena, come see the Daypack",
-            "message": "Hi Lena, welcome to Flatiron! Try the Daypack 22L you looked at, "
-            "with 15% off just for today.",
             "product_id": "p-203",
+            "headline": "Lena, come see the Daypack 22L",
+            "message": "Hi Lena, welcome to Flatiron, come and try the Daypack 22L you looked at.",
         },
     ),
 )
 
 
-def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+def prompt(context: ContextSlice) -> Prompt:
     assert context.store is not None
-    return worked_prompt("store_entry.v1", SYSTEM, EXAMPLES, _task, context, discount_pct,
-                         context.store.name)  # fmt: skip
+    return worked_prompt("store_entry.v2", SYSTEM, EXAMPLES, _task, context, context.store.name)
 
 
-def _task(facts: dict[str, Any], store: str, product: str | None, discount_pct: int) -> str:
+def _task(facts: dict[str, Any], store: str, product: str | None) -> str:
     focus = (
         f"Invite them to see the {product} in store." if product else "Invite them to look around."
     )
     return (
         f"Customer data: {orjson.dumps(facts).decode()}\n"
-        f"The customer just walked into our {store} store. {focus} "
-        f"Say they get {discount_pct}% off today."
+        f"The customer just walked into our {store} store. {focus}"
     )
 
 
@@ -160,11 +159,14 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
     focus = f" The {product.name} you looked at is here to try." if product else ""
     return Draft(
         headline=f"{discount_pct}% off at {context.store.name} today",
-        message=f"{greeting}{focus} Show this offer at the till for {discount_pct}% off today.",
+        message=f"{greeting}{focus}",
         product_id=product.id if product else None,
     )
 
 
 # A welcome is for the visit, and a visit is over this long after its last ping.
 MAX_AGE_MS = SAME_VISIT_MS
-TYPE = MomentType(NAME, StoreEntry, context, prompt, template, max_age_ms=MAX_AGE_MS, detect=detect)
+TYPE = MomentType(
+    NAME, StoreEntry, context, prompt, template, max_age_ms=MAX_AGE_MS, detect=detect,
+    redeem="Show this offer at the till",
+)  # fmt: skip

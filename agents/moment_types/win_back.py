@@ -18,7 +18,7 @@ from agents.moments import OPT_OUT_TRAITS, due_again, last_store_visit, moment_i
 from agents.profile import Profile
 from models.context import ContextSlice
 from models.guardrails import Draft
-from models.prompts import Prompt, worked_prompt
+from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
 
 NAME = "win_back"
@@ -91,34 +91,30 @@ def context(profile: Profile, moment: Moment, reference: Reference, config: Any)
 SYSTEM = (
     "You write one short, warm message inviting a customer back to a store they have not "
     "visited for a while. Use only the facts in the customer data and call the customer by "
-    "their first_name. Never include links, prices or codes. Reply in JSON."
+    "their first_name. " + RULES
 )
 EXAMPLES = (
     (
         {"store": "SoHo", "recently_viewed": ["Canvas tote"], "first_name": "Sam"},
         "SoHo",
         "Canvas tote",
-        10,
-        {"headline": "Sam, we miss you at SoHo",
-         "message": "Hi Sam, it has been a while! Come back to SoHo this week for 10% off. "
-                    "The Canvas tote is still here.",
-         "product_id": "p-402"},
+        {"product_id": "p-402",
+         "headline": "Sam, we miss you at SoHo",
+         "message": "Hi Sam, it has been a while, come back to SoHo and see the Canvas tote."},
     ),
 )  # fmt: skip
 
 
-def prompt(context: ContextSlice, discount_pct: int) -> Prompt:
+def prompt(context: ContextSlice) -> Prompt:
     assert context.store is not None
-    return worked_prompt("win_back.v1", SYSTEM, EXAMPLES, _task, context, discount_pct,
-                         context.store.name)  # fmt: skip
+    return worked_prompt("win_back.v2", SYSTEM, EXAMPLES, _task, context, context.store.name)
 
 
-def _task(facts: dict[str, Any], store: str, product: str | None, discount_pct: int) -> str:
+def _task(facts: dict[str, Any], store: str, product: str | None) -> str:
     focus = f" Mention the {product}." if product else ""
     return (
         f"Customer data: {orjson.dumps(facts).decode()}\n"
-        f"The customer has not visited our {store} store for a while. Invite them back.{focus} "
-        f"Say they get {discount_pct}% off on a visit this week."
+        f"The customer has not visited our {store} store for a while. Invite them back.{focus}"
     )
 
 
@@ -129,8 +125,7 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
     focus = f" The {product.name} is waiting." if product else ""
     return Draft(
         headline=f"We miss you at {context.store.name}",
-        message=f"{hello} been a while! Come back to {context.store.name} this week for "
-        f"{discount_pct}% off.{focus}",
+        message=f"{hello} been a while! Come back to {context.store.name} this week.{focus}",
         product_id=product.id if product else None,
     )
 
@@ -143,4 +138,7 @@ TIMER = Timer(
 )
 # A lapse of weeks may still be told days late (a worker down over a weekend).
 MAX_AGE_MS = 7 * DAY_MS
-TYPE = MomentType(NAME, WinBack, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER)
+TYPE = MomentType(
+    NAME, WinBack, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER,
+    redeem="Show this offer at the till on your next visit",
+)  # fmt: skip

@@ -88,14 +88,14 @@ class Variant:
     by_type: dict[str, Overrides] = field(default_factory=dict)
     source: str = "shipped"
 
-    def prompt(self, moment_type: str, context: ContextSlice, pct: int, _assigned: str) -> Prompt:
+    def prompt(self, moment_type: str, context: ContextSlice, _assigned: str) -> Prompt:
         """The prompt this variant sends (the moment's own variant is ignored)."""
         overrides = self.every
         if (own := self.by_type.get(moment_type)) is not None:  # what it sets wins
             overrides = overrides.model_copy(
                 update={f: getattr(own, f) for f in own.model_fields_set}
             )
-        return replace(_apply(prompt_for(moment_type, context, pct, self.base), overrides),
+        return replace(_apply(prompt_for(moment_type, context, self.base), overrides),
                        variant=self.name)  # fmt: skip
 
 
