@@ -7,7 +7,7 @@ guardrails, else the template, with the reason) and the model's request.
 
 - ``pass_rate``: moments whose model answer passed the guardrails;
 - ``fallbacks``: the others, counted by reason code (the guardrails'
-  ``made_up_terms``, ``wrong_customer``, ... and the client's ``timeout``,
+  ``offer_terms``, ``unknown_name``, ... and the client's ``timeout``,
   ``unavailable``, ...);
 - ``message_chars``, ``store_related``, ``right_customer``: over the answers
   that passed, since a fallback's template is the same for every variant.

@@ -98,12 +98,12 @@ def _eval(run: Run, *args: str) -> list[dict[str, Any]]:
 
 def test_eval_from_the_topics_ranks_the_worse_variants_worse(run: Run) -> None:
     rows = _eval(run, "--concurrency", "2")
-    assert [row["variant"] for row in rows][2:] == ["other-name", "prices"]
+    assert [row["variant"] for row in rows][2:] == ["no-name", "prices"]
     assert {row["variant"] for row in rows[:2]} == {"a", "b"}
     by = {row["variant"]: row for row in rows}
     assert by["a"]["score"] == by["b"]["score"] == 1.0
-    assert by["other-name"]["right_customer"] == 0.0
-    assert by["prices"]["fallbacks"] == {"made_up_terms": len(USERS)}
+    assert by["no-name"]["right_customer"] == 0.0
+    assert by["prices"]["fallbacks"] == {"offer_terms": len(USERS)}
     prompts = [prompt_text(request) for request in run.llm.requests]
     assert len(prompts) == 4 * len(USERS)
     assert not any("Renamed" in p for p in prompts)  # each moment's snapshot, not today's

@@ -3,8 +3,8 @@
 The script answers like an obedient model: it greets the customer by the
 ``first_name`` in the prompt's customer data and names the first product the
 schema allows. A brief asking for prices (:data:`PRICES`) makes it quote
-one, which the guardrails reject; a brief asking it to greet someone else
-(:data:`OTHER_NAME`) makes it call everyone Jordan, which they let through.
+one, which the guardrails reject; a brief asking it to leave the name out
+(:data:`NO_NAME`) makes it greet nobody by name, which they let through.
 So a variant's prompt alone decides how good its answers are.
 """
 
@@ -19,7 +19,7 @@ from tests.e2e.scenario import inside
 from tests.support.fake_llm import Answer
 
 PRICES = " Always quote the product's price in dollars."
-OTHER_NAME = " Greet the customer as Jordan."
+NO_NAME = " Do not use the customer's name."
 PRODUCTS = (("p-101", "running"), ("p-102", "running"))  # Flatiron carries running
 
 
@@ -27,12 +27,13 @@ def answer(request: dict[str, Any]) -> Answer:
     messages = request["messages"]
     system, task = messages[0]["content"], messages[-1]["content"]
     facts = orjson.loads(task.split("\n", 1)[0].removeprefix("Customer data: "))
-    name = "Jordan" if OTHER_NAME in system else facts.get("first_name", "friend")
+    name = "there" if NO_NAME in system else facts.get("first_name", "friend")
     message = f"Hi {name}, come and try them on in store today."
     if PRICES in system:
         message = f"Hi {name}, they are yours for $99 in store today."
     schema = request["response_format"]["json_schema"]["schema"]
-    body = {"headline": f"{name}, good to see you", "message": message}
+    headline = "Good to see you" if NO_NAME in system else f"{name}, good to see you"
+    body = {"headline": headline, "message": message}
     if "product_id" in schema["properties"]:
         body["product_id"] = schema["properties"]["product_id"]["enum"][0]
     return Answer(content=orjson.dumps(body).decode())
@@ -64,7 +65,7 @@ def renamed(users: list[str], at_ms: int) -> list[tuple[str, dict[str, Any]]]:
 
 def variant_files(folder: Path) -> tuple[Path, Path]:
     """Two variants known to be worse than the shipped ones: (prices, other name)."""
-    prices, other = folder / "prices.yaml", folder / "other-name.json"
+    prices, other = folder / "prices.yaml", folder / "no-name.json"
     prices.write_text(f"name: prices\nbase: a\nsystem_suffix: {PRICES!r}\n")
-    other.write_text(orjson.dumps({"name": "other-name", "system_suffix": OTHER_NAME}).decode())
+    other.write_text(orjson.dumps({"name": "no-name", "system_suffix": NO_NAME}).decode())
     return prices, other

@@ -54,16 +54,16 @@ def test_variants_known_to_be_worse_rank_worse(
     with FakeLLM(answer) as llm:
         result = run(moments, llm.url, llm.model, choose([], list(variant_files(tmp_path))))
     by = {row.variant: row for row in result}
-    assert [row.variant for row in result][2:] == ["other-name", "prices"]
+    assert [row.variant for row in result][2:] == ["no-name", "prices"]
     assert {row.variant for row in result[:2]} == {"a", "b"}
     assert by["a"].rank == by["b"].rank == 1
     assert by["a"].pass_rate == by["a"].score == by["a"].right_customer == 1.0
     assert by["a"].store_related == 1.0 and by["a"].fallbacks == {}
-    # Greets everyone as Jordan: the guardrails let it through, eval does not.
-    assert by["other-name"].pass_rate == 1.0 and by["other-name"].right_customer == 0.0
-    assert (by["other-name"].rank, by["other-name"].score) == (3, 0.0)
+    # Greets nobody by name: the guardrails let it through, eval does not.
+    assert by["no-name"].pass_rate == 1.0 and by["no-name"].right_customer == 0.0
+    assert (by["no-name"].rank, by["no-name"].score) == (3, 0.0)
     # Quotes prices: every answer rejected, each falls back to the template.
-    assert by["prices"].fallbacks == {"made_up_terms": len(USERS)}
+    assert by["prices"].fallbacks == {"offer_terms": len(USERS)}
     assert (by["prices"].rank, by["prices"].pass_rate) == (4, 0.0)
     assert all(row.moments == len(USERS) and row.model == "fake-llm" for row in result)
     assert all(row.prompt_tokens == 50 and row.completion_tokens == 20 for row in result)

@@ -40,8 +40,8 @@ JUDGED = [
     answer(AT_FLATIRON, "Hi Ann, try these.", NOT_AT_FLATIRON.id, 0.3),  # not this store's
     answer(NO_NAME, "Hello there, try it.", "p-101", 0.4),  # no name known: not judged on it
     answer(CART, "Ann, your cart awaits", "p-101", 0.5),  # no store: not judged on it
-    fell_back(AT_FLATIRON, "made_up_terms", 0.6),
-    fell_back(AT_FLATIRON, "made_up_terms", 0.7),
+    fell_back(AT_FLATIRON, "offer_terms", 0.6),
+    fell_back(AT_FLATIRON, "offer_terms", 0.7),
     fell_back(AT_FLATIRON, "timeout", None),  # never answered: no tokens, no latency
 ]
 
@@ -49,7 +49,7 @@ JUDGED = [
 def test_a_variant_row_counts_what_its_answers_did() -> None:
     row = score("a", "m", JUDGED, REFERENCE, wall_s=2.0)
     assert (row.moments, row.passed, row.pass_rate) == (8, 5, 0.625)
-    assert row.fallbacks == {"made_up_terms": 2, "timeout": 1}
+    assert row.fallbacks == {"offer_terms": 2, "timeout": 1}
     # Of the 4 answers about a store with a product, 3 name one Flatiron carries.
     assert row.store_related == 0.75
     # Of the 4 answers for a customer with a known name, 3 call them by it.
@@ -98,7 +98,7 @@ def test_the_table_has_a_line_per_row_best_first_with_its_reasons() -> None:
     assert head.split()[:5] == ["rank", "variant", "model", "moments", "pass"]
     assert len(rule) >= len(head.rstrip())
     assert first.split()[:6] == ["1", "a", "m", "8", "62.5%", "37.5%"]
-    assert first.endswith("made_up_terms:2 timeout:1")
+    assert first.endswith("offer_terms:2 timeout:1")
     assert second.split()[:5] == ["2", "worse", "m", "3", "0.0%"]
     assert table([]) == "no variants were run"
 
@@ -112,8 +112,8 @@ def test_a_variant_file_changes_only_what_it_declares(tmp_path: Path) -> None:
     )
     variant = load_variant_file(path)
     shipped = choose(["b"], [])[0]
-    base = shipped.prompt("store_entry", AT_FLATIRON, 10, "a")
-    tried = variant.prompt("store_entry", AT_FLATIRON, 10, "a")
+    base = shipped.prompt("store_entry", AT_FLATIRON, "a")
+    tried = variant.prompt("store_entry", AT_FLATIRON, "a")
     assert tried.variant == "short" and base.variant == "b"
     assert tried.messages[0]["content"] == base.messages[0]["content"] + " Be brief."
     assert tried.messages[1:-1] == [
@@ -121,7 +121,7 @@ def test_a_variant_file_changes_only_what_it_declares(tmp_path: Path) -> None:
         {"role": "assistant", "content": '{"headline":"Hi","message":"Hello"}'},
     ]
     assert tried.messages[-1] == base.messages[-1] and tried.schema == base.schema
-    cart = variant.prompt("cart_abandoned", CART, 10, "a")
+    cart = variant.prompt("cart_abandoned", CART, "a")
     assert cart.messages[0]["content"] == "Only carts. Be brief."
 
 
