@@ -26,7 +26,6 @@ from tests.support.stack import Worker, consume, produce, run_cli, settings_for_
 pytestmark = pytest.mark.broker
 
 USERS = ["ann", "bea", "cal", "dev", "eli", "fay"]
-HOUR = 3_600_000
 REFERENCE = load_reference()
 
 
@@ -52,7 +51,7 @@ def run(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         worker = Worker(settings)
         worker.start()
         try:
-            at = int(time.time() * 1000) - 2 * HOUR
+            at = int(time.time() * 1000) - 5 * 60_000  # recent: the visits are not stale
             asyncio.run(produce(settings, visits(USERS, at)))
             asyncio.run(consume(settings, settings.topics.offers,
                                 lambda r: len(r) >= len(USERS), 60))  # fmt: skip
