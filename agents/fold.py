@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents.attribution import group_of, join
@@ -41,7 +41,7 @@ from agents.features import BEHAVIOUR, features
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
 from agents.freshness import mark as mark_families
-from agents.moment_types import MOMENT_TYPES, stale
+from agents.moment_types import MOMENT_TYPES, MomentType, RuleConfig, stale
 from agents.moments import offer_id, update_visit
 from agents.profile import (
     PROFILE_VERSION,
@@ -63,8 +63,7 @@ from streams.settings import Settings
 
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
-DETECTED = [kind for kind in MOMENT_TYPES.values() if kind.detect is not None]
-TIMED = [kind for kind in MOMENT_TYPES.values() if kind.timer is not None]
+Enabled = tuple[tuple[MomentType, RuleConfig], ...]
 
 
 @dataclass(frozen=True)
@@ -78,6 +77,22 @@ class Policy:
     allowed_lateness_ms: int
     attribution_ms: int
     timer_idle_ms: int
+    # The enabled moment types with their rules, found once (the rules are
+    # frozen), since every event goes through them: those detected on an
+    # event, and per event kind those whose timer it can move.
+    detected: Enabled = field(init=False)
+    timed: dict[str, Enabled] = field(init=False)
+
+    def __post_init__(self) -> None:
+        enabled = [(kind, self.rules.rule(kind.name)) for kind in MOMENT_TYPES.values()]
+        enabled = [(kind, config) for kind, config in enabled if config.enabled]
+        detected = tuple((kind, config) for kind, config in enabled if kind.detect is not None)
+        timed: dict[str, list[tuple[MomentType, RuleConfig]]] = {}
+        for kind, config in enabled:
+            for watched in kind.timer.watches if kind.timer is not None else ():
+                timed.setdefault(watched, []).append((kind, config))
+        object.__setattr__(self, "detected", detected)
+        object.__setattr__(self, "timed", {watched: tuple(t) for watched, t in timed.items()})
 
     @classmethod
     def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
@@ -105,10 +120,8 @@ def update(policy: Policy, profile: Profile, event: Event, windows: bool = True)
     else:
         apply_event(profile, event)
     fired = []
-    for kind in DETECTED:
-        config = policy.rules.rule(kind.name)
-        if not config.enabled or kind.detect is None:
-            continue
+    for kind, config in policy.detected:
+        assert kind.detect is not None
         before = profile["moments"].get(kind.name)
         moment = kind.detect(profile, config, policy.rules.opt_out_traits)
         if moment is not None:
@@ -210,9 +223,9 @@ class Fold:
         """Fold a new event in: join it to moments, run the rules, set the timers."""
         # Waits the event can move, with when each began before it (an absorb
         # brings the old id's cart and visits).
-        waits = [(kind, kind.timer.started_at(profile)) for kind in TIMED
-                 if kind.timer is not None and event["kind"] in kind.timer.watches
-                 and self.policy.rules.rule(kind.name).enabled]  # fmt: skip
+        waits = [(kind, config, kind.timer.started_at(profile))
+                 for kind, config in self.policy.timed.get(event["kind"], ())
+                 if kind.timer is not None]  # fmt: skip
         joined, unattributed = join(profile, event, self.policy.attribution_ms)
         self.outcomes += joined
         if unattributed:
@@ -220,11 +233,11 @@ class Fold:
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
         self.fresh += mark_families(profile, event)
-        for kind, before in waits:
+        for kind, config, before in waits:
             assert kind.timer is not None
             after = kind.timer.started_at(profile)
             if after is not None and after != before:
-                wait = kind.timer.wait_ms(self.policy.rules.rule(kind.name))
+                wait = kind.timer.wait_ms(config)
                 self.timers.add((after + wait, kind.name, event["user"]))
 
     def fire(self, rule: str, key: str, now: int, at: int) -> None:
