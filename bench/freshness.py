@@ -14,7 +14,6 @@ writes them with the rest.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import multiprocessing
 import random
@@ -24,13 +23,17 @@ import uuid
 from typing import Any
 
 import httpx
-import orjson
 
 from agents.freshness import FAMILIES
 from bench.llm import start_stack
-from bench.measure import BACKGROUND_LINGER_MS, BACKGROUND_RATE, BACKGROUND_USERS, PHASE_S, sample
+from bench.measure import (
+    BACKGROUND_LINGER_MS,
+    BACKGROUND_USERS,
+    PHASE_S,
+    paced,
+    sample,
+)
 from streams.settings import Settings
-from streams.tools.producer import EventProducer
 
 METRIC = "kairos_feature_freshness_seconds"
 
@@ -52,25 +55,8 @@ def event(rng: random.Random, ts: int) -> tuple[str, dict[str, Any]]:
 def traffic(settings: Settings, seconds: float, sent: Any) -> None:
     """BACKGROUND_RATE events/s of the mix for ``seconds``; ``sent`` counts them.
     In a process of its own, so its work does not delay the worker's."""
-
-    async def run() -> None:
-        rng = random.Random(13)
-        producer = EventProducer(settings, linger_ms=BACKGROUND_LINGER_MS)
-        await producer.start()
-        try:
-            started, count = time.monotonic(), 0
-            while (elapsed := time.monotonic() - started) < seconds:
-                for _ in range(int(elapsed * BACKGROUND_RATE) - count):
-                    source, body = event(rng, int(time.time() * 1000))
-                    await producer.send_raw(source, orjson.dumps(body), body["userId"])
-                    count += 1
-                    sent.value = count
-                await asyncio.sleep(0.005)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    asyncio.run(run())
+    rng = random.Random(13)
+    paced(settings, seconds, sent, BACKGROUND_LINGER_MS, lambda ts: event(rng, ts))
 
 
 def quantile(text: str, family: str, q: float) -> float:

@@ -8,6 +8,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -72,34 +73,29 @@ def sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def background(
-    settings: Settings, products: list[str], seconds: float, sent: Any, linger_ms: int
+def paced(
+    settings: Settings,
+    seconds: float,
+    sent: Any,
+    linger_ms: int,
+    event: Callable[[int], tuple[str, dict[str, Any]]],
 ) -> None:
-    """Product views and pages from people who never walk into a store, at
-    BACKGROUND_RATE for ``seconds``, from a producer lingering ``linger_ms``;
-    ``sent`` (a shared counter) counts them.
+    """BACKGROUND_RATE events/s of ``event(now_ms)`` (a source and a Segment
+    body with its userId) for ``seconds``, from a producer lingering
+    ``linger_ms``; ``sent`` (a shared counter) counts them.
 
     Runs in a process of its own, as the producers of a real deployment do,
     so its work does not delay the bench's clock on pings and offers."""
 
     async def run() -> None:
-        rng = random.Random(9)
         producer = EventProducer(settings, linger_ms=linger_ms)
         await producer.start()
         try:
-            started = time.monotonic()
-            count = 0
+            started, count = time.monotonic(), 0
             while (elapsed := time.monotonic() - started) < seconds:
                 for _ in range(int(elapsed * BACKGROUND_RATE) - count):
-                    user = f"bg-{rng.randrange(BACKGROUND_USERS)}"
-                    ts = int(time.time() * 1000)
-                    if rng.random() < 0.7:
-                        event = {"type": "track", "event": "Product Viewed", "userId": user,
-                                 "properties": {"product_id": rng.choice(products)}}  # fmt: skip
-                    else:
-                        event = {"type": "page", "name": "/catalog", "userId": user}
-                    event.update(timestamp=ts, messageId=uuid.uuid4().hex)
-                    await producer.send_raw("clickstream", orjson.dumps(event), user)
+                    source, body = event(int(time.time() * 1000))
+                    await producer.send_raw(source, orjson.dumps(body), body["userId"])
                     count += 1
                     sent.value = count
                 await asyncio.sleep(0.005)
@@ -108,3 +104,22 @@ def background(
             await producer.stop()
 
     asyncio.run(run())
+
+
+def background(
+    settings: Settings, products: list[str], seconds: float, sent: Any, linger_ms: int
+) -> None:
+    """Product views and pages from people who never walk into a store (see
+    :func:`paced`)."""
+    rng = random.Random(9)
+
+    def event(ts: int) -> tuple[str, dict[str, Any]]:
+        user = f"bg-{rng.randrange(BACKGROUND_USERS)}"
+        if rng.random() < 0.7:
+            body = {"type": "track", "event": "Product Viewed", "userId": user,
+                    "properties": {"product_id": rng.choice(products)}}  # fmt: skip
+        else:
+            body = {"type": "page", "name": "/catalog", "userId": user}
+        return "clickstream", {**body, "timestamp": ts, "messageId": uuid.uuid4().hex}
+
+    paced(settings, seconds, sent, linger_ms, event)

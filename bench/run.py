@@ -21,6 +21,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -305,8 +306,14 @@ def stored_profiles(tables: Path) -> tuple[int, int]:
     return count, total
 
 
-def state_cost(events: int, users: int) -> dict[str, float]:
-    """In-process CPU of the context fold per event: decode profile, apply, encode."""
+def _loader(store: dict[str, bytes]) -> Callable[[str], Any]:
+    return lambda key: orjson.loads(store[key]) if key in store else None
+
+
+def state_cost(events: int, users: int, passes: int = 1) -> dict[str, float]:
+    """In-process CPU of the context fold per event: decode profile, apply, encode;
+    ``passes`` times over the same bundles, each from no state (bench/instructions.py
+    counts the difference)."""
     import gc
 
     from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -331,19 +338,21 @@ def state_cost(events: int, users: int) -> dict[str, float]:
             batch.setdefault(TopicPartition(record.topic, 0), []).append(record)
         routed.append(router.route(batch))
     encoded = [b for r in routed for _, e in sorted(r.bundles.items()) for b in bundles(e)]
-    store: dict[str, bytes] = {}
     settings = Settings()
     policy = Policy.of(settings, load_rules(settings.rules_file), ReferenceData(None))
     gc.freeze()  # as the worker does after start-up
     applied = 0
     started = time.process_time()
-    for bundle in encoded:
-        fold = Fold(lambda key: orjson.loads(store[key]) if key in store else None, policy)
-        for event in orjson.loads(bundle):
-            fold.apply(event)
-        for key in fold.dirty:
-            store[key] = orjson.dumps(fold.profiles[key])
-        applied += fold.applied
+    for _ in range(passes):
+        store: dict[str, bytes] = {}
+        load = _loader(store)
+        for bundle in encoded:
+            fold = Fold(load, policy)
+            for event in orjson.loads(bundle):
+                fold.apply(event)
+            for key in fold.dirty:
+                store[key] = orjson.dumps(fold.profiles[key])
+            applied += fold.applied
     elapsed = time.process_time() - started
     gc.unfreeze()
     return {"state_update_us_per_event": round(elapsed / applied * 1e6, 1)}

@@ -1,0 +1,62 @@
+"""Instructions per event folded, counted by valgrind's callgrind.
+
+A count of instructions is the same on a busy machine as on a quiet one
+(docs/BENCHMARKS.md), so two versions of the fold compare exactly where
+their timings would drown in noise. This runs :func:`bench.run.state_cost`
+under callgrind with one pass over its bundles and with three; the
+difference, halved, is one pass of the fold alone (decode each profile,
+apply the events, encode it), without the start-up, the workload and the
+routing that both runs share.
+
+    python -m bench.instructions [--events 3000]
+
+Needs valgrind (Debian's package). Python runs some 50 times slower under
+it: 3,000 events take a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def instructions(events: int, passes: int) -> int:
+    """Instructions callgrind counts for ``state_cost`` with ``passes`` passes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        code = f"from bench.run import state_cost; state_cost({events}, {events // 4}, {passes})"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+             sys.executable, "-c", code],
+            cwd=REPO, check=True, capture_output=True,
+        )  # fmt: skip
+        found = re.search(rb"^summary: (\d+)", out.read_bytes(), re.M)
+        assert found, "callgrind wrote no summary"
+        return int(found[1])
+
+
+def per_event(events: int) -> float:
+    one, three = instructions(events, 1), instructions(events, 3)
+    return (three - one) / 2 / events
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=3000)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    print(f"fold_instructions_per_event: {per_event(args.events):,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
