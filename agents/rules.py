@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from agents.attribution import OFFER, remembered
 from agents.moment_types import MOMENT_TYPES, RuleConfig
 from streams.domain import Moment, Profile
 from streams.errors import SettingsError
+from streams.yamlfile import load_model
 
 # Package data of ``streams`` (pyproject.toml ships it in the wheel), found
 # where that package is installed rather than beside this checkout.
@@ -87,21 +87,7 @@ class Rules(_Strict):
 
 
 def load_rules(path: Path | None = None) -> Rules:
-    path = path or DEFAULT_FILE
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise RulesError(f"rules file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise RulesError(f"rules file {path} is not valid YAML: {exc}") from None
-    try:
-        return Rules.model_validate(data or {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise RulesError(f"rules file {path}: {problems}") from None
+    return load_model(path or DEFAULT_FILE, Rules, "rules file", RulesError)
 
 
 def in_holdout(user: str, moment_type: str, pct: float) -> bool:

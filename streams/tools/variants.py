@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.moment_types import MOMENT_TYPES, prompt_for
 from models.context import ContextSlice
 from models.prompts import VARIANTS, Prompt
 from streams.errors import CommandError
+from streams.yamlfile import load_model
 
 
 class _Strict(BaseModel):
@@ -118,20 +118,7 @@ def shipped(name: str) -> Variant:
 
 
 def load_variant_file(path: Path) -> Variant:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CommandError(f"variant file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise CommandError(f"variant file {path} is neither YAML nor JSON: {exc}") from None
-    try:
-        declared = VariantFile.model_validate(data if data is not None else {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise CommandError(f"variant file {path}: {problems}") from None
+    declared = load_model(path, VariantFile, "variant file", CommandError)
     every = Overrides(system=declared.system, system_suffix=declared.system_suffix,
                       examples=declared.examples)  # fmt: skip
     return Variant(declared.name, declared.base, declared.model, every,

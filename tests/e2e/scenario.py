@@ -56,6 +56,19 @@ def inside(user: str, message_id: str, timestamp: str) -> dict[str, Any]:
     }
 
 
+def walk_in(user: str, name: str, at: int, named_at: int) -> list[tuple[str, Any]]:
+    """``user``, named ``name`` at ``named_at``, looks at running shoes a minute
+    before walking into Flatiron at ``at`` (epoch ms): one store-entry moment."""
+    return [
+        ("clickstream", {"type": "identify", "userId": user, "messageId": f"id-{user}",
+                         "traits": {"name": name}, "timestamp": named_at}),
+        ("clickstream", {"type": "track", "event": "Product Viewed", "userId": user,
+                         "messageId": f"v-{user}", "timestamp": at - 60_000,
+                         "properties": {"product_id": "p-101", "category": "running"}}),
+        ("location", {**inside(user, f"ping-{user}", ""), "timestamp": at}),
+    ]  # fmt: skip
+
+
 def minutes_ago(minutes: float) -> str:
     """An ISO time that long before now: a store-entry offer goes out only
     while the visit is on (a moment older than its type allows is stale)."""

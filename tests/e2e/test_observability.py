@@ -33,7 +33,7 @@ import pytest
 from agents.rules import in_holdout
 from streams.settings import Settings
 from streams.tools.charts import PANELS
-from tests.e2e.scenario import inside
+from tests.e2e.scenario import walk_in
 from tests.integration.test_attribution import (
     CONTROL,
     HOLDOUT_PCT,
@@ -76,17 +76,7 @@ class Stack:
 
 def visits(users: list[str], at: int) -> list[tuple[str, Any]]:
     """Each person named, looking at running shoes, then walking into Flatiron at ``at``."""
-    out: list[tuple[str, Any]] = []
-    for user in users:
-        out += [
-            ("clickstream", {"type": "identify", "userId": user, "messageId": f"id-{user}",
-                             "traits": {"name": user.capitalize()}, "timestamp": at - HOUR}),
-            ("clickstream", {"type": "track", "event": "Product Viewed", "userId": user,
-                             "messageId": f"v-{user}", "timestamp": at - 60_000,
-                             "properties": {"product_id": "p-101", "category": "running"}}),
-            ("location", {**inside(user, f"ping-{user}", ""), "timestamp": at}),
-        ]  # fmt: skip
-    return out
+    return [event for user in users for event in walk_in(user, user.capitalize(), at, at - HOUR)]
 
 
 def until(probe: Any, seconds: float, interval: float = 0.5) -> Any:

@@ -20,7 +20,7 @@ from agents.rules import in_holdout
 from models.prompts import variant_for
 from streams.codecs import loads
 from streams.settings import Settings
-from tests.e2e.scenario import inside
+from tests.e2e.scenario import walk_in
 from tests.support.dashboards import queried_metrics
 from tests.support.fake_llm import OK, Answer, FakeLLM, prompt_text
 from tests.support.stack import Worker, consume, produce, run_cli, settings_for_test
@@ -64,17 +64,7 @@ def name_of(user: str) -> str:
 
 def events(treated: list[str], control: list[str], at: int) -> list[tuple[str, Any]]:
     """Visits for everyone; then the feedback and orders that follow."""
-    out: list[tuple[str, Any]] = []
-    for user in USERS:
-        out += [
-            ("clickstream", {"type": "identify", "userId": user, "messageId": f"id-{user}",
-                             "traits": {"name": name_of(user)}, "timestamp": at - 2 * HOUR}),
-            ("clickstream", {"type": "track", "event": "Product Viewed", "userId": user,
-                             "messageId": f"v-{user}", "timestamp": at - 60_000,
-                             "properties": {"product_id": "p-101", "category": "running"}}),
-            ("location", {**inside(user, f"ping-{user}", ""), "timestamp": at}),
-        ]  # fmt: skip
-    return out
+    return [e for user in USERS for e in walk_in(user, name_of(user), at, at - 2 * HOUR)]
 
 
 def follow_up(treated: list[str], control: list[str], at: int) -> list[tuple[str, Any]]:

@@ -132,7 +132,7 @@ def test_a_variant_file_changes_only_what_it_declares(tmp_path: Path) -> None:
         ("name: x\nmoment_types: {nope: {}}\n", "moment_types"),
         ("name: 'bad name!'\n", "name"),
         ("name: x\nsystem_sufix: typo\n", "system_sufix"),
-        ("{not: [valid", "neither YAML nor JSON"),
+        ("{not: [valid", "not valid YAML"),
     ],
 )
 def test_a_bad_variant_file_stops_with_the_field_named(
