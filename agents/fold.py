@@ -41,7 +41,7 @@ from agents.features import BEHAVIOUR, features
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
 from agents.freshness import mark as mark_families
-from agents.moment_types import MOMENT_TYPES, MomentType, RuleConfig, stale
+from agents.moment_types import MOMENT_TYPES, MomentType, RuleConfig, reference_used, stale
 from agents.moments import offer_id, update_visit
 from agents.profile import (
     PROFILE_VERSION,
@@ -277,6 +277,8 @@ class Fold:
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
+        moment["reference"] = reference_used(profile, moment, self.policy.reference.current,
+                                             self.policy.rules.rule(moment["type"]))  # fmt: skip
         group = group_of(moment)
         if group is not None:
             remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],
