@@ -27,7 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.profile import code
-from models.replies import CATEGORY, EXCLUDE, MAX_TERMS, PRODUCT, extract, sanitised
+from models.replies import (
+    CATEGORY,
+    EXCLUDE,
+    MAX_TERMS,
+    MAX_TEXT,
+    PRODUCT,
+    cleaned,
+    extract,
+    sanitised,
+)  # fmt: skip
 from streams.domain import Event, Profile
 from streams.reference import Product, Reference, Store
 
@@ -54,7 +63,7 @@ def remember_reply(profile: Profile, event: Event, reference: Reference) -> str:
     del replies[:-MAX_REPLIES]
     if dropped:
         return dropped
-    return CUT if text is not None and len(text) < len(" ".join(raw.split())) else KEPT
+    return CUT if len(cleaned(raw)) > MAX_TEXT else KEPT
 
 
 def merge_replies(target: Profile, source: Profile) -> None:

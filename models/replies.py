@@ -69,9 +69,14 @@ _SCREENS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )  # fmt: skip
 
 
+def cleaned(text: str) -> str:
+    """The printable characters of ``text``, on one line, spaces collapsed."""
+    return short_text(text.replace("\u2019", "'"), len(text)) or ""
+
+
 def sanitised(text: str) -> tuple[str | None, str | None]:
     """``(kept text, None)``, cut to :data:`MAX_TEXT`, or ``(None, reason)``."""
-    kept = short_text(text.replace("\u2019", "'"), len(text))
+    kept = cleaned(text)
     if not kept:
         return None, "empty"
     for reason, pattern in _SCREENS:

@@ -259,6 +259,8 @@ def test_remember_reply_says_what_became_of_the_text() -> None:
     profile = new_profile("u1")
     event = {"kind": "feedback", "name": "replied", "ts": T0, "props": {"offer_id": "o-1"}}
     assert remember_reply(profile, {**event, "props": {"text": "no shoes"}}, REFERENCE) == "kept"
+    spaced = {"text": "no\u0007  shoes\n"}  # cleaned, not cut
+    assert remember_reply(profile, {**event, "props": spaced}, REFERENCE) == "kept"
     long = "no shoes " + "really " * 40
     assert remember_reply(profile, {**event, "props": {"text": long}}, REFERENCE) == "cut"
     assert remember_reply(profile, {**event, "props": {"text": "www.x.io"}}, REFERENCE) == "contact"
