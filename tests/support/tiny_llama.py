@@ -64,7 +64,8 @@ WORDS = [
 # tokenizer knows only WORDS, so a prompt costs about twice the tokens it
 # does with SmolLM2's: Alice's store-entry prompt is 737 tokens (variant a)
 # or 770 (b), against 385 and 401 for SmolLM2, more than the 512 the
-# embedded server allows.
+# embedded server allows. The longest of the four moment types' is
+# browse abandonment's, 798 (b; 385 for SmolLM2).
 MAX_POSITIONS = 1024
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
