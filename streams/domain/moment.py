@@ -23,6 +23,8 @@ class Moment(_Required, total=False):
     profile: Profile  # the profile as it was at the moment
     features: dict[str, Any]
     variant: str  # the prompt's A/B variant
+    # The stores and products its context drew on, as rows: {"stores", "products"}
+    reference: dict[str, list[dict[str, Any]]]
     suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap, stale
     ingested_at: int
     detected_at: int

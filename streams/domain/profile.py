@@ -24,6 +24,7 @@ class Profile(TypedDict, total=False):
     tickets: dict[str, list[Any]]  # ticket id -> [status, ts]
     offers: list[list[Any]]  # [offer id, moment type, ts, variant, group]
     outcomes: dict[str, dict[str, int]]  # offer id -> {action: ts}
+    replies: list[list[Any]]  # [ts, text, dropped, offer id, terms] (agents/replies.py)
     ids: list[str]  # other ids merged into this one
     seen: str  # the last event ids, as tokens
     tiles: dict[str, list[Any]]  # windowed features (agents/features.py)
