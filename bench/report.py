@@ -132,6 +132,10 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
 - `recovery_from_changelog_s`: the same worker stopped once more, its disk
   deleted, and started again: seconds to `/ready`, which waits for table
   recovery, so every profile is read back from the compacted changelog.
+  Before the disk goes, the bench waits for the log cleaner to compact the
+  changelog's closed segments (16 MiB each, streams/runtime/topics.py), as it
+  would have in steady state; `recovery_changelog_mib` is what is left on the
+  broker's disk, the uncompacted active segments included.
   Target: at most 30 s. `recovery_users`: profiles in its store afterwards
   (must equal `restart_users`).
 - `restart_events_reapplied`: events the restarted worker applied before it

@@ -39,6 +39,16 @@ DAY_MS = 24 * 3600 * 1000
 # the producers' own limits: a larger record there is dead-lettered with its
 # head (streams/runtime/deadletters.py).
 MAX_MESSAGE_BYTES = 1_048_588
+# Compaction never touches a topic's active segment, and Kafka's default
+# segment is 1 GiB or 7 days: a worker rebuilding from the changelog would
+# read every update since the last roll. Segments of 16 MiB (about 18,000
+# profiles) or an hour bound that uncompacted head, and the cleaner starts
+# once a quarter of the log is dirty (half by default).
+COMPACTED_SEGMENT = {
+    "segment.bytes": str(16 * 1024 * 1024),
+    "segment.ms": str(3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.25",
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         return {**config, "max.message.bytes": str(MAX_MESSAGE_BYTES)}
 
     # Compacted topics keep the latest record per key for ever: the state itself.
-    compacted = {**every, "cleanup.policy": "compact", "retention.ms": "-1"}
+    compacted = {**every, "cleanup.policy": "compact", "retention.ms": "-1", **COMPACTED_SEGMENT}
     return [
         TopicSpec(t.clickstream, n, kept(7)),
         TopicSpec(t.crm, n, kept(7)),
