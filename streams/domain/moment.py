@@ -23,6 +23,10 @@ class Moment(_Required, total=False):
     profile: Profile  # the profile as it was at the moment
     features: dict[str, Any]
     variant: str  # the prompt's A/B variant
-    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap, stale
+    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap, stale,
+    # no_channel
+    channel: str  # the channel its offer goes by (agents/channels.py)
+    channel_reason: str  # why: only, prior, history
+    send_at: int  # a timed moment's: the event time its timer was set for (agents/sendtime.py)
     ingested_at: int
     detected_at: int
