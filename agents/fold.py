@@ -180,11 +180,16 @@ def judged(
     if reason is not None:
         moment["suppressed"] = reason
     if reason in ("quiet_hours", "frequency_cap", NO_CHANNEL):
-        if before is None:
-            del profile["moments"][moment["type"]]
-        else:
-            profile["moments"][moment["type"]] = before
+        _restore(profile, moment["type"], before)
     return moment
+
+
+def _restore(profile: Profile, moment_type: str, before: int | None) -> None:
+    """Put the rule's last moment time back to ``before``: this one did not count."""
+    if before is None:
+        profile["moments"].pop(moment_type, None)
+    else:
+        profile["moments"][moment_type] = before
 
 
 class Fold:
@@ -277,9 +282,15 @@ class Fold:
                 due = self.policy.send_time(kind, config, profile, due)
                 self.timers.add((due, kind.name, event["user"]))
 
-    def fire(self, rule: str, key: str, now: int, at: int, due: int | None = None) -> None:
-        """A timer of ``rule`` for ``key``, set for ``due``, ran out: judge the rule at
-        ``now``, the partition's event time; ``at`` is the tick's wall-clock time."""
+    def fire(self, rule: str, key: str, now: int, at: int) -> None:
+        """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``, the
+        partition's event time; ``at`` is the tick's wall-clock time.
+
+        A moment of a type with a send window goes out at its best time in
+        the window as the profile is now (agents/sendtime.py); not yet, if
+        that is still to come (the timer was set for an older wait, or the
+        person's habits moved): then the timer is set again for it. The
+        window's end bounds how often that can happen."""
         profile = self.profile(key)
         if "merged_into" in profile:
             return  # the profile moved, with its cart and visits, and timers of its own
@@ -294,10 +305,15 @@ class Fold:
             self.dirty.add(key)
         elif moment is not None:
             self.dirty.add(key)
+            planned = self.policy.send_time(kind, config, profile, moment["event_ts"])
+            if planned > now:
+                _restore(profile, rule, before)  # it has not fired yet
+                self.timers.add((planned, rule, key))
+                return
             quiet = False
             if kind.timer.send_within_ms is not None:
-                moment["send_at"] = now if due is None else due
-                quiet = self.policy.quiet_at(profile, moment["send_at"])
+                moment["send_at"] = planned
+                quiet = self.policy.quiet_at(profile, planned)
             trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": at,
                               "timer": True}  # fmt: skip
             moment = judged(self.policy.rules, profile, moment, before, at, quiet)

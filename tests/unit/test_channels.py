@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
 
 from agents.attribution import join
 from agents.channels import (
@@ -16,11 +20,15 @@ from agents.channels import (
 )
 from agents.moment_types import MOMENT_TYPES
 from agents.moments import moment_id, offer_id
+from agents.offers import OfferWriter, write_offer
 from agents.profile import add_channel_counts, new_profile
 from agents.rules import in_holdout
+from models.client import LLMClient
 from streams.domain import Profile
 from streams.domain.offer import CHANNELS
-from streams.reference import load_reference
+from streams.metrics import Metrics
+from streams.reference import ReferenceData, load_reference
+from streams.settings import Settings
 from tests.support.harness import T0, Harness, policy
 
 FLATIRON = load_reference().stores["s-flatiron"]
@@ -158,3 +166,35 @@ def test_feedback_for_an_offer_remembered_before_channels_counts_as_push() -> No
     event = {**event, "name": "delivered", "props": {"offer_id": "o-1", "channel": "email"}}
     join(profile, event, 86_400_000)  # type: ignore[arg-type]
     assert profile["channels"] == {"push": [0, 1, 0], "email": [1, 0, 0]}
+
+
+def offer_for(moment: dict[str, Any]) -> tuple[dict[str, Any], Metrics]:
+    """The offer the offers stage writes for ``moment`` (the model down: the template)."""
+    settings, metrics = Settings(llm_retries=0), Metrics(CollectorRegistry())
+    writer = OfferWriter(settings, policy().rules, ReferenceData(None), metrics)
+    down = httpx.MockTransport(lambda _request: httpx.Response(503))
+    client = LLMClient("http://llm/v1", "m", retries=0, metrics=metrics, transport=down)
+
+    async def write() -> Any:
+        try:
+            return await write_offer(writer, client, moment)  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(write()), metrics
+
+
+def test_the_offer_goes_by_the_moments_channel_and_says_why() -> None:
+    [user] = reachable(1)
+    h = Harness()
+    h.send(*visit(user, T0, {"push_opt_in": False, "sms_opt_in": True}))
+    [moment] = h.moments
+    moment = {**moment, "ingested_at": T0, "detected_at": T0}  # as output.py stamps it
+    offer, metrics = offer_for(moment)
+    assert (offer["channel"], offer["channel_reason"]) == ("sms", ONLY)
+    counted = metrics.offer_channels.labels("store_entry", "sms", ONLY)
+    assert counted._value.get() == 1
+    # A moment recorded before moments had a channel goes by push, as it did then.
+    legacy = {k: v for k, v in moment.items() if k not in ("channel", "channel_reason")}
+    offer, _metrics = offer_for(legacy)
+    assert (offer["channel"], offer["channel_reason"]) == ("push", PRIOR)

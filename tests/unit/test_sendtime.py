@@ -161,7 +161,7 @@ class Partition:
         for due, rule, user in sorted(self.timers):
             if due <= event_time:
                 self.timers.discard((due, rule, user))
-                fold.fire(rule, user, event_time, wall or event_time, due)
+                fold.fire(rule, user, event_time, wall or event_time)
         self.store.update(fold.profiles)
         self.timers.update(fold.timers)
         return [moment for _event, moment in fold.moments]
@@ -169,7 +169,7 @@ class Partition:
 
 def pages(user: str, clock: str, days: int) -> list[dict[str, Any]]:
     """A page view at ``clock`` (UTC) on each of the ``days`` days before 2026-11-21."""
-    return [{"v": 1, "kind": "page", "id": f"{user}-p{d}", "user": user, "name": "/",
+    return [{"v": 1, "kind": "page", "id": f"{user}-{clock}-{d}", "user": user, "name": "/",
              "ts": ms(f"2026-11-21T{clock}Z") - d * 24 * HOUR, "props": {}}
             for d in range(days, 0, -1)]  # fmt: skip
 
@@ -202,6 +202,24 @@ def test_a_cart_changed_again_moves_its_reminder_and_the_old_timer_gives_nothing
     assert p.tick(ms("2026-11-21T15:10:00Z")) == []  # the cart changed since: not idle yet
     [moment] = p.tick(ms("2026-11-21T15:20:00Z"))
     assert moment["cart"] == ["p-101", "p-203"] and moment["send_at"] == moment["event_ts"]
+
+
+def test_a_timer_set_for_an_older_wait_gives_way_to_the_current_waits_best_time() -> None:
+    p = Partition()
+    views = pages(USER, "15:05", 6) + pages(USER, "16:05", 6) + pages(USER, "16:35", 6)
+    p.fold(*sorted(views, key=lambda event: event["ts"]))  # in time order: none is late
+    p.fold({**ADD, "id": "a1", "user": USER, "ts": ms("2026-11-21T12:00:00Z")})
+    # From 12:30 the window reaches 15:30: 15:00, the best hour short of 16:00.
+    assert {due for due, _r, _u in p.timers} == {ms("2026-11-21T15:00:00Z")}
+    p.fold({**ADD, "id": "a2", "user": USER, "ts": ms("2026-11-21T13:40:00Z"),
+            "props": {"product_id": "p-203"}})  # fmt: skip
+    # At 15:10 the first timer is due and the cart has sat idle since 14:10, but
+    # 16:00, the person's best hour, is now in reach: the reminder waits for it.
+    assert p.tick(ms("2026-11-21T15:10:00Z")) == []
+    assert "cart_abandoned" not in p.store[USER]["moments"]  # nothing fired
+    [moment] = p.tick(ms("2026-11-21T16:00:00Z"))
+    assert moment["send_at"] == ms("2026-11-21T16:00:00Z")
+    assert moment["event_ts"] == ms("2026-11-21T14:10:00Z")
 
 
 def test_a_reminder_fired_too_late_is_still_stale() -> None:
