@@ -102,11 +102,12 @@ def hour_activity(profile: Profile, zone: tzinfo, now: int) -> list[int]:
     """Events per hour of the day in ``zone`` (index 0 is midnight), from the hour tiles."""
     offset = zone.utcoffset(datetime.fromtimestamp(now / 1000, UTC)) or timedelta(0)
     shift = int(offset.total_seconds() * 1000)
-    counts = [0] * 24
     # By the middle of each UTC hour: with an offset such as +05:30 an hour
     # tile spans two local hours, and is given to the one its middle is in.
-    for index, events, _products, _categories in (profile.get("tiles") or {}).get("h", []):
-        counts[((index * HOUR_MS + HOUR_MS // 2 + shift) // HOUR_MS) % 24] += events
+    hours = (HOUR_MS // 2 + shift) // HOUR_MS  # tile index + this = local hour index
+    counts = [0] * 24
+    for tile in (profile.get("tiles") or {}).get("h", ()):
+        counts[(tile[0] + hours) % 24] += tile[1]
     return counts
 
 

@@ -21,7 +21,8 @@ Normalized event, schema version 1::
      "ts": <event time, epoch ms>, "name": "Product Viewed",
      "props": {...}, "traits": {...},
      "anon": "<anonymousId, when userId is set too>",     # identity links
-     "previous": "<previousId>"}                           # alias only
+     "previous": "<previousId>",                           # alias only
+     "tz": "<context.timezone>"}                           # Segment calls that name one
 
 Event time, as Segment computes ``timestamp``: with ``sentAt`` and
 ``receivedAt``, the device's time (``originalTimestamp``, else ``timestamp``)

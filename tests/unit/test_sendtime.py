@@ -9,14 +9,15 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from agents.clock import Clock
-from agents.fold import Fold
+from agents.fold import Fold, Policy
 from agents.moment_types import MOMENT_TYPES
 from agents.moment_types.base import TIMER_SLACK_MS
 from agents.profile import new_profile
-from agents.rules import in_holdout
+from agents.rules import Rules, in_holdout
 from agents.sendtime import Quiet, next_send_time, usual_hours, zone_of
 from streams.domain import Profile
 from streams.events import decode
+from streams.settings import Settings
 from tests.support.harness import policy
 
 HOUR = 3_600_000
@@ -263,3 +264,13 @@ def test_every_timed_send_window_keeps_its_offers_from_going_stale() -> None:
         most = next(m.le for m in fields[name].metadata if hasattr(m, "le"))
         widest = kind.timer.send_within_ms(kind.config(**{name: most}))
         assert widest + TIMER_SLACK_MS < kind.max_age_ms, kind.name
+
+
+def test_timers_keep_out_of_the_rules_files_quiet_hours_too_in_its_zone() -> None:
+    rules = Rules.model_validate(
+        {"timezone": "America/New_York", "quiet_hours": {"start": "22:00", "end": "07:00"}}
+    )
+    reference = RULES.reference
+    both = Policy.of(Settings(), rules, reference).send_quiet
+    assert both == (NIGHT, Quiet(time(22), time(7), ZoneInfo("America/New_York")))
+    assert Policy.of(Settings(send_quiet_hours="off"), Rules(), reference).send_quiet == ()
