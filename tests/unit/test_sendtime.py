@@ -223,6 +223,25 @@ def test_a_timer_set_for_an_older_wait_gives_way_to_the_current_waits_best_time(
     assert moment["event_ts"] == ms("2026-11-21T14:10:00Z")
 
 
+def test_a_lapsed_shopper_is_invited_back_at_their_usual_hour() -> None:
+    back = RULES.rules.rule("win_back")
+    [user] = [u for u in (f"w{n}" for n in range(100))
+              if not in_holdout(u, "win_back", back.holdout_pct)][:1]  # fmt: skip
+    store = RULES.reference.current.stores["s-flatiron"]
+    p = Partition()
+    p.fold(*pages(user, "19:05", 6))
+    visit = ms("2026-11-21T12:00:00Z")
+    p.fold({"v": 1, "kind": "location", "id": "ping", "user": user, "ts": visit,
+            "props": {"lat": store.lat, "lon": store.lon}})  # fmt: skip
+    lapsed = visit + back.lapsed_ms
+    evening = lapsed + 7 * HOUR  # 19:00 of the day the lapse ran out
+    assert p.timers == {(evening, "win_back", user)}
+    assert p.tick(evening - 1) == []
+    [moment] = p.tick(evening)
+    assert (moment["event_ts"], moment["send_at"]) == (lapsed, evening)
+    assert (moment["channel"], moment["channel_reason"]) == ("push", "only")
+
+
 def test_a_reminder_fired_too_late_is_still_stale() -> None:
     p = Partition()
     added = ms("2026-11-21T10:00:00Z")
