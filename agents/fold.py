@@ -34,7 +34,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from agents.attribution import group_of, join
 from agents.channels import NO_CHANNEL, choose_channel
@@ -56,7 +55,7 @@ from agents.profile import (
     upgraded,
 )
 from agents.rules import Rules, suppression
-from agents.sendtime import Quiet, next_send_time, person_zone
+from agents.sendtime import Quiet, next_send_time, person_zone, quiet_periods
 from agents.timers import timer_key
 from models.prompts import variant_for
 from streams.codecs import dumps, loads
@@ -102,17 +101,13 @@ class Policy:
 
     @classmethod
     def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
-        quiet = [Quiet(*settings.send_quiet)] if settings.send_quiet else []
-        if rules.quiet_hours is not None:
-            held = rules.quiet_hours
-            quiet.append(Quiet(held.start, held.end, ZoneInfo(rules.timezone)))
         return cls(
             rules,
             reference,
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             attribution_ms=int(settings.attribution_window_s * 1000),
             timer_idle_ms=int(settings.timer_idle_s * 1000),
-            send_quiet=tuple(quiet),
+            send_quiet=quiet_periods(settings, rules),
         )
 
     def send_time(self, kind: MomentType, config: RuleConfig, profile: Profile, due: int) -> int:

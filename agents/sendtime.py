@@ -36,7 +36,9 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from agents.features import HOUR_MS
+from agents.rules import Rules
 from streams.domain import Profile
+from streams.settings import Settings
 
 DAY_MS = 24 * HOUR_MS
 # Events in the hour tiles before their hours say anything about the person.
@@ -72,6 +74,17 @@ class Quiet:
             if end > since:
                 out.append(end)
             day += timedelta(days=1)
+
+
+def quiet_periods(settings: Settings, rules: Rules) -> tuple[Quiet, ...]:
+    """The quiet hours in force: ``KAIROS_SEND_QUIET_HOURS`` in the person's day,
+    and the rules file's ``quiet_hours`` in its time zone (no offer goes out
+    in them at all, so no timer is set for them either)."""
+    quiet = [Quiet(*settings.send_quiet)] if settings.send_quiet else []
+    if rules.quiet_hours is not None:
+        held = rules.quiet_hours
+        quiet.append(Quiet(held.start, held.end, ZoneInfo(rules.timezone)))
+    return tuple(quiet)
 
 
 @lru_cache(maxsize=1024)
