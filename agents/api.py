@@ -7,6 +7,8 @@ In the spirit of Segment's Profiles API, one resource per person and view:
     GET /v1/profiles/{id}/identities   the canonical id and the ids merged into it
     GET /v1/profiles/{id}/features     session features; ?at=<ms> (event time), default now
     GET /v1/profiles/{id}/offers       offers made, their outcomes, consent
+    GET /v1/profiles/{id}/replies      what the customer wrote back, sanitised, and the
+                                       preferences and exclusions derived from it
 
 A profile lives in one partition of the profiles table, and each partition
 on one worker. Any worker answers: a request for a key another worker owns
@@ -39,6 +41,7 @@ from agents.features import features
 from agents.freshness import as_of
 from agents.moments import moment_of, opted_out
 from agents.profile import MAX_RECENT, Profile, recent_events
+from agents.replies import replies_view as replies_of
 from agents.runtime import Runtime
 from streams.codecs import dumps, now_ms
 from streams.reference import Reference
@@ -107,12 +110,17 @@ def offers_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     }
 
 
+def replies_view(profile: Profile, asked: Asked) -> dict[str, Any]:
+    return replies_of(profile)
+
+
 VIEWS: dict[str, Callable[[Profile, Asked], dict[str, Any]]] = {
     "traits": traits_view,
     "events": events_view,
     "identities": identities_view,
     "features": features_view,
     "offers": offers_view,
+    "replies": replies_view,
 }
 
 

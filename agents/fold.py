@@ -42,7 +42,7 @@ from agents.features import BEHAVIOUR, features
 from agents.features import add as add_to_tiles
 from agents.features import merge as merge_features
 from agents.freshness import mark as mark_families
-from agents.moment_types import MOMENT_TYPES, MomentType, RuleConfig, stale
+from agents.moment_types import MOMENT_TYPES, MomentType, RuleConfig, reference_used, stale
 from agents.moments import offer_id, update_visit
 from agents.profile import (
     PROFILE_VERSION,
@@ -54,6 +54,7 @@ from agents.profile import (
     remember_offer,
     upgraded,
 )
+from agents.replies import is_reply, merge_replies, remember_reply
 from agents.rules import Rules, suppression
 from agents.sendtime import Quiet, next_send_time, person_zone, quiet_periods
 from agents.timers import timer_key
@@ -137,6 +138,7 @@ def update(policy: Policy, profile: Profile, event: Event, windows: bool = True)
         source = upgraded(event["profile"])
         merge_profiles(profile, source)
         merge_features(profile, source)
+        merge_replies(profile, source)
     else:
         apply_event(profile, event)
     fired = []
@@ -209,6 +211,7 @@ class Fold:
         self.merges: Counter[str] = Counter()
         self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
         self.unattributed: Counter[str] = Counter()
+        self.replies: Counter[str] = Counter()  # what became of each reply's text
         self.fresh: list[tuple[str, int]] = []  # (feature family, event time) applied
 
     def profile(self, key: str) -> Profile:
@@ -266,6 +269,8 @@ class Fold:
         self.outcomes += joined
         if unattributed:
             self.unattributed[unattributed] += 1
+        if is_reply(event):
+            self.replies[remember_reply(profile, event, self.policy.reference.current)] += 1
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
         self.fresh += mark_families(profile, event)
@@ -325,6 +330,8 @@ class Fold:
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
+        moment["reference"] = reference_used(profile, moment, self.policy.reference.current,
+                                             self.policy.rules.rule(moment["type"]))  # fmt: skip
         group = group_of(moment)
         if group is not None:
             remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],

@@ -32,7 +32,7 @@ from streams.codecs import now_ms
 from streams.domain import Moment, Offer, Timings
 from streams.errors import KairosError
 from streams.metrics import Metrics
-from streams.reference import ReferenceData
+from streams.reference import Reference, ReferenceData
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,14 +109,17 @@ class OfferWriter:
             raise GenerationFailed(repr(exc)) from exc
 
 
-async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) -> Offer:
-    """Select context, prompt the model, check its answer, or fall back."""
+async def write_offer(
+    writer: OfferWriter, client: LLMClient, moment: Moment, reference: Reference | None = None
+) -> Offer:
+    """Select context (from ``reference``, else the reference data in force),
+    prompt the model, check its answer, or fall back."""
     settings, metrics = writer.settings, writer.metrics
     started = now_ms()
     context = select_context(
         moment["profile"],
         moment,
-        writer.reference.current,
+        reference or writer.reference.current,
         writer.rules.rule(moment["type"]),
         budget_tokens=settings.llm_context_tokens,
     )

@@ -52,6 +52,8 @@ def _count(rt: Runtime, fold: Fold) -> None:
         metrics.identity_merges.labels(outcome).inc(count)
     for reason, count in fold.unattributed.items():
         metrics.unattributed.labels(reason).inc(count)
+    for outcome, count in fold.replies.items():
+        metrics.replies.labels(outcome).inc(count)
 
 
 async def _dead_letter(

@@ -81,6 +81,8 @@ def within_budget(context: ContextSlice, budget_tokens: int) -> ContextSlice:
         kept.add("trait:loyalty_tier")
     if context.favorite_category and not context.products:
         kept.add("trait:favorite_category")
+    # What a reply said shaped the choice of facts, whatever of them stayed.
+    kept.update(u for u in context.used if u.startswith("reply:"))
     return replace(context, used=tuple(u for u in context.used if u in kept))
 
 

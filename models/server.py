@@ -75,7 +75,28 @@ def ensure_model(
     return folder
 
 
-def vllm_process(settings: Settings, folder: Path, log_path: Path) -> ManagedProcess:
+# What kairos's prompts rely on from any vLLM that serves them, the embedded
+# one and deploy/'s (compose and Kubernetes pass the same flags; a test holds
+# them to these):
+SERVING_FLAGS = (
+    # Every prompt of a moment type shares its system brief and examples;
+    # with the prefix cache the first token came in 1.7 s instead of 3.0 s
+    # (medians of 6, 2 cores under load). vLLM's default today, stated.
+    "--enable-prefix-caching",
+    # Compact JSON only (whitespace between fields is tokens a small model
+    # loops on): vLLM reads this per server, not per request, and only for
+    # a named backend. llguidance, since xgrammar refuses a string with
+    # both a pattern and a maximum length (models/prompts.py).
+    "--structured-outputs-config", '{"backend": "guidance", "disable_any_whitespace": true}',
+)  # fmt: skip
+# SmolLM2's store-entry prompts are about 385-401 tokens (its own tokenizer):
+# they fit, with room for the answer.
+MAX_MODEL_LEN = 512
+
+
+def vllm_process(
+    settings: Settings, folder: Path, log_path: Path, max_model_len: int = MAX_MODEL_LEN
+) -> ManagedProcess:
     env = dict(os.environ)
     env.update(
         VLLM_HOST_IP="127.0.0.1",
@@ -92,17 +113,9 @@ def vllm_process(settings: Settings, folder: Path, log_path: Path) -> ManagedPro
         "--host", "127.0.0.1",
         "--port", str(settings.llm_port),
         "--dtype", "float32",
-        "--max-model-len", "512",
+        "--max-model-len", str(max_model_len),
         "--enforce-eager",
-        # Every prompt of a moment type shares its system brief and examples;
-        # with the prefix cache the first token came in 1.7 s instead of 3.0 s
-        # (medians of 6, 2 cores under load). vLLM's default today, stated.
-        "--enable-prefix-caching",
-        # Compact JSON only (whitespace between fields is tokens a small model
-        # loops on): vLLM reads this per server, not per request, and only for
-        # a named backend. llguidance, since xgrammar refuses a string with
-        # both a pattern and a maximum length (models/prompts.py).
-        "--structured-outputs-config", '{"backend": "guidance", "disable_any_whitespace": true}',
+        *SERVING_FLAGS,
     ]  # fmt: skip
     return ManagedProcess("vLLM", argv, log_path, env=env, cwd=REPO_ROOT)
 

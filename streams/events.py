@@ -8,7 +8,8 @@ an example):
 - crm: ``traits``, ``order``, ``ticket`` and ``loyalty`` records;
 - location: pings with lat/lon, accuracy and device;
 - feedback: what happened to an offer (delivered, opened, clicked,
-  redeemed, dismissed).
+  redeemed, dismissed), or what the customer wrote back (replied, with its
+  ``text``).
 
 :func:`decode` turns one record's bytes into a normalized event (a plain
 dict, cheap to serialize with orjson) or raises :class:`InvalidEvent` with a
@@ -56,7 +57,10 @@ MAX_TS_MS = 9_999_999_999_999
 
 SEGMENT_TYPES = frozenset({"track", "page", "screen", "identify", "alias", "group"})
 CRM_TYPES = frozenset({"traits", "order", "ticket", "loyalty"})
-FEEDBACK_ACTIONS = frozenset({"delivered", "opened", "clicked", "redeemed", "dismissed"})
+FEEDBACK_ACTIONS = frozenset({"delivered", "opened", "clicked", "redeemed", "dismissed", "replied"})
+# A reply's text, as the customer typed it, is at most this long (the profile
+# keeps less of it: agents/replies.py).
+MAX_REPLY_CHARS = 1000
 TICKET_STATUSES = frozenset({"open", "pending", "solved", "closed"})
 SOURCES = ("clickstream", "crm", "location", "feedback")
 MAX_ZONE_CHARS = 64  # IANA's longest name has 30
@@ -248,7 +252,24 @@ def _feedback(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
     channel = _text(body, "channel")
     if channel is not None:
         event["props"]["channel"] = channel[:32]
+    if action == "replied":
+        event["props"]["text"] = _reply_text(body)
     return event
+
+
+def _reply_text(body: dict[str, Any]) -> str:
+    """A reply's text: a string of at most MAX_REPLY_CHARS, read as data later."""
+    text = body.get("text")
+    if text is None or (isinstance(text, str) and not text.strip()):
+        raise InvalidEvent("missing_field", "replied feedback has no 'text'")
+    if not isinstance(text, str):
+        kind = type(text).__name__
+        raise InvalidEvent("wrong_type", f"reply 'text' must be a string, got {kind}")
+    if len(text) > MAX_REPLY_CHARS:
+        raise InvalidEvent(
+            "too_long", f"reply 'text' is {len(text)} characters; the limit is {MAX_REPLY_CHARS}"
+        )
+    return text
 
 
 def _kind(body: dict[str, Any], allowed: frozenset[str], family: str) -> str:

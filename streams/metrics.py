@@ -220,6 +220,14 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.replies = Counter(
+            "kairos_replies_total",
+            "Replies customers wrote to offers, by what became of the text: kept, cut "
+            "(to its first characters), or dropped and why (instructions, contact, "
+            "personal_data, code, empty; models/replies.py).",
+            ["outcome"],
+            registry=registry,
+        )
         self.llm_in_flight = Gauge(
             "kairos_llm_in_flight",
             "LLM requests open now (at most KAIROS_LLM_MAX_IN_FLIGHT).",

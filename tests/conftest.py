@@ -20,11 +20,12 @@ os.environ["KAIROS_DATA_DIR"] = tempfile.mkdtemp(prefix="kairos-tests-")
 
 import pytest
 
-from models.server import LLMServerError, ensure_model, healthy, runtime_python
+from models.server import MAX_MODEL_LEN, LLMServerError, ensure_model, healthy, runtime_python
 from streams.settings import Settings
 from streams.tools.broker import start_broker
 from streams.tools.process import ManagedProcess, free_port
 from tests.support.stack import REPO
+from tests.support.tiny_llama import MAX_POSITIONS
 
 VLLM_READY_TIMEOUT_S = 300.0
 
@@ -41,11 +42,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.stop()
 
 
-def _serve(model_dir: Path, name: str, log: Path) -> tuple[ManagedProcess, str]:
+def _serve(
+    model_dir: Path, name: str, log: Path, max_model_len: int = MAX_MODEL_LEN
+) -> tuple[ManagedProcess, str]:
     from models.server import vllm_process
 
     settings = Settings(llm_port=free_port(), llm_model=name)
-    process = vllm_process(settings, model_dir, log)
+    process = vllm_process(settings, model_dir, log, max_model_len)
     process.start()
     process.wait_ready(lambda: healthy(settings.llm_base_url), VLLM_READY_TIMEOUT_S, interval=1.0)
     return process, settings.llm_base_url
@@ -64,7 +67,9 @@ def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     )
     if result.returncode != 0:
         pytest.fail(f"building the tiny Llama failed:\n{result.stderr[-3000:]}")
-    process, url = _serve(folder, "tiny-llama", folder / "vllm.log")
+    # All its positions: its prompts are longer than the embedded server's 512
+    # (tests/support/tiny_llama.py), and a longer one is refused with a 400.
+    process, url = _serve(folder, "tiny-llama", folder / "vllm.log", MAX_POSITIONS)
     try:
         yield url, "tiny-llama"
     finally:

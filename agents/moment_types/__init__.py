@@ -7,7 +7,8 @@ file for its section, the offers stage for its context, prompt and template.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
+from typing import Any
 
 from agents.moment_types import browse_abandoned, cart_abandoned, store_entry, win_back
 from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
@@ -25,7 +26,7 @@ STORE_ENTRY = store_entry.NAME
 
 __all__ = [
     "MOMENT_TYPES", "STORE_ENTRY", "Moment", "MomentType", "RuleConfig", "Timer",
-    "fallback", "prompt_for", "select_context", "stale", "with_terms",
+    "fallback", "prompt_for", "reference_used", "select_context", "stale", "with_terms",
 ]  # fmt: skip
 
 
@@ -47,6 +48,23 @@ def select_context(
     cut to ``budget_tokens`` of prompt data."""
     kind = MOMENT_TYPES[moment.get("type", STORE_ENTRY)]
     return within_budget(kind.context(profile, moment, reference, config), budget_tokens)
+
+
+def reference_used(
+    profile: Profile, moment: Moment, reference: Reference, config: RuleConfig
+) -> dict[str, list[dict[str, Any]]]:
+    """The stores and products ``moment``'s context draws on, as reference rows:
+    recorded with the moment, so `kairos eval` judges it with the names, the
+    categories and the store as they were (streams/tools/evaluate.py). Its
+    store and at most ``MAX_PRODUCTS`` products, before the token budget cuts."""
+    try:
+        context = MOMENT_TYPES[moment.get("type", STORE_ENTRY)].context(
+            profile, moment, reference, config
+        )
+    except (KeyError, TypeError, ValueError):  # a moment no context can be built for
+        return {"stores": [], "products": []}
+    stores = [asdict(context.store)] if context.store is not None else []
+    return {"stores": stores, "products": [asdict(p) for p in context.products]}
 
 
 def prompt_for(moment_type: str, context: ContextSlice, variant: str = "a") -> Prompt:

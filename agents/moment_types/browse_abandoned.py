@@ -20,6 +20,8 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
 from agents.moment_types.facts import name_and_tier
 from agents.moments import due_again, moment_id, opted_out
 from agents.profile import Profile
+from agents.replies import allowed
+from agents.replies import used as reply_used
 from models.context import ContextSlice
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
@@ -102,9 +104,9 @@ def browse_abandoned(
 def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
     """The name, the tier, and the product looked at; nothing else was."""
     product = reference.products.get(moment["product_id"])
-    products = (product,) if product is not None else ()
+    products = tuple(allowed(profile, [product] if product is not None else []))
     first_name, tier, used = name_and_tier(profile)
-    used += [f"view:{p.id}" for p in products]
+    used += [f"view:{p.id}" for p in products] + reply_used(profile)
     return ContextSlice(None, first_name, tier, None, products, tuple(used), NAME, "viewed")
 
 

@@ -21,6 +21,8 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer, send
 from agents.moment_types.facts import name_and_tier
 from agents.moments import OPT_OUT_TRAITS, cart_changed_at, due_again, moment_id, opted_out
 from agents.profile import Profile
+from agents.replies import allowed
+from agents.replies import used as reply_used
 from models.context import MAX_PRODUCTS, ContextSlice
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
@@ -90,9 +92,10 @@ def fire(
 def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
     """The name, the tier, and the products in the cart, dearest first."""
     known = [reference.products[p] for p in moment["cart"] if p in reference.products]
+    known = allowed(profile, known)  # not what a reply excluded (agents/replies.py)
     products = sorted(known, key=lambda product: product.price, reverse=True)[:MAX_PRODUCTS]
     first_name, tier, used = name_and_tier(profile)
-    used += [f"cart:{p.id}" for p in products]
+    used += [f"cart:{p.id}" for p in products] + reply_used(profile)
     return ContextSlice(None, first_name, tier, None, tuple(products), tuple(used), NAME, "cart")
 
 

@@ -4,6 +4,7 @@ tier, and the products viewed lately, ranked for a store."""
 from __future__ import annotations
 
 from agents.profile import recent_views, trait
+from agents.replies import steer
 from models.context import MAX_PRODUCTS, first_name_of, trait_text
 from streams.domain import Profile
 from streams.reference import Product, Reference, Store
@@ -31,4 +32,6 @@ def rank_products(
             continue
         seen[product_id] = (int(product.category in store.categories), ts)
     ranked = sorted(seen, key=lambda pid: seen[pid], reverse=True)
-    return [reference.products[pid] for pid in ranked[:MAX_PRODUCTS]]
+    # What the customer said in replies filters and reorders (agents/replies.py).
+    steered = steer(profile, (reference.products[pid] for pid in ranked), store, reference)
+    return steered[:MAX_PRODUCTS]

@@ -24,6 +24,8 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig
 from agents.moment_types.facts import name_and_tier, rank_products
 from agents.moments import OPT_OUT_TRAITS, SAME_VISIT_MS, moment_id, opted_out
 from agents.profile import Profile, recent_views, trait
+from agents.replies import favorite as reply_favorite
+from agents.replies import used as reply_used
 from models.context import ContextSlice, trait_text
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
@@ -86,11 +88,12 @@ def store_context(
     assert moment["store_id"] is not None  # a store entry is about a store
     store = reference.stores[moment["store_id"]]
     first_name, tier, used = name_and_tier(profile)
-    favorite = trait_text(trait(profile, "favorite_category"))
+    favorite = reply_favorite(profile, trait_text(trait(profile, "favorite_category")))
     products = rank_products(profile, moment["event_ts"], window_ms, store, reference)
     used.extend(f"view:{p.id}" for p in products)
     if favorite and not products:
         used.append("trait:favorite_category")
+    used.extend(reply_used(profile))
     return ContextSlice(store, first_name, tier, favorite, tuple(products), tuple(used))
 
 

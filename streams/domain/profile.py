@@ -24,6 +24,7 @@ class Profile(TypedDict, total=False):
     tickets: dict[str, list[Any]]  # ticket id -> [status, ts]
     offers: list[list[Any]]  # [offer id, moment type, ts, variant, group, channel]
     outcomes: dict[str, dict[str, int]]  # offer id -> {action: ts}
+    replies: list[list[Any]]  # [ts, text, dropped, offer id, terms] (agents/replies.py)
     ids: list[str]  # other ids merged into this one
     channels: dict[str, list[int]]  # channel -> [delivered, opened, redeemed] (agents/channels.py)
     tz: list[Any] | None  # [time zone, event time]: the latest Segment context.timezone

@@ -9,7 +9,7 @@ the person did later leaks in), plus
   group), or null (quiet hours or the daily cap held it back);
 - ``outcomes``: each outcome joined to the moment on kairos.outcomes
   (agents/attribution.py: ``delivered``, ``opened``, ``clicked``,
-  ``redeemed``, ``dismissed``, ``converted``), with the event time it
+  ``redeemed``, ``dismissed``, ``replied``, ``converted``), with the event time it
   happened, once each.
 
 `kairos eval --from-file` reads these lines back.

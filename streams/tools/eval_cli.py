@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,23 @@ def _slots(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 1024:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 1024, got {text}")
+    return value
+
+
+# The longest --timeout: an hour per request is already more than any model
+# here needs (SmolLM2 on a loaded 2-core machine took up to 30 s).
+MAX_TIMEOUT_S = 3600.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT_S:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"expected seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {text!r}"
+        )
     return value
 
 
@@ -70,6 +88,12 @@ def add_commands(sub: Any) -> None:
     )
     ev.add_argument(
         "--concurrency", type=_slots, help="requests open at once (KAIROS_LLM_MAX_IN_FLIGHT)"
+    )
+    ev.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="deadline per request, retries included (KAIROS_LLM_TIMEOUT_S)",
     )
     ev.add_argument("--type", help="only moments of this type")
     ev.add_argument("--limit", type=_positive, help="only the latest N moments")
@@ -119,6 +143,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
         models=list(dict.fromkeys(args.model)) or [settings.llm_model],
         variants=choose(args.variant, args.variant_file),
         concurrency=args.concurrency or settings.llm_max_in_flight,
+        timeout_s=args.timeout,
     )
     rules = load_rules(settings.rules_file)
     if args.from_file is not None:

@@ -3,8 +3,12 @@
 Every moment on kairos.internal.moments carries the person's profile as it
 was when the moment fired (agents/fold.py), so each moment's context is
 built from that snapshot alone, never from the profile as it is now: the
-eval set is point-in-time correct. A JSON-lines file of moments (what
-`kairos dataset export` writes) serves as well.
+eval set is point-in-time correct. So is the reference data: a moment also
+carries the store and products its context drew on, as they were
+(``reference``), and eval builds the context from those; a moment recorded
+before moments carried them is judged with the reference data in force
+now. A JSON-lines file of moments (what `kairos dataset export` writes)
+serves as well.
 
 Each variant (streams/tools/variants.py) and model writes every moment's
 offer through the offers stage's own code (agents/offers.py
@@ -38,7 +42,7 @@ from models.context import ContextSlice
 from streams.domain import Moment
 from streams.errors import CommandError, ReferenceDataError
 from streams.metrics import Metrics
-from streams.reference import ReferenceData
+from streams.reference import Reference, ReferenceData, parse_product, parse_store
 from streams.runtime.topics import internal_name
 from streams.settings import Settings
 from streams.tools.report import read_all, read_records
@@ -52,6 +56,7 @@ class Case:
 
     moment: Moment
     context: ContextSlice
+    reference: Reference  # what the context was built from: the moment's own, or today's
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Options:
     models: list[str]
     variants: list[Variant]
     concurrency: int
+    timeout_s: float | None = None  # per request, retries included: the settings' if None
 
 
 # The model's answers to the moment a task is judging: write_offer asks the
@@ -126,28 +132,43 @@ def cases(
     for record in sorted(unique.values(), key=lambda m: (m.get("event_ts") or 0, m["id"])):
         if moment_type is not None and record.get("type") != moment_type:
             continue
-        problem, context = _context(record, reference, rules, settings)
+        recorded = as_recorded(record, reference.current)
+        problem, context = _context(record, recorded, rules, settings)
         if problem:
             skipped[problem] += 1
         else:
             assert context is not None
-            chosen.append(Case(cast(Moment, record), context))
+            chosen.append(Case(cast(Moment, record), context, recorded))
     return (chosen[-limit:] if limit else chosen), skipped
 
 
+def as_recorded(record: dict[str, Any], current: Reference) -> Reference:
+    """The stores and products the moment recorded (agents/moment_types
+    ``reference_used``), or ``current`` for a moment without a readable slice."""
+    held = record.get("reference")
+    if not isinstance(held, dict) or (not held.get("stores") and not held.get("products")):
+        return current
+    try:
+        stores = [parse_store(row) for row in held.get("stores") or []]
+        products = [parse_product(row) for row in held.get("products") or []]
+    except (ReferenceDataError, AttributeError):
+        return current
+    return Reference.of(stores, products)
+
+
 def _context(
-    record: dict[str, Any], reference: ReferenceData, rules: Rules, settings: Settings
+    record: dict[str, Any], reference: Reference, rules: Rules, settings: Settings
 ) -> tuple[str | None, ContextSlice | None]:
     if record.get("type") not in MOMENT_TYPES:
         return "unknown moment type", None
     if not isinstance(record.get("profile"), dict):
         return "no profile snapshot", None
-    if record.get("store_id") is not None and record["store_id"] not in reference.current.stores:
+    if record.get("store_id") is not None and record["store_id"] not in reference.stores:
         return "store not in the reference data", None
     moment = cast(Moment, record)
     rule, budget = rules.rule(moment["type"]), settings.llm_context_tokens
     try:
-        context = select_context(moment["profile"], moment, reference.current, rule, budget)
+        context = select_context(moment["profile"], moment, reference, rule, budget)
     except (KeyError, TypeError, ValueError, IndexError):
         return "unreadable moment", None
     return None, context
@@ -163,7 +184,8 @@ async def run(
         for model in [variant.model] if variant.model else options.models:
             writer = OfferWriter(settings, rules, reference, Metrics(CollectorRegistry()),
                                  prompt=variant.prompt)  # fmt: skip
-            client = client_for(settings, options.endpoint, model, options.concurrency)
+            client = client_for(settings, options.endpoint, model, options.concurrency,
+                                options.timeout_s)  # fmt: skip
             try:
                 judged, wall_s = await judge_all(writer, client, chosen, options.concurrency)
             finally:
@@ -172,14 +194,18 @@ async def run(
     return ranked(rows)
 
 
-def client_for(settings: Settings, endpoint: str, model: str, concurrency: int) -> LLMClient:
-    """The worker's client (agents/offers.py ``llm_client``), on ``endpoint`` and ``model``."""
+def client_for(
+    settings: Settings, endpoint: str, model: str, concurrency: int,
+    timeout_s: float | None = None,
+) -> LLMClient:  # fmt: skip
+    """The worker's client (agents/offers.py ``llm_client``), on ``endpoint`` and
+    ``model``, with ``timeout_s`` per request (the settings' if None)."""
     return RecordingClient(
         endpoint,
         model,
         api_key=settings.llm_api_key,
         ca_file=settings.llm_ca_file,
-        timeout_s=settings.llm_timeout_s,
+        timeout_s=settings.llm_timeout_s if timeout_s is None else timeout_s,
         retries=settings.llm_retries,
         max_in_flight=concurrency,
         breaker_failures=settings.llm_breaker_failures,
@@ -214,7 +240,7 @@ async def judge(writer: OfferWriter, client: LLMClient, case: Case) -> Judged:
     # A file's moments may lack the stage times; they only feed the offer's timings.
     moment = cast(Moment, {"ingested_at": 0, "detected_at": 0, **case.moment})
     try:
-        offer = await write_offer(writer, client, moment)
+        offer = await write_offer(writer, client, moment, case.reference)
     except Exception as exc:  # the worker dead-letters such a moment (a bug): count it
         return Judged(case.context, False, f"generation_failed:{type(exc).__name__}", "", "", None)
     completion = next((a for a in reversed(answers) if isinstance(a, Completion)), None)

@@ -92,7 +92,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def store_related(judged: Judged, reference: Reference) -> bool | None:
     """Does the answer's product belong to a category its store carries?
     None when the moment is not about a store or the answer names no product."""
-    store, product = judged.context.store, reference.products.get(judged.product_id or "")
+    # The product as the context had it (the moment's own reference data, in eval).
+    known = {p.id: p for p in judged.context.products}
+    store = judged.context.store
+    product = known.get(judged.product_id or "") or reference.products.get(judged.product_id or "")
     if store is None or judged.product_id is None:
         return None
     return product is not None and product.category in store.categories

@@ -31,16 +31,20 @@ import httpx
 import pytest
 
 from agents.rules import in_holdout
+from streams.codecs import loads
 from streams.settings import Settings
 from streams.tools.charts import PANELS
 from tests.e2e.scenario import walk_in
 from tests.integration.test_attribution import (
     CONTROL,
     HOLDOUT_PCT,
+    REPLIER,
+    REPLIES,
     RULES,
     TREATED,
     events,
     follow_up,
+    replies,
 )
 from tests.support.llm_gate import LLMGate
 from tests.support.prometheus import (
@@ -104,11 +108,16 @@ def run_scenario(stack: Stack) -> None:
                          "messageId": f"v-{TREATED[0]}", "timestamp": at - 60_000}),  # again
         ("clickstream", b"{not json"),
     ]  # fmt: skip
+    asyncio.run(produce(settings, replies(at)))  # in the profiles before the visits
+    assert stack.worker.wait_for("kairos_replies_total", len(REPLIES)) == len(REPLIES)
     asyncio.run(produce(settings, events(TREATED, CONTROL, at) + extra))
     offers = asyncio.run(
         consume(settings, settings.topics.offers, lambda r: len(r) >= len(TREATED), 180)
     )
     assert len(offers) >= len(TREATED), stack.worker.process.tail()
+    # Whatever the model wrote, the shoes the reply ruled out were not offered.
+    [ruled_out] = [o for o in map(loads, (r.value for r in offers)) if o["user"] == REPLIER]
+    assert ruled_out["product_id"] == "p-201" and "reply:exclude:p-101" in ruled_out["context_used"]
     assert stack.gate.answered[200], (stack.gate.answered, stack.gate.last_error[:500])
     asyncio.run(produce(settings, follow_up(TREATED, CONTROL, at)))
     stack.worker.wait_for("kairos_profiles_expired_total", 1, seconds=30)
@@ -131,10 +140,9 @@ def run_scenario(stack: Stack) -> None:
 def healthy(
     broker: str, smollm2_llm: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    # SmolLM2, not the tiny random Llama: the worker's prompts, in the tiny
-    # tokenizer's 1,024-token vocabulary, are longer than the 512 tokens vLLM
-    # is started with, so vLLM refuses every one (400) and the dashboard's
-    # token panel would show nothing a real model would make.
+    # SmolLM2, not the tiny random Llama: the tiny model's answers are noise
+    # the guardrails reject, so the dashboard's offer and token panels would
+    # show nothing a real model would make.
     tmp = tmp_path_factory.mktemp("observability")
     (tmp / "rules.yaml").write_text(RULES)
     url, model = smollm2_llm

@@ -25,11 +25,15 @@ def test_tiny_llama_offer_and_dead_letters(
     assert len(outcome.offers) == 1
     offer = outcome.offers[0]
     check_offer_record(offer, settings, ALICE)
-    # Random weights write noise, so the guardrails decide; either way the
-    # model was asked and the record says what happened.
-    if offer["source"] == "fallback":
-        assert offer["fallback_reason"]
-        assert offer["message"].startswith("Welcome in, Alice!")
+    # The prompt fits the model's context (770 tokens of 1024: 400 "bad
+    # response" when the server allowed 512), so the model answers. Greedy
+    # decoding of random weights gives the same answer every run, held by the
+    # schema to allowed words and lengths: "Drop store store ..." up to the
+    # headline's 72 characters, with no clause ending before the cut. The
+    # guardrails call that truncated, and the template goes out.
+    assert offer["source"] == "fallback"
+    assert offer["fallback_reason"] == "truncated", offer
+    assert offer["message"].startswith("Welcome in, Alice!")
     check_dead_letters(outcome.dead_letters, settings)
 
 

@@ -152,12 +152,6 @@ def ready(settings: Settings) -> bool:
         return False
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="under load, the rebalance after the outage can make faust-streaming skip "
-    "bundles of kairos.internal.events; agents/continuity.py reads them back, and this "
-    "stays non-strict until runs under load show no shortfall with it",
-)
 def test_a_broker_killed_mid_stream_and_restarted_on_its_data_loses_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:

@@ -133,6 +133,8 @@ def test_eval_prints_a_table_by_default(run: Run) -> None:
         (["--variant", "nope"], 1, "--variant 'nope': no such variant"),
         (["--concurrency", "0"], 2, "--concurrency"),
         (["--endpoint", "vllm:8000"], 2, "--endpoint"),
+        (["--timeout", "0"], 2, "--timeout: expected seconds above 0"),
+        (["--timeout", "soon"], 2, "--timeout: expected seconds above 0"),
         (["--type", "teleport"], 1, "--type 'teleport'"),
         (["--variant-file", "/nonexistent.yaml"], 1, "/nonexistent.yaml"),
     ],

@@ -15,7 +15,7 @@ import pytest
 
 from agents.rules import load_rules
 from streams.errors import CommandError
-from streams.reference import ReferenceData
+from streams.reference import DEMO_DIR, ReferenceData
 from streams.settings import Settings
 from streams.tools import evaluate
 from streams.tools.dataset import rows, write
@@ -154,3 +154,66 @@ def test_a_file_line_that_is_not_a_moment_stops_with_its_number(tmp_path: Path) 
         evaluate.read_lines(path)
     with pytest.raises(CommandError, match=r"missing\.jsonl"):
         evaluate.read_lines(tmp_path / "missing.jsonl")
+
+
+def test_a_timeout_per_request_falls_back_as_the_worker_would(
+    moments: list[dict[str, Any]],
+) -> None:
+    def slow(request: dict[str, Any]) -> Answer:
+        late = '"Ann"' in prompt_text(request)
+        return Answer(content=answer(request).content, delay_s=3.0 if late else 0.0)
+
+    reference = ReferenceData(SETTINGS.reference_dir)
+    chosen, _ = evaluate.cases(moments, reference, RULES, SETTINGS)
+    with FakeLLM(slow) as llm:
+        options = evaluate.Options(llm.url, [llm.model], choose(["a"], []), 3, timeout_s=0.5)
+        [row] = asyncio.run(evaluate.run(SETTINGS, RULES, reference, chosen, options))
+    assert row.fallbacks == {"timeout": 1} and row.passed == len(USERS) - 1
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "soon", "nan", "3601"])
+def test_a_bad_timeout_is_an_option_error(text: str) -> None:
+    import argparse
+
+    from streams.tools.eval_cli import _seconds
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected seconds above 0"):
+        _seconds(text)
+    assert _seconds("2.5") == 2.5
+
+
+def test_a_moment_records_the_store_and_products_its_context_drew_on(
+    moments: list[dict[str, Any]],
+) -> None:
+    for moment in moments:
+        held = moment["reference"]
+        assert [s["id"] for s in held["stores"]] == [moment["store_id"]]
+        assert {p["id"] for p in held["products"]} <= {"p-101", "p-102"}
+        assert held["products"] and len(held["products"]) <= 3
+
+
+def test_eval_judges_with_the_reference_data_the_moment_recorded(
+    moments: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # Since the moments: Flatiron closed, and the catalog renamed the products.
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    stores = [s for s in orjson.loads((DEMO_DIR / "stores.json").read_bytes())
+              if s["id"] != "s-flatiron"]  # fmt: skip
+    catalog = [{**p, "name": f"Renamed {p['id']}"}
+               for p in orjson.loads((DEMO_DIR / "catalog.json").read_bytes())]  # fmt: skip
+    (folder / "stores.json").write_bytes(orjson.dumps(stores))
+    (folder / "catalog.json").write_bytes(orjson.dumps(catalog))
+    today = ReferenceData(folder)
+    chosen, skipped = evaluate.cases(moments, today, RULES, SETTINGS)
+    assert len(chosen) == len(USERS) and not skipped
+    with FakeLLM(answer) as llm:
+        options = evaluate.Options(llm.url, [llm.model], choose(["a"], []), 3)
+        [row] = asyncio.run(evaluate.run(SETTINGS, RULES, today, chosen, options))
+        prompts = [prompt_text(request) for request in llm.requests]
+    assert row.passed == len(USERS) and row.store_related == 1.0
+    assert all("Flatiron" in p and "Renamed" not in p for p in prompts)
+    # A moment recorded before moments carried their reference data: today's.
+    old = [{k: v for k, v in m.items() if k != "reference"} for m in moments]
+    chosen, skipped = evaluate.cases(old, today, RULES, SETTINGS)
+    assert not chosen and skipped == {"store not in the reference data": len(USERS)}

@@ -20,6 +20,8 @@ from agents.profile import (
     remember_offer,
     upgraded,
 )
+from agents.replies import MAX_REPLIES
+from models.replies import MAX_TERMS, MAX_TEXT
 from streams.codecs import dumps
 from streams.domain.offer import CHANNELS
 from tests.support.harness import T0, Harness
@@ -144,6 +146,12 @@ def worst_case() -> dict[str, Any]:
         for action in ("delivered", "opened", "clicked", "redeemed", "dismissed"):
             add("feedback", {"type": "feedback", "userId": "u1", "action": action,
                              "offer_id": offer, "timestamp": week})  # fmt: skip
+    # Replies each deriving as many terms as one keeps, with as long a text.
+    said = "no more shoes socks vests jackets bottles headlamps hoodies chinos beanies wallets"
+    for r in range(2 * MAX_REPLIES):
+        add("feedback", {"type": "feedback", "userId": "u1", "action": "replied",
+                         "offer_id": f"{r}".ljust(MAX_CODE, "o"), "timestamp": week,
+                         "text": f"{said} {'abcdefghij'[r]} ".ljust(300, "x")})  # fmt: skip
     for i in range(40):
         add("clickstream", {"type": "alias", "userId": "u1",
                             "previousId": f"{i}".ljust(256, "a"), "timestamp": week})  # fmt: skip
@@ -166,4 +174,8 @@ def test_a_profile_stays_within_its_documented_bound() -> None:
     assert len(profile["traits"]) == 64 and len(profile["cart"]) == 32
     assert len(profile["outcomes"]) == 32 and len(profile["ids"]) == 32
     assert len(profile["tz"][0]) == 64 and len(profile["channels"]) == len(CHANNELS)
+    assert len(profile["replies"]) == MAX_REPLIES
+    assert all(
+        len(held[1]) == MAX_TEXT and len(held[4]) == MAX_TERMS for held in profile["replies"]
+    )
     assert MAX_PROFILE_BYTES * 0.8 < len(dumps(profile)) <= MAX_PROFILE_BYTES
