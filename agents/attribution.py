@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from agents.channels import count_feedback
 from agents.moments import moment_of
 from agents.profile import MAX_OUTCOMES, Profile, bounded_put
 from streams.domain import Event, Moment
@@ -84,6 +85,7 @@ def _feedback(
         return [], "outside_window"
     if event["name"] in profile["outcomes"].get(match[0], {}):
         return [], None  # this action was counted when it first came
+    count_feedback(profile, match[0], event)  # the channel's history
     return [_record(profile, match, event["name"], event["ts"])], None
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.attribution import group_of, join
+from agents.channels import NO_CHANNEL, choose_channel
 from agents.clock import INTERNAL_KINDS, Clock
 from agents.features import BEHAVIOUR, features
 from agents.features import add as add_to_tiles
@@ -55,6 +56,7 @@ from agents.profile import (
 )
 from agents.replies import is_reply, merge_replies, remember_reply
 from agents.rules import Rules, suppression
+from agents.sendtime import Quiet, next_send_time, person_zone, quiet_periods
 from agents.timers import timer_key
 from models.prompts import variant_for
 from streams.codecs import dumps, loads
@@ -78,6 +80,9 @@ class Policy:
     allowed_lateness_ms: int
     attribution_ms: int
     timer_idle_ms: int
+    # When timed offers may not go out (agents/sendtime.py): the person's quiet
+    # hours (KAIROS_SEND_QUIET_HOURS), and the rules file's, in its time zone.
+    send_quiet: tuple[Quiet, ...] = ()
     # The enabled moment types with their rules, found once (the rules are
     # frozen), since every event goes through them: those detected on an
     # event, and per event kind those whose timer it can move.
@@ -103,7 +108,22 @@ class Policy:
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             attribution_ms=int(settings.attribution_window_s * 1000),
             timer_idle_ms=int(settings.timer_idle_s * 1000),
+            send_quiet=quiet_periods(settings, rules),
         )
+
+    def send_time(self, kind: MomentType, config: RuleConfig, profile: Profile, due: int) -> int:
+        """When a timer of ``kind`` due at ``due`` goes off: at the person's best time
+        in its send window; at ``due`` without a window, or if all of it is
+        quiet (its moment is then suppressed ``quiet_hours``)."""
+        within = kind.timer.send_within_ms if kind.timer is not None else None
+        if within is None:
+            return due
+        best = next_send_time(profile, due, within(config), self.send_quiet)
+        return due if best is None else best
+
+    def quiet_at(self, profile: Profile, ts: int) -> bool:
+        zone = person_zone(profile)
+        return any(quiet.covers(ts, zone) for quiet in self.send_quiet)
 
 
 def update(policy: Policy, profile: Profile, event: Event, windows: bool = True) -> list[Moment]:
@@ -132,25 +152,41 @@ def update(policy: Policy, profile: Profile, event: Event, windows: bool = True)
 
 
 def judged(
-    rules: Rules, profile: Profile, moment: Moment, before: int | None, at: int | None
-) -> Moment:
-    """The moment, marked ``suppressed`` if policy holds its offer back (agents/rules.py),
-    or ``stale`` if, detected at ``at`` (wall clock), it is older than its type's
-    offers may be.
+    rules: Rules, profile: Profile, moment: Moment, before: int | None, at: int | None,
+    quiet: bool = False,
+) -> Moment:  # fmt: skip
+    """The moment with its channel (agents/channels.py), marked ``suppressed`` if
+    policy holds its offer back (agents/rules.py), ``no_channel`` if the person
+    consented to none of its type's channels, ``quiet_hours`` if ``quiet`` (its
+    send time is in the person's quiet hours), or ``stale`` if, detected at
+    ``at`` (wall clock), it is older than its type's offers may be.
 
     ``before`` is the rule's last moment time before this one: when nothing
-    is sent (quiet hours, a cap), the cooldown does not start. A stale moment
-    keeps it: the same state would only be staler later.
+    is sent (quiet hours, a cap, no channel), the cooldown does not start. A
+    stale moment keeps it: the same state would only be staler later. No
+    channel is judged before the holdout: a person nobody can reach is in
+    neither group.
     """
-    reason = "stale" if at and stale(moment, at) else suppression(profile, moment, rules)
+    choice = choose_channel(profile, moment["type"])
+    if choice.channel is not None:
+        moment["channel"], moment["channel_reason"] = choice.channel, choice.reason
+    reason = "stale" if at and stale(moment, at) else "quiet_hours" if quiet else None
+    if reason is None and choice.channel is None:
+        reason = NO_CHANNEL
+    reason = reason or suppression(profile, moment, rules)
     if reason is not None:
         moment["suppressed"] = reason
-    if reason in ("quiet_hours", "frequency_cap"):
-        if before is None:
-            del profile["moments"][moment["type"]]
-        else:
-            profile["moments"][moment["type"]] = before
+    if reason in ("quiet_hours", "frequency_cap", NO_CHANNEL):
+        _restore(profile, moment["type"], before)
     return moment
+
+
+def _restore(profile: Profile, moment_type: str, before: int | None) -> None:
+    """Put the rule's last moment time back to ``before``: this one did not count."""
+    if before is None:
+        profile["moments"].pop(moment_type, None)
+    else:
+        profile["moments"][moment_type] = before
 
 
 class Fold:
@@ -242,12 +278,19 @@ class Fold:
             assert kind.timer is not None
             after = kind.timer.started_at(profile)
             if after is not None and after != before:
-                wait = kind.timer.wait_ms(config)
-                self.timers.add((after + wait, kind.name, event["user"]))
+                due = after + kind.timer.wait_ms(config)
+                due = self.policy.send_time(kind, config, profile, due)
+                self.timers.add((due, kind.name, event["user"]))
 
     def fire(self, rule: str, key: str, now: int, at: int) -> None:
         """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``, the
-        partition's event time; ``at`` is the tick's wall-clock time."""
+        partition's event time; ``at`` is the tick's wall-clock time.
+
+        A moment of a type with a send window goes out at its best time in
+        the window as the profile is now (agents/sendtime.py); not yet, if
+        that is still to come (the timer was set for an older wait, or the
+        person's habits moved): then the timer is set again for it. The
+        window's end bounds how often that can happen."""
         profile = self.profile(key)
         if "merged_into" in profile:
             return  # the profile moved, with its cart and visits, and timers of its own
@@ -258,13 +301,23 @@ class Fold:
         before = profile["moments"].get(rule)
         moment, again = kind.timer.fire(profile, now, config, self.policy.rules.opt_out_traits)
         if again is not None:
-            self.timers.add((again, rule, key))
+            self.timers.add((self.policy.send_time(kind, config, profile, again), rule, key))
             self.dirty.add(key)
         elif moment is not None:
             self.dirty.add(key)
+            planned = self.policy.send_time(kind, config, profile, moment["event_ts"])
+            if planned > now:
+                _restore(profile, rule, before)  # it has not fired yet
+                self.timers.add((planned, rule, key))
+                return
+            quiet = False
+            if kind.timer.send_within_ms is not None:
+                moment["send_at"] = planned
+                quiet = self.policy.quiet_at(profile, planned)
             trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": at,
                               "timer": True}  # fmt: skip
-            self._record(profile, trigger, judged(self.policy.rules, profile, moment, before, at))
+            moment = judged(self.policy.rules, profile, moment, before, at, quiet)
+            self._record(profile, trigger, moment)
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The table writes: each changed profile once, and the timers set."""
@@ -282,7 +335,7 @@ class Fold:
         group = group_of(moment)
         if group is not None:
             remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],
-                           moment["variant"], group)  # fmt: skip
+                           moment["variant"], group, moment.get("channel"))  # fmt: skip
         self.moments.append((event, moment))
 
     def _merge(self, profile: Profile, event: Event) -> None:

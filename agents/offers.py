@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from agents.channels import LEGACY_CHANNEL, PRIOR
 from agents.coupons import coupon_code, discount_pct
 from agents.moment_types import fallback, prompt_for, select_context, with_terms
 from agents.moments import offer_id
@@ -36,7 +37,6 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "push"
 # (moment type, context, variant) -> the prompt to send.
 PromptBuilder = Callable[[str, ContextSlice, str], Prompt]
 
@@ -60,7 +60,10 @@ def build_offer(
     return {
         "offer_id": oid,
         "user": moment["user"],
-        "channel": CHANNEL,
+        # Chosen with the moment (agents/channels.py); one recorded before
+        # moments had a channel goes by push, as it would have then.
+        "channel": moment.get("channel", LEGACY_CHANNEL),
+        "channel_reason": moment.get("channel_reason", PRIOR),
         "headline": draft.headline,
         "message": draft.message,
         "product_id": draft.product_id,
@@ -158,7 +161,7 @@ async def write_offer(
     )
     metrics.stage_latency.labels("generation").observe((generated - started) / 1000)
     metrics.offers.labels(moment["type"], source, prompt.variant).inc()
-    return build_offer(
+    offer = build_offer(
         moment,
         context,
         draft,
@@ -171,6 +174,8 @@ async def write_offer(
         timings=timings,
         settings=settings,
     )
+    metrics.offer_channels.labels(moment["type"], offer["channel"], offer["channel_reason"]).inc()
+    return offer
 
 
 class GenerationFailed(KairosError):

@@ -14,10 +14,12 @@ or replayed events cannot overwrite newer values.
      "moments": {moment_type: ts},                  # last moment of each type
      "orders": [count, total, last_ts],
      "tickets": {ticket_id: [status, ts]},          # at most MAX_TICKETS
-     "offers": [[offer_id, moment_type, ts, variant, group], ...],  # moments offered or
-                                                    # held out, at most MAX_OFFERS
+     "offers": [[offer_id, moment_type, ts, variant, group, channel], ...],  # moments
+                                                    # offered or held out, at most MAX_OFFERS
      "outcomes": {offer_id: {action: ts}},          # feedback and conversions, MAX_OUTCOMES
      "ids": ["a-7f3", ...],                         # other ids merged into this one
+     "channels": {channel: [delivered, opened, redeemed]},  # agents/channels.py
+     "tz": [time zone, ts] or null,                 # the latest Segment context.timezone
      "seen": "AbC-12_x...",                         # last DEDUPE_WINDOW event ids, 8 chars each
      "tiles": {...}, "session": [...],              # windowed features (agents/features.py)
      "n": events applied, "updated": ts}
@@ -42,7 +44,7 @@ from typing import Any, cast
 
 from streams.domain import Event, Profile
 
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 MAX_VIEWS = 20
 MAX_RECENT = 16
 MAX_OFFERS = 16
@@ -57,6 +59,8 @@ MAX_CART = 32
 MAX_TICKETS = 16
 MAX_OUTCOMES = 32
 MAX_IDS = 32
+# Feedback counts per channel halve past this (agents/channels.py).
+MAX_CHANNEL_COUNT = 64
 # A duplicate is dropped if its id is among the profile's last this many.
 DEDUPE_WINDOW = 128
 # The largest a profile can be, with every field full of the longest values
@@ -82,6 +86,8 @@ def new_profile(user: str) -> Profile:
         "offers": [],
         "outcomes": {},
         "ids": [],
+        "channels": {},
+        "tz": None,
         "seen": "",
         "n": 0,
         "updated": 0,
@@ -158,6 +164,8 @@ def apply_event(profile: Profile, event: Event) -> None:
             outcome = {}
             bounded_put(profile["outcomes"], offer, outcome, MAX_OUTCOMES)
         outcome[event["name"]] = min(ts, outcome.get(event["name"], ts))
+    if "tz" in event:
+        _merge_zone(profile, [event["tz"], ts])
     _remember_event(profile, event)
     profile["n"] += 1
     profile["updated"] = max(profile["updated"], ts)
@@ -203,11 +211,12 @@ def remember_offer(
     ts: int,
     variant: str | None = None,
     group: str = "offer",
+    channel: str | None = None,
 ) -> None:
-    """A moment that led to an offer, or was held out (agents/attribution.py)."""
+    """A moment that led to an offer (by ``channel``), or was held out (agents/attribution.py)."""
     offers = profile["offers"]
     if not any(held[0] == offer_id for held in offers):
-        offers.append([offer_id, moment_type, ts, variant, group])
+        offers.append([offer_id, moment_type, ts, variant, group, channel])
         del offers[:-MAX_OFFERS]
 
 
@@ -249,6 +258,10 @@ def merge_profiles(target: Profile, source: Profile) -> None:
             known[action] = min(ts, known.get(action, ts))
     while len(target["outcomes"]) > MAX_OUTCOMES:
         del target["outcomes"][next(iter(target["outcomes"]))]
+    for channel, counts in source["channels"].items():
+        add_channel_counts(target, channel, counts)
+    if source["tz"]:
+        _merge_zone(target, source["tz"])
     ids = [source["user"], *source["ids"], *target["ids"]]
     target["ids"] = list(dict.fromkeys(i for i in ids if i != target["user"]))[:MAX_IDS]
     seen = target["seen"]
@@ -287,6 +300,22 @@ def _drop_older(cart: dict[str, list[Any]], ts: int) -> None:
     """An order empties the cart as it was then; later additions stay."""
     for product in [p for p, (_, added) in cart.items() if added <= ts]:
         del cart[product]
+
+
+def add_channel_counts(profile: Profile, channel: str, counts: list[int]) -> None:
+    """Add [delivered, opened, redeemed] to ``channel``'s; all halve once one passes
+    MAX_CHANNEL_COUNT, so recent habits weigh more than old ones (agents/channels.py)."""
+    held = [a + b for a, b in zip(profile["channels"].get(channel, [0, 0, 0]), counts, strict=True)]
+    while max(held) > MAX_CHANNEL_COUNT:
+        held = [n // 2 for n in held]
+    profile["channels"][channel] = held
+
+
+def _merge_zone(profile: Profile, held: list[Any]) -> None:
+    """The person's time zone: the one of their latest event that named one."""
+    mine = profile["tz"]
+    if mine is None or mine[1] <= held[1]:
+        profile["tz"] = held
 
 
 def _merge_traits_held(profile: Profile, held: dict[str, list[Any]]) -> None:

@@ -97,9 +97,10 @@ def in_holdout(user: str, moment_type: str, pct: float) -> bool:
 
 
 def suppression(profile: Profile, moment: Moment, rules: Rules) -> str | None:
-    """Why this moment must not lead to an offer, or None."""
+    """Why this moment must not lead to an offer, or None. Quiet hours are judged
+    at the time its offer goes out: a timed moment's ``send_at``."""
     if rules.quiet_hours is not None:
-        at = datetime.fromtimestamp(moment["event_ts"] / 1000, UTC)
+        at = datetime.fromtimestamp(moment.get("send_at", moment["event_ts"]) / 1000, UTC)
         if rules.quiet_hours.covers(at.astimezone(ZoneInfo(rules.timezone)).time()):
             return "quiet_hours"
     if rules.max_offers_per_day is not None:

@@ -22,7 +22,8 @@ Normalized event, schema version 1::
      "ts": <event time, epoch ms>, "name": "Product Viewed",
      "props": {...}, "traits": {...},
      "anon": "<anonymousId, when userId is set too>",     # identity links
-     "previous": "<previousId>"}                           # alias only
+     "previous": "<previousId>",                           # alias only
+     "tz": "<context.timezone>"}                           # Segment calls that name one
 
 Event time, as Segment computes ``timestamp``: with ``sentAt`` and
 ``receivedAt``, the device's time (``originalTimestamp``, else ``timestamp``)
@@ -37,6 +38,7 @@ record less of an event.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +63,11 @@ FEEDBACK_ACTIONS = frozenset({"delivered", "opened", "clicked", "redeemed", "dis
 MAX_REPLY_CHARS = 1000
 TICKET_STATUSES = frozenset({"open", "pending", "solved", "closed"})
 SOURCES = ("clickstream", "crm", "location", "feedback")
+MAX_ZONE_CHARS = 64  # IANA's longest name has 30
+# A Segment context.timezone: an IANA name ("America/New_York") or an offset
+# from UTC ("+05:30", "-0800"). Whether the name is a known zone is
+# agents/sendtime.py's to find out, once, when it is used.
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,31}(?:/[A-Za-z0-9_+\-]{1,32}){0,2}|[+-]\d\d:?\d\d")
 
 
 def decode(source: str, raw: bytes | None, record_ts_ms: int | None = None) -> dict[str, Any]:
@@ -119,7 +126,9 @@ def _depth(value: Any) -> int:
 def _segment(body: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
     kind = _kind(body, SEGMENT_TYPES, "Segment")
     event = _base(body, kind, record_ts)
-    _object(body, "context")
+    zone = _object(body, "context").get("timezone")
+    if isinstance(zone, str) and len(zone) <= MAX_ZONE_CHARS and _ZONE.fullmatch(zone):
+        event["tz"] = zone  # anything else is not a zone: the event stands without it
     if kind == "track":
         name = body.get("event")
         if not isinstance(name, str) or not name.strip():

@@ -118,8 +118,9 @@ class Metrics:
         self.moments_suppressed = Counter(
             "kairos_moments_suppressed_total",
             "Moments recorded without an offer, by type and reason (holdout, quiet_hours, "
-            "frequency_cap, stale: the offer would go out later after the moment's event time "
-            "than its type allows).",
+            "frequency_cap, no_channel: the person consented to none of the type's channels, "
+            "stale: the offer would go out later after the moment's event time than its type "
+            "allows).",
             ["moment", "reason"],
             registry=registry,
         )
@@ -128,6 +129,14 @@ class Metrics:
             "Offers emitted, by moment type, message source (model or fallback) and prompt "
             "variant.",
             ["moment", "source", "variant"],
+            registry=registry,
+        )
+        self.offer_channels = Counter(
+            "kairos_offer_channels_total",
+            "Offers emitted, by moment type, channel (push, email, sms) and why that channel "
+            "(agents/channels.py): only (the one the type and the person's consent allow), "
+            "prior (no feedback history yet), history.",
+            ["moment", "channel", "reason"],
             registry=registry,
         )
         self.offer_starts = Counter(

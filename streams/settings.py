@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ from streams.security import kafka_problems, llm_problems
 
 CONFIG_ENV = "KAIROS_CONFIG"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
+_QUIET_HOURS = re.compile(r"((?:[01]\d|2[0-3]):[0-5]\d)\s*-\s*((?:[01]\d|2[0-3]):[0-5]\d)")
 
 _URL_EXAMPLES = {"llm_url": "http://vllm:8000/v1", "prometheus_url": "http://prometheus:9090"}
 
@@ -205,6 +207,11 @@ class Settings(BaseSettings):
     offers_exactly_once: bool = True
     coupon_secret: SecretStr = SecretStr("kairos-dev-coupon-secret")
     coupon_ttl_s: Positive = 4 * 3600.0
+    # Cart-abandonment and win-back offers never go out in these hours of the
+    # person's own day (agents/sendtime.py: their time zone is their latest
+    # Segment context.timezone, else UTC): "HH:MM-HH:MM", across midnight
+    # when the end comes first, or "off".
+    send_quiet_hours: str | None = "21:00-08:00"
 
     # The Prometheus that scrapes the workers: `kairos report --png` draws the
     # dashboard's lag, funnel and per-stage p99 from its HTTP API.
@@ -235,6 +242,19 @@ class Settings(BaseSettings):
         if value is not None and not re.match(r"^https?://[^/\s]+:\d+/?$", value):
             raise ValueError(f"expected http(s)://host:port, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("send_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off", "none"):
+            return None
+        match = _QUIET_HOURS.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"expected HH:MM-HH:MM (such as 21:00-08:00) or off, got {value!r}")
+        start, end = match.group(1, 2)
+        if start == end:
+            raise ValueError(f"starts and ends at {start}: say off for no quiet hours")
+        return f"{start}-{end}"
 
     @field_validator("store")
     @classmethod
@@ -295,6 +315,14 @@ class Settings(BaseSettings):
     @property
     def advertised_web_url(self) -> str:
         return self.web_url or f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def send_quiet(self) -> tuple[time, time] | None:
+        """``send_quiet_hours`` as (start, end), or None for none."""
+        if self.send_quiet_hours is None:
+            return None
+        start, end = self.send_quiet_hours.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
 
     @property
     def embedded_llm(self) -> bool:

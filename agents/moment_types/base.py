@@ -19,6 +19,9 @@ knows their names. Its parts, in the order a moment meets them:
   timed type's moment fires up to ``KAIROS_ALLOWED_LATENESS_S`` plus
   ``KAIROS_TIMER_IDLE_S`` after its due time (2 h at most), so its max age
   is longer than that.
+- ``channels``: the channels its offer may go by, in order of preference
+  (streams/domain/offer.py ``CHANNELS``); the person's consent and
+  history choose among them (agents/channels.py);
 - ``redeem``: how the offer is used ("Complete your order"), the start of
   the terms sentence kairos adds to every message (models/prompts.py
   ``terms_sentence``); the model never writes terms.
@@ -38,6 +41,15 @@ from models.guardrails import Draft
 from models.prompts import Prompt
 from streams.domain import Moment
 from streams.reference import Reference
+
+# The most a timer can fire after its due time: KAIROS_ALLOWED_LATENESS_S and
+# KAIROS_TIMER_IDLE_S at their largest (an hour each).
+TIMER_SLACK_MS = 2 * 3_600_000
+
+
+def send_within_limit(max_age_ms: int) -> int:
+    """The largest send window a timed type with ``max_age_ms`` may have, in ms."""
+    return max_age_ms - TIMER_SLACK_MS - 60_000  # a minute for the tick
 
 
 class RuleConfig(BaseModel):
@@ -63,6 +75,7 @@ class Timer:
     started_at: Callable[[Profile], int | None]
     wait_ms: Callable[[Any], int]
     fire: Callable[[Profile, int, Any, tuple[str, ...]], tuple[Moment | None, int | None]]
+    send_within_ms: Callable[[Any], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,3 +89,4 @@ class MomentType:
     detect: Callable[[Profile, Any, tuple[str, ...]], Moment | None] | None = None
     timer: Timer | None = None
     redeem: str = "Show this offer at the till"
+    channels: tuple[str, ...] = ("push",)

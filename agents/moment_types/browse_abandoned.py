@@ -167,5 +167,5 @@ TIMER = Timer(
 MAX_AGE_MS = 6 * 3_600_000
 TYPE = MomentType(
     NAME, BrowseAbandoned, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER,
-    redeem="Order it",
+    redeem="Order it", channels=("push", "email"),
 )  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
+from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer, send_within_limit
 from agents.moment_types.facts import name_and_tier
 from agents.moments import OPT_OUT_TRAITS, cart_changed_at, due_again, moment_id, opted_out
 from agents.profile import Profile
@@ -31,9 +31,20 @@ from streams.reference import Reference
 NAME = "cart_abandoned"
 
 
+# A reminder the same afternoon still helps; the next day it is noise.
+MAX_AGE_MS = 6 * 3_600_000
+
+
 class CartAbandoned(RuleConfig):
     idle_minutes: float = Field(default=30, gt=0)
     cooldown_minutes: float = Field(default=1440, ge=0)
+    # After the idle time, the reminder waits up to this long for the
+    # person's usual hour (and out of quiet hours): bounded so it is never stale.
+    send_within_minutes: float = Field(default=180, ge=0, le=send_within_limit(MAX_AGE_MS) / 60_000)
+
+    @property
+    def send_within_ms(self) -> int:
+        return int(self.send_within_minutes * 60_000)
 
     @property
     def idle_ms(self) -> int:
@@ -138,9 +149,8 @@ TIMER = Timer(
     started_at=cart_changed_at,
     wait_ms=lambda config: int(config.idle_ms),
     fire=fire,
+    send_within_ms=lambda config: int(config.send_within_ms),
 )
-# A reminder the same afternoon still helps; the next day it is noise.
-MAX_AGE_MS = 6 * 3_600_000
 TYPE = MomentType(
     NAME,
     CartAbandoned,
@@ -150,4 +160,5 @@ TYPE = MomentType(
     max_age_ms=MAX_AGE_MS,
     timer=TIMER,
     redeem="Complete your order",
+    channels=("push", "email"),
 )

@@ -171,5 +171,5 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
 MAX_AGE_MS = SAME_VISIT_MS
 TYPE = MomentType(
     NAME, StoreEntry, context, prompt, template, max_age_ms=MAX_AGE_MS, detect=detect,
-    redeem="Show this offer at the till",
+    redeem="Show this offer at the till", channels=("push", "sms"),  # seen at once, in the store
 )  # fmt: skip

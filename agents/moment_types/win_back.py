@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
+from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer, send_within_limit
 from agents.moment_types.store_entry import store_context
 from agents.moments import OPT_OUT_TRAITS, due_again, last_store_visit, moment_id, opted_out
 from agents.profile import Profile
@@ -27,9 +27,21 @@ DAY_MS = 86_400_000
 VIEWS_MS = 365 * DAY_MS
 
 
+# A lapse of weeks may still be told days late (a worker down over a weekend).
+MAX_AGE_MS = 7 * DAY_MS
+HOUR_MS = 3_600_000
+
+
 class WinBack(RuleConfig):
     lapsed_days: float = Field(default=30, gt=0)
     cooldown_days: float = Field(default=30, ge=0)
+    # After the lapse, the invitation waits up to this long for the person's
+    # usual hour (and out of quiet hours); a day reaches any hour.
+    send_within_hours: float = Field(default=24, ge=0, le=send_within_limit(MAX_AGE_MS) / HOUR_MS)
+
+    @property
+    def send_within_ms(self) -> int:
+        return int(self.send_within_hours * HOUR_MS)
 
     @property
     def lapsed_ms(self) -> int:
@@ -135,10 +147,9 @@ TIMER = Timer(
     started_at=last_store_visit,
     wait_ms=lambda config: int(config.lapsed_ms),
     fire=fire,
+    send_within_ms=lambda config: int(config.send_within_ms),
 )
-# A lapse of weeks may still be told days late (a worker down over a weekend).
-MAX_AGE_MS = 7 * DAY_MS
 TYPE = MomentType(
     NAME, WinBack, context, prompt, template, max_age_ms=MAX_AGE_MS, timer=TIMER,
-    redeem="Show this offer at the till on your next visit",
+    redeem="Show this offer at the till on your next visit", channels=("email", "push"),
 )  # fmt: skip

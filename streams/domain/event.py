@@ -31,6 +31,7 @@ _Optional = TypedDict(
         "profile": Profile,  # an absorb: that profile
         "hops": int,  # times forwarded to a merged-into id
         "timer": bool,  # stands for a timer's firing, not an event
+        "tz": str,  # a Segment call's context.timezone, if it named one
     },
     total=False,
 )

@@ -25,6 +25,10 @@ class Moment(_Required, total=False):
     variant: str  # the prompt's A/B variant
     # The stores and products its context drew on, as rows: {"stores", "products"}
     reference: dict[str, list[dict[str, Any]]]
-    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap, stale
+    suppressed: str  # why no offer goes out: holdout, quiet_hours, frequency_cap, stale,
+    # no_channel
+    channel: str  # the channel its offer goes by (agents/channels.py)
+    channel_reason: str  # why: only, prior, history
+    send_at: int  # a timed moment's: the event time it was planned for (agents/sendtime.py)
     ingested_at: int
     detected_at: int

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+# The ways an offer can reach a person, declared once: the offer's
+# ``channel`` is one of these (agents/channels.py chooses it).
+CHANNELS = ("push", "email", "sms")
+
 
 class Coupon(TypedDict):
     code: str
@@ -25,7 +29,8 @@ class Timings(TypedDict):
 class Offer(TypedDict):
     offer_id: str
     user: str
-    channel: str
+    channel: str  # one of CHANNELS
+    channel_reason: str  # why that channel: only, prior or history (agents/channels.py)
     headline: str
     message: str
     product_id: str | None

@@ -22,10 +22,12 @@ class Profile(TypedDict, total=False):
     moments: dict[str, int]  # moment type -> its last time
     orders: list[Any]  # [count, total, last ts]
     tickets: dict[str, list[Any]]  # ticket id -> [status, ts]
-    offers: list[list[Any]]  # [offer id, moment type, ts, variant, group]
+    offers: list[list[Any]]  # [offer id, moment type, ts, variant, group, channel]
     outcomes: dict[str, dict[str, int]]  # offer id -> {action: ts}
     replies: list[list[Any]]  # [ts, text, dropped, offer id, terms] (agents/replies.py)
     ids: list[str]  # other ids merged into this one
+    channels: dict[str, list[int]]  # channel -> [delivered, opened, redeemed] (agents/channels.py)
+    tz: list[Any] | None  # [time zone, event time]: the latest Segment context.timezone
     seen: str  # the last event ids, as tokens
     tiles: dict[str, list[Any]]  # windowed features (agents/features.py)
     session: list[Any]

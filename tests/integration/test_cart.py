@@ -48,8 +48,10 @@ def test_timed_moments_fire_once_after_recovery(broker: str, tmp_path: Path) -> 
     quiet = settings.model_copy(update={"sweep_interval_s": 3600.0})
     start = now_ms() - 20 * MINUTE  # rules (tests/support/rules.yaml): 5 idle minutes
     items = [
-        ("clickstream", {"type": "identify", "userId": "cara", "traits": {"first_name": "Cara"},
-                         "timestamp": start, "messageId": "cara-0"}),
+        # Cara takes email, not push: her reminder goes by email.
+        ("clickstream", {"type": "identify", "userId": "cara", "messageId": "cara-0",
+                         "traits": {"first_name": "Cara", "push_opt_in": False,
+                                    "email_opt_in": True}, "timestamp": start}),
         track("cara", "Product Added", start + MINUTE, 1, "p-101"),
         track("cara", "Product Added", start + 2 * MINUTE, 2, "p-203"),
         track("olaf", "Product Added", start + MINUTE, 1, "p-102"),
@@ -76,6 +78,8 @@ def test_timed_moments_fire_once_after_recovery(broker: str, tmp_path: Path) -> 
         cart = moments["cart_abandoned"]
         assert (cart["user"], cart["cart"]) == ("cara", ["p-101", "p-203"])
         assert cart["event_ts"] == start + 2 * MINUTE + 5 * MINUTE
+        # Two events are no habit yet: due at once.
+        assert cart["send_at"] == cart["event_ts"] and cart["channel"] == "email"
         back = moments["win_back"]
         assert (back["user"], back["store_id"]) == ("vera", "s-flatiron")
         assert back["event_ts"] == start - 2 * DAY + DAY
@@ -85,6 +89,8 @@ def test_timed_moments_fire_once_after_recovery(broker: str, tmp_path: Path) -> 
         assert offers["cara"]["store"] is None
         assert offers["cara"]["headline"] == "Still thinking it over, Cara?"
         assert offers["cara"]["context_used"][0] == "trait:name"
+        assert (offers["cara"]["channel"], offers["cara"]["channel_reason"]) == ("email", "only")
+        assert (offers["vera"]["channel"], offers["vera"]["channel_reason"]) == ("push", "only")
         assert offers["vera"]["headline"] == "We miss you at Flatiron"
         assert offers["vera"]["moment"]["type"] == "win_back"
 

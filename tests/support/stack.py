@@ -57,6 +57,9 @@ def settings_for_test(
         llm_model=llm_model,
         llm_timeout_s=120.0,
         rules_file=RULES,
+        # Timed moments fire when they are due whatever hour the tests run at
+        # (tests/unit/test_sendtime.py covers quiet hours).
+        send_quiet_hours=None,
     )
 
 

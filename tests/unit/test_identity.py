@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.fold import MAX_HOPS, Fold
+from agents.profile import PROFILE_VERSION
 from streams.codecs import loads
 from tests.support.harness import T0, Harness, policy
 
@@ -49,7 +50,8 @@ def test_late_identify_brings_anonymous_history_to_the_user() -> None:
     assert [v[1] for v in user["views"]] == ["p-100", "p-101", "p-102", "p-109"]
     assert user["traits"]["first_name"][0] == "Alice"
     assert user["ids"] == ["a1"]
-    assert h.profile("a1") == {"v": 3, "user": "a1", "merged_into": "u1", "updated": T0 + 10}
+    stub = {"v": PROFILE_VERSION, "user": "a1", "merged_into": "u1", "updated": T0 + 10}
+    assert h.profile("a1") == stub
     assert h.merges == {"merged": 1}
 
 

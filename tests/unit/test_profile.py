@@ -7,9 +7,12 @@ from typing import Any
 
 from agents.profile import (
     DEDUPE_WINDOW,
+    MAX_CHANNEL_COUNT,
     MAX_CODE,
     MAX_PROFILE_BYTES,
     MAX_RECENT,
+    PROFILE_VERSION,
+    add_channel_counts,
     first_sight,
     merge_profiles,
     new_profile,
@@ -20,6 +23,7 @@ from agents.profile import (
 from agents.replies import MAX_REPLIES
 from models.replies import MAX_TERMS, MAX_TEXT
 from streams.codecs import dumps
+from streams.domain.offer import CHANNELS
 from tests.support.harness import T0, Harness
 
 HOUR = 3_600_000
@@ -42,7 +46,8 @@ def test_a_version_2_profile_keeps_its_remembered_ids() -> None:
                  for i in ids],
     }  # fmt: skip
     profile = upgraded(v2)
-    assert profile["v"] == 3 and profile["recent"] == [] and profile["offers"] == []
+    assert profile["v"] == PROFILE_VERSION and profile["recent"] == [] and profile["offers"] == []
+    assert profile["channels"] == {} and profile["tz"] is None
     assert not any(first_sight(profile, i) for i in ids)
     assert first_sight(profile, "m5")
     assert not first_sight(profile, "m5")
@@ -75,12 +80,24 @@ def test_offers_are_remembered_once_and_merged_by_id() -> None:
     a, b = new_profile("a1"), new_profile("u1")
     remember_offer(a, "o-1", "store_entry", T0)
     remember_offer(a, "o-1", "store_entry", T0)
-    remember_offer(b, "o-2", "store_entry", T0 + 5)
+    remember_offer(b, "o-2", "store_entry", T0 + 5, "a", "offer", "sms")
     merge_profiles(b, a)
     assert b["offers"] == [
-        ["o-1", "store_entry", T0, None, "offer"],
-        ["o-2", "store_entry", T0 + 5, None, "offer"],
+        ["o-1", "store_entry", T0, None, "offer", None],
+        ["o-2", "store_entry", T0 + 5, "a", "offer", "sms"],
     ]
+
+
+def test_channel_history_and_the_time_zone_merge_with_the_person() -> None:
+    a, b = new_profile("a1"), new_profile("u1")
+    add_channel_counts(a, "email", [3, 2, 1])
+    add_channel_counts(b, "email", [1, 1, 0])
+    a["tz"], b["tz"] = ["Europe/Paris", T0 + 5], ["America/New_York", T0]
+    merge_profiles(b, a)
+    assert b["channels"] == {"email": [4, 3, 1]} and b["tz"] == ["Europe/Paris", T0 + 5]
+    # Past the bound every count halves: the rates stay, older feedback weighs less.
+    add_channel_counts(b, "email", [MAX_CHANNEL_COUNT, 0, 0])
+    assert b["channels"]["email"] == [(MAX_CHANNEL_COUNT + 4) // 2, 1, 0]
 
 
 def test_codes_too_long_to_keep_are_left_out() -> None:
@@ -119,7 +136,8 @@ def worst_case() -> dict[str, Any]:
         for k in range(20):
             product("Product Added", f"m{minute}-{k}-", week - HOUR + minute * 60_000 + k)
     traits = {f"{t}".ljust(80, "t"): long for t in range(80)}
-    add("clickstream", {"type": "identify", "userId": "u1", "traits": traits, "timestamp": week})
+    add("clickstream", {"type": "identify", "userId": "u1", "traits": traits, "timestamp": week,
+                        "context": {"timezone": "A" * 31 + "/" + "B" * 32}})  # fmt: skip
     for t in range(20):
         add("crm", {"type": "ticket", "userId": "u1", "ticket_id": f"{t}".ljust(MAX_CODE, "k"),
                     "status": "open", "timestamp": week})  # fmt: skip
@@ -141,7 +159,10 @@ def worst_case() -> dict[str, Any]:
         h.send(*items[start : start + 2000])
     profile = h.profile("u1")
     for o in range(20):
-        remember_offer(profile, f"o-{o}".ljust(26, "o"), "cart_abandoned", week, "b", "holdout")
+        remember_offer(profile, f"o-{o}".ljust(26, "o"), "cart_abandoned", week, "b", "holdout",
+                       "email")  # fmt: skip
+    for channel in CHANNELS:
+        add_channel_counts(profile, channel, [MAX_CHANNEL_COUNT] * 3)
     for outcome in profile["outcomes"].values():  # an order converts what it follows
         outcome["converted"] = week
     return profile
@@ -152,6 +173,7 @@ def test_a_profile_stays_within_its_documented_bound() -> None:
     assert len(profile["tiles"]["h"]) == 168 and len(profile["tiles"]["m"]) == 60
     assert len(profile["traits"]) == 64 and len(profile["cart"]) == 32
     assert len(profile["outcomes"]) == 32 and len(profile["ids"]) == 32
+    assert len(profile["tz"][0]) == 64 and len(profile["channels"]) == len(CHANNELS)
     assert len(profile["replies"]) == MAX_REPLIES
     assert all(
         len(held[1]) == MAX_TEXT and len(held[4]) == MAX_TERMS for held in profile["replies"]

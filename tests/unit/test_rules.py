@@ -54,6 +54,9 @@ def test_quiet_hours_are_local_time_and_may_span_midnight() -> None:
     assert suppression(profile, moment(ts=at("2026-11-21T12:59:00")), rules) == "quiet_hours"
     assert suppression(profile, moment(ts=at("2026-11-21T13:00:00")), rules) is None  # 08:00
     assert suppression(profile, moment(ts=at("2026-11-22T02:59:00")), rules) is None  # 21:59
+    # A timed moment is judged when its offer goes out, not when its wait ran out.
+    night = moment(ts=at("2026-11-21T03:30:00"))
+    assert suppression(profile, {**night, "send_at": at("2026-11-21T14:00:00")}, rules) is None
 
 
 def test_frequency_cap_counts_offers_in_the_last_24_hours() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,21 @@ def test_env_and_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             "2",
             "KAIROS_MIN_INSYNC_REPLICAS=2 is more than KAIROS_REPLICATION_FACTOR=1",
         ),
+        (
+            "KAIROS_SEND_QUIET_HOURS",
+            "21:00-24:00",
+            "KAIROS_SEND_QUIET_HOURS: expected HH:MM-HH:MM (such as 21:00-08:00) or off",
+        ),
+        (
+            "KAIROS_SEND_QUIET_HOURS",
+            "9pm-8am",
+            "KAIROS_SEND_QUIET_HOURS: expected HH:MM-HH:MM (such as 21:00-08:00) or off",
+        ),
+        (
+            "KAIROS_SEND_QUIET_HOURS",
+            "08:00-08:00",
+            "KAIROS_SEND_QUIET_HOURS: starts and ends at 08:00: say off for no quiet hours",
+        ),
     ],
 )
 def test_bad_setting_names_the_variable(
@@ -121,6 +137,15 @@ SERVICE_LINKS = {
     "KAIROS_API_PORT_80_TCP_PORT": "80",
     "KAIROS_API_PORT_80_TCP_ADDR": "10.96.0.12",
 }
+
+
+def test_send_quiet_hours_span_midnight_or_are_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().send_quiet == (time(21), time(8))
+    monkeypatch.setenv("KAIROS_SEND_QUIET_HOURS", " 22:30 - 06:15 ")
+    assert load_settings().send_quiet == (time(22, 30), time(6, 15))
+    for off in ("off", ""):
+        monkeypatch.setenv("KAIROS_SEND_QUIET_HOURS", off)
+        assert load_settings().send_quiet is None
 
 
 def test_kubernetes_service_links_stay_unknown_settings_with_a_hint(
