@@ -30,8 +30,10 @@ import mode
 import numpy as np
 
 from agents.runtime import Runtime
-from models.embeddings import Encoder
+from models.embeddings import EmbeddingError, Encoder, model_folder
+from streams.errors import CommandError
 from streams.reference import Product
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 # Texts per encoder call: a call holds the executor thread, so a long catalog
@@ -147,6 +149,15 @@ class ProductEmbedder(mode.Service):
             self.embedded[pid] = text
             embedded += 1
         self.rt.metrics.product_embeddings.labels("embedded").inc(embedded)
+
+
+def check_model(settings: Settings) -> None:
+    """A CommandError naming what is missing if the configured model is not
+    there; reads no weights (the worker's command calls it first)."""
+    try:
+        model_folder(settings.embed_model_dir)
+    except EmbeddingError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def install(rt: Runtime, encode: Encode | None = None) -> ProductEmbedder:

