@@ -13,6 +13,7 @@ docs/BENCHMARKS.md, "Product embeddings".
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -63,6 +64,7 @@ class Encoder:
         self.bert = bert
         self.max_tokens = max_tokens
         self.dim = bert.dim
+        self.fingerprint = fingerprint(folder)
 
     @classmethod
     def load(cls, folder: Path | None = None) -> Encoder:
@@ -91,6 +93,19 @@ class Encoder:
         summed = (states * mask[:, :, None]).sum(1)
         mean = summed / np.maximum(mask.sum(1, keepdims=True), 1)
         return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+
+
+def fingerprint(folder: Path) -> str:
+    """Names the model: its config, tokenizer and weights' header and size
+    (a stored vector is only good for the model that made it)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json"):
+        digest.update((folder / name).read_bytes())
+    weights = folder / "model.safetensors"
+    with weights.open("rb") as file:
+        digest.update(file.read(1 << 16))
+    digest.update(str(weights.stat().st_size).encode())
+    return digest.hexdigest()[:16]
 
 
 def _tokenizer(path: Path, max_tokens: int) -> object:
