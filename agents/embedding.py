@@ -100,8 +100,8 @@ class ProductEmbedder(mode.Service):
     async def on_start(self) -> None:
         loop = asyncio.get_running_loop()
         if self._encode is None:
-            folder = self.rt.settings.embed_model_dir
-            encoder = await loop.run_in_executor(self.pool, Encoder.load, folder)
+            folder, threads = self.rt.settings.embed_model_dir, self.rt.settings.embed_threads
+            encoder = await loop.run_in_executor(self.pool, Encoder.load, folder, threads)
             log.info("embedding model loaded from %s", encoder.folder)
             self._encode, self.fingerprint = encoder.encode, encoder.fingerprint
         if self.fingerprint is not None:

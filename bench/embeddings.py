@@ -42,7 +42,7 @@ from streams.reference import load_reference
 from streams.settings import Settings
 from streams.tools.process import ManagedProcess, free_port
 
-CATALOG = 2000
+CATALOG = 1000
 NAME = "all-minilm-l6-v2"
 
 
