@@ -15,8 +15,9 @@ are its own:
 Then, for each: ms per product text one at a time (the catalog's texts, each
 alone), ms per text in one batch of the catalog, and seconds to embed a
 synthetic catalog of CATALOG texts in batches of models' own size (128 per
-request or call). Last, the cosine between the two backends' vectors of the
-catalog (they must agree: about 1).
+request or call). Then the cosine between the two backends' vectors of the
+catalog (they must agree: about 1). Last, the cost of one nearest-neighbour
+query over 10,000 product vectors (ProductVectors.nearest).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from models.server import healthy, runtime_python
 from streams.reference import load_reference
 from streams.settings import Settings
 from streams.tools.process import ManagedProcess, free_port
+from streams.vectors import DIM, ProductVectors
 
 CATALOG = 1000
 NAME = "all-minilm-l6-v2"
@@ -125,12 +127,32 @@ def vllm(workdir: Path) -> dict[str, float]:
     return figures
 
 
+def nearest_speed(products: int = 10_000, calls: int = 300) -> dict[str, float]:
+    """Microseconds per ProductVectors.nearest(k=10) over ``products`` random
+    vectors: the whole catalog, and among 100 of them."""
+    rng = np.random.default_rng(3)
+    vectors = ProductVectors()
+    for n, vec in enumerate(rng.normal(size=(products, DIM)).astype(np.float32)):
+        vectors.set(f"p-{n}", vec)
+    queries = rng.normal(size=(calls, DIM)).astype(np.float32)
+    among = {f"p-{n}" for n in range(0, products, products // 100)}
+    figures = {}
+    for tag, subset in (("all", None), ("among_100", among)):
+        started = time.perf_counter()
+        for query in queries:
+            vectors.nearest(query, 10, subset)
+        figures[f"vectors_nearest_us_{tag}"] = round((time.perf_counter() - started) / calls * 1e6)
+    figures["vectors_nearest_products"] = products
+    return figures
+
+
 def embeddings() -> dict[str, float]:
     """Both backends' figures, keyed ``embed_*``."""
     with tempfile.TemporaryDirectory(prefix="kairos-bench-embed-") as scratch:
         workdir = Path(scratch)
         figures = in_process(workdir)
         figures.update(vllm(workdir))
+    figures.update(nearest_speed())
     figures["embed_catalog_texts"] = CATALOG
     figures["embed_load_avg_1m"] = round(os.getloadavg()[0], 2)
     return figures
