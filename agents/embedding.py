@@ -118,7 +118,11 @@ class ProductEmbedder(mode.Service):
             await self.settled.wait()
         while not self.should_stop:
             self.wake.clear()
-            done = await self.sync()
+            try:
+                done = await self.sync()
+            except Exception:  # a bug here must not end the task: log it, retry later
+                log.exception("product embedding pass failed")
+                done = False
             self.tried = True
             retry = None if done else self.rt.settings.embed_retry_s
             with contextlib.suppress(TimeoutError):
@@ -156,7 +160,7 @@ class ProductEmbedder(mode.Service):
             self._apply([i for i, _ in hits], np.stack([v for _, v in hits]), "cached")
         for key in keys:  # each is used once: later passes have the vector in memory
             self.cached.pop(key, None)
-        return [item for item, (_, hit) in zip(items, found, strict=True) if hit is None]
+        return [(pid, text) for pid, text in items if self.embedded.get(pid) != text]
 
     def _stored(self) -> dict[str, np.ndarray]:
         """The vectors in force by cache key, as the cache file holds them."""
@@ -181,21 +185,32 @@ class ProductEmbedder(mode.Service):
             log.warning("embedding %d products failed, retrying later: %r", len(items), exc)
             return False
         metrics.embedding_latency.observe(time.perf_counter() - started)
-        self._apply(items, matrix, "embedded")
-        return True
+        if len(matrix) != len(items):
+            metrics.product_embeddings.labels("failed").inc(len(items))
+            log.warning("the encoder gave %d vectors for %d texts", len(matrix), len(items))
+            return False
+        return self._apply(items, matrix, "embedded")
 
-    def _apply(self, items: list[tuple[str, str]], matrix: np.ndarray, outcome: str) -> None:
+    def _apply(self, items: list[tuple[str, str]], matrix: np.ndarray, outcome: str) -> bool:
+        """Set the vectors; False if one was unusable (its product is retried)."""
         products = self.rt.reference.current.products
-        embedded = 0
+        done = failed = 0
         for (pid, text), vector in zip(items, matrix, strict=True):
             product = products.get(pid)
             # Changed or removed while its batch ran: the next pass has it.
             if product is None or product_text(product) != text:
                 continue
-            self.rt.reference.vectors.set(pid, vector)
+            try:
+                self.rt.reference.vectors.set(pid, vector)
+            except ValueError as exc:  # the wrong size, zero or not finite
+                log.warning("no vector for product %r: %s", pid, exc)
+                failed += 1
+                continue
             self.embedded[pid] = text
-            embedded += 1
-        self.rt.metrics.product_embeddings.labels(outcome).inc(embedded)
+            done += 1
+        self.rt.metrics.product_embeddings.labels(outcome).inc(done)
+        self.rt.metrics.product_embeddings.labels("failed").inc(failed)
+        return failed == 0
 
 
 def check_model(settings: Settings) -> None:

@@ -159,3 +159,25 @@ def test_an_unreadable_cache_is_ignored(tmp_path: Path) -> None:
     assert asyncio.run(embedder.sync())
     embedder.pool.shutdown(wait=True)
     assert len(encoder.calls[0]) == len(embedder.rt.reference.vectors) > 0
+
+
+def test_unusable_vectors_are_failures_and_the_rest_are_kept(
+    stage: tuple[ProductEmbedder, FakeEncoder],
+) -> None:
+    embedder, encoder = stage
+    good = encoder.__call__
+
+    def one_nan(texts: list[str]) -> np.ndarray:
+        out = good(texts)
+        out[0] = np.nan
+        return out
+
+    embedder._encode = one_nan
+    assert not asyncio.run(embedder.sync())
+    catalog = len(embedder.rt.reference.current.products)
+    assert counts(embedder)["failed"] == 1 and len(embedder.rt.reference.vectors) == catalog - 1
+    embedder._encode = lambda texts: good(texts)[:0]  # no vectors at all
+    assert not asyncio.run(embedder.sync())
+    assert counts(embedder)["failed"] == 2
+    embedder._encode = good
+    assert asyncio.run(embedder.sync()) and len(embedder.rt.reference.vectors) == catalog
