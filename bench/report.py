@@ -207,10 +207,15 @@ Nothing pinned; `embed_load_avg_1m` is the machine's load average at the end.
 - `embed_*_single_ms_p50`, `_p99`: one product text per call (a request for
   vLLM), each of the catalog's texts three times.
 - `embed_*_batched_ms_per_text`: the catalog's texts in one call, per text.
-- `embed_*_catalog_s`: `embed_catalog_texts` synthetic product texts in
-  calls of 128, as the worker embeds a catalog at start.
+- `embed_*_catalog_s`: `embed_catalog_texts` synthetic product texts (about
+  27 tokens each) in calls of 128, as the worker embeds a catalog at start;
+  `embed_*_catalog_cpu_s`, the CPU seconds the backend's processes used for
+  them, steadier than the wall time on a machine shared with other work.
 - `embed_backends_min_cosine`: the lowest cosine between the two backends'
   vectors of the same catalog texts.
+- `vectors_nearest_us_all`, `_among_100`: microseconds per
+  `ProductVectors.nearest(vec, 10)` over `vectors_nearest_products` random
+  vectors, and restricted to 100 of them (one matrix-vector product).
 
 ## The same live phase against a stand-in model server (`*_stand_in`)
 
@@ -262,6 +267,24 @@ stand-in phase measured the same within its noise (p50 46 against 43 ms
 end to end), and the poison flood went from 8,917 to 6,769 good events/s
 (measured before dead letters bypassed Faust's topic channel).
 """)
+
+
+def merge(figures: dict[str, float], note: str) -> None:
+    """One phase run alone: its figures into bench/results.json and into
+    docs/BENCHMARKS.md's table (the rest of the page stays as the last full
+    run wrote it), with ``note`` saying so under the table."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(figures)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    page = REPORT.read_text()
+    start = page.index("| key | value |")
+    end = page.index("\n\n", start)
+    rows = "\n".join(f"| `{key}` | {value:g} |" for key, value in sorted(results.items()))
+    table = f"| key | value |\n| --- | --- |\n{rows}"
+    between, rest = page[end:].split("\n## ", 1)
+    # A note of an earlier run of the same phase starts as this one does.
+    kept = [p for p in between.strip().split("\n\n") if p and not p.startswith(note[:40])]
+    REPORT.write_text(page[:start] + "\n\n".join([table, *kept, note]) + "\n\n## " + rest)
 
 
 def kafka_version() -> str:
