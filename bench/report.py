@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import subprocess
+import textwrap
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -217,6 +218,8 @@ Nothing pinned; `embed_load_avg_1m` is the machine's load average at the end.
   `ProductVectors.nearest(vec, 10)` over `vectors_nearest_products` random
   vectors, and restricted to 100 of them (one matrix-vector product).
 
+{embedding_choice(results)}
+
 ## The same live phase against a stand-in model server (`*_stand_in`)
 
 With vLLM on CPU, the model takes a core that on a GPU deployment it would
@@ -267,6 +270,27 @@ stand-in phase measured the same within its noise (p50 46 against 43 ms
 end to end), and the poison flood went from 8,917 to 6,769 good events/s
 (measured before dead letters bypassed Faust's topic channel).
 """)
+
+
+def embedding_choice(results: dict[str, float]) -> str:
+    """Why the worker runs the model in-process, in the figures of this run."""
+    r = {key: f"{value:g}" for key, value in results.items() if key.startswith("embed_")}
+    if len(r) < 10:
+        return "(The embedding figures are missing: `python -m bench.embeddings --write`.)"
+    return textwrap.fill(
+        f"The worker runs the model in-process: it is ready {r['embed_inprocess_start_s']} s "
+        f"after the interpreter starts and holds {r['embed_inprocess_model_rss_mib']} MiB, "
+        f"against vLLM's {r['embed_vllm_start_s']} s and {r['embed_vllm_rss_mib']} MiB across "
+        f"its processes, for the same vectors (lowest cosine {r['embed_backends_min_cosine']}). "
+        f"vLLM is faster per text: {r['embed_vllm_single_ms_p50']} against "
+        f"{r['embed_inprocess_single_ms_p50']} ms for one text alone at the median, and "
+        f"{r['embed_vllm_catalog_cpu_s']} against {r['embed_inprocess_catalog_cpu_s']} CPU "
+        f"seconds for the {r['embed_catalog_texts']} texts. That cost is paid at a worker's "
+        "first start and for the products that change, off the event path, and the vector "
+        "cache spares it at a restart; a server would be one more process of that size beside "
+        "each deployment, or a network hop to a shared one.",
+        width=76,
+    )
 
 
 def merge(figures: dict[str, float], note: str) -> None:
