@@ -54,6 +54,10 @@ from agents.profile import (
     upgraded,
 )
 from agents.rules import Rules, suppression
+from agents.taste import Additions, Vectors
+from agents.taste import fold_in as fold_in_taste
+from agents.taste import merged as merge_taste
+from agents.taste import observe as observe_taste
 from agents.timers import timer_key
 from models.prompts import variant_for
 from streams.codecs import dumps, loads
@@ -77,6 +81,9 @@ class Policy:
     allowed_lateness_ms: int
     attribution_ms: int
     timer_idle_ms: int
+    taste_half_life_ms: int = 14 * 86_400_000
+    # Product vectors for the taste vector (agents/taste.py); None: no taste.
+    vectors: Vectors | None = None
     # The enabled moment types with their rules, found once (the rules are
     # frozen), since every event goes through them: those detected on an
     # event, and per event kind those whose timer it can move.
@@ -95,13 +102,18 @@ class Policy:
         object.__setattr__(self, "timed", {watched: tuple(t) for watched, t in timed.items()})
 
     @classmethod
-    def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
+    def of(
+        cls, settings: Settings, rules: Rules, reference: ReferenceData,
+        vectors: Vectors | None = None,
+    ) -> Policy:  # fmt: skip
         return cls(
             rules,
             reference,
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             attribution_ms=int(settings.attribution_window_s * 1000),
             timer_idle_ms=int(settings.timer_idle_s * 1000),
+            taste_half_life_ms=int(settings.taste_half_life_s * 1000),
+            vectors=vectors,
         )
 
 
@@ -117,6 +129,7 @@ def update(policy: Policy, profile: Profile, event: Event, windows: bool = True)
         source = upgraded(event["profile"])
         merge_profiles(profile, source)
         merge_features(profile, source)
+        merge_taste(profile, source, policy.taste_half_life_ms)
     else:
         apply_event(profile, event)
     fired = []
@@ -174,6 +187,9 @@ class Fold:
         self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
         self.unattributed: Counter[str] = Counter()
         self.fresh: list[tuple[str, int]] = []  # (feature family, event time) applied
+        # Per profile, the taste additions not yet in its stored vector: one
+        # decode and encode per person per bundle, not per event.
+        self.tastes: dict[str, Additions] = {}
 
     def profile(self, key: str) -> Profile:
         profile = self.profiles.get(key)
@@ -230,9 +246,11 @@ class Fold:
         self.outcomes += joined
         if unattributed:
             self.unattributed[unattributed] += 1
+        vectors = self.policy.vectors
+        tasted = vectors is not None and observe_taste(self.tastes, event["user"], event, vectors)
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
-        self.fresh += mark_families(profile, event)
+        self.fresh += mark_families(profile, event, tasted)
         for kind, config, before in waits:
             assert kind.timer is not None
             after = kind.timer.started_at(profile)
@@ -263,12 +281,21 @@ class Fold:
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The table writes: each changed profile once, and the timers set."""
+        for key in list(self.tastes):
+            self._taste_in(key)
         written: list[tuple[bytes, bytes | None]] = [
             (key.encode(), dumps(self.profiles[key])) for key in self.dirty
         ]
         return written + [(timer_key(due, rule, key), b"") for due, rule, key in self.timers]
 
+    def _taste_in(self, key: str) -> None:
+        """Fold ``key``'s pending taste additions into its profile."""
+        adding = self.tastes.pop(key, None)
+        if adding is not None:
+            fold_in_taste(self.profiles[key], adding, self.policy.taste_half_life_ms)
+
     def _record(self, profile: Profile, event: Event, moment: Moment) -> None:
+        self._taste_in(profile["user"])  # the moment's copy holds every event so far
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
@@ -285,6 +312,7 @@ class Fold:
         if held is not None:
             self.merges["already" if held == into else "conflict"] += 1
             return
+        self._taste_in(old)  # the profile moves whole, this bundle's views too
         self.profiles[old] = {
             "v": PROFILE_VERSION, "user": old, "merged_into": into, "updated": event["ts"]
         }  # fmt: skip

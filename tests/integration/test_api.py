@@ -113,7 +113,7 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
             # Each family as of its latest event; anon-1's views came with the merge.
             as_of = get(settings, "u0/features").json()["as_of"]
             assert as_of == {"traits": T0 + 3000, "session": T0 + 2001, "windows": T0 + 2001,
-                             "location": None}  # fmt: skip
+                             "location": None, "taste": None}  # fmt: skip
             offers = get(settings, "u0/offers").json()
             assert offers["offers"] == [] and offers["consent"] == {"opted_out": False}
 

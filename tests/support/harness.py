@@ -23,6 +23,7 @@ from agents.fold import Fold, Policy
 from agents.guard import fold_all
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
+from agents.taste import Vectors
 from agents.timers import TIMER_PREFIX
 from streams.codecs import loads
 from streams.keys import Partitioner
@@ -36,16 +37,19 @@ SOURCES = {
 T0 = 1_795_000_000_000
 
 
-def policy(rules: Rules | None = None) -> Policy:
-    """The fold's policy from the test settings, with ``rules`` or the settings' rules file."""
+def policy(rules: Rules | None = None, vectors: Vectors | None = None) -> Policy:
+    """The fold's policy from the test settings, with ``rules`` or the settings' rules
+    file, and product ``vectors`` if given (none: no taste vectors)."""
     settings = Settings()
     rules = load_rules(settings.rules_file) if rules is None else rules
-    return Policy.of(settings, rules, ReferenceData(settings.reference_dir))
+    return Policy.of(settings, rules, ReferenceData(settings.reference_dir), vectors)
 
 
 class Harness:
-    def __init__(self, partitions: int = 4, rules: Rules | None = None) -> None:
-        self.policy = policy(rules)
+    def __init__(
+        self, partitions: int = 4, rules: Rules | None = None, vectors: Vectors | None = None
+    ) -> None:
+        self.policy = policy(rules, vectors)
         self.router = Router(SOURCES, partitions, int(Settings().max_future_s * 1000))
         self.clocks: dict[int, Clock] = {}  # each partition's, as the table keeps it
         self.late = self.future = 0
