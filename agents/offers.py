@@ -23,6 +23,7 @@ from agents.coupons import coupon_code, discount_pct
 from agents.moment_types import fallback, prompt_for, select_context, with_terms
 from agents.moments import offer_id
 from agents.rules import Rules
+from agents.taste import Vectors
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
@@ -90,11 +91,12 @@ class OfferWriter:
 
     def __init__(
         self, settings: Settings, rules: Rules, reference: ReferenceData, metrics: Metrics,
-        prompt: PromptBuilder = prompt_for,
+        prompt: PromptBuilder = prompt_for, vectors: Vectors | None = None,
     ) -> None:  # fmt: skip
         self.settings, self.rules = settings, rules
         self.reference, self.metrics = reference, metrics
         self.prompt = prompt
+        self.vectors = vectors  # product vectors: products like the person's taste
 
     async def generate(self, client: LLMClient, moment: Moment) -> Offer:
         """The moment's offer, written; anything that fails is a bug, raised as
@@ -116,6 +118,7 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
         writer.reference.current,
         writer.rules.rule(moment["type"]),
         budget_tokens=settings.llm_context_tokens,
+        vectors=writer.vectors,
     )
     pct = discount_pct(context.loyalty_tier)
     # Moments carry their variant; ones written before they did get the same one again.

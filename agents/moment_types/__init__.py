@@ -12,6 +12,7 @@ from dataclasses import replace
 from agents.moment_types import browse_abandoned, cart_abandoned, store_entry, win_back
 from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
 from agents.profile import Profile
+from agents.taste import Vectors
 from models.context import DEFAULT_BUDGET_TOKENS, ContextSlice, within_budget
 from models.guardrails import Draft
 from models.prompts import Prompt, terms_sentence, with_variant
@@ -42,11 +43,14 @@ def select_context(
     reference: Reference,
     config: RuleConfig,
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    vectors: Vectors | None = None,
 ) -> ContextSlice:
-    """The facts for this moment (``config`` is its type's rules), ranked, and
-    cut to ``budget_tokens`` of prompt data."""
+    """The facts for this moment (``config`` is its type's rules), ranked (by the
+    person's taste too, given product ``vectors``), and cut to ``budget_tokens``
+    of prompt data."""
     kind = MOMENT_TYPES[moment.get("type", STORE_ENTRY)]
-    return within_budget(kind.context(profile, moment, reference, config), budget_tokens)
+    chosen = kind.context(profile, moment, reference, config, vectors)
+    return within_budget(chosen, budget_tokens)
 
 
 def prompt_for(moment_type: str, context: ContextSlice, variant: str = "a") -> Prompt:
