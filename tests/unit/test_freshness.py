@@ -58,8 +58,13 @@ def test_a_merged_profile_brings_its_as_of_times() -> None:
     harness.send(("clickstream", {"type": "identify", "anonymousId": "anon-1", "userId": "ana",
                                   "messageId": "login", "timestamp": T0 + 40}))  # fmt: skip
     as_of = features_view(harness.profile("ana"), asked())["as_of"]
-    assert as_of == {"traits": T0 + 40, "session": T0 + 50, "windows": T0 + 50, "location": None,
-                     "taste": None}
+    assert as_of == {
+        "traits": T0 + 40,
+        "session": T0 + 50,
+        "windows": T0 + 50,
+        "location": None,
+        "taste": None,
+    }
 
 
 def test_only_applied_events_are_measured_once_each_family() -> None:
