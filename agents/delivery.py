@@ -69,7 +69,9 @@ class OfferDelivery(mode.Service):
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.writer = OfferWriter(rt.settings, rt.rules, rt.reference, rt.metrics)
+        self.writer = OfferWriter(
+            rt.settings, rt.rules, rt.reference, rt.metrics, vectors=rt.vectors
+        )
         super().__init__()
 
     def __post_init__(self) -> None:

@@ -54,7 +54,7 @@ from agents.profile import (
     upgraded,
 )
 from agents.rules import Rules, suppression
-from agents.taste import Additions, Vectors
+from agents.taste import Additions
 from agents.taste import fold_in as fold_in_taste
 from agents.taste import merged as merge_taste
 from agents.taste import observe as observe_taste
@@ -64,6 +64,7 @@ from streams.codecs import dumps, loads
 from streams.domain import Event, Moment
 from streams.reference import ReferenceData
 from streams.settings import Settings
+from streams.vectors import ProductVectors
 
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
@@ -83,7 +84,7 @@ class Policy:
     timer_idle_ms: int
     taste_half_life_ms: int = 14 * 86_400_000
     # Product vectors for the taste vector (agents/taste.py); None: no taste.
-    vectors: Vectors | None = None
+    vectors: ProductVectors | None = None
     # The enabled moment types with their rules, found once (the rules are
     # frozen), since every event goes through them: those detected on an
     # event, and per event kind those whose timer it can move.
@@ -104,7 +105,7 @@ class Policy:
     @classmethod
     def of(
         cls, settings: Settings, rules: Rules, reference: ReferenceData,
-        vectors: Vectors | None = None,
+        vectors: ProductVectors | None = None,
     ) -> Policy:  # fmt: skip
         return cls(
             rules,

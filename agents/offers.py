@@ -23,7 +23,6 @@ from agents.coupons import coupon_code, discount_pct
 from agents.moment_types import fallback, prompt_for, select_context, with_terms
 from agents.moments import offer_id
 from agents.rules import Rules
-from agents.taste import Vectors
 from models.client import LLMClient, LLMError
 from models.context import ContextSlice
 from models.guardrails import Draft, Rejected, check
@@ -34,6 +33,7 @@ from streams.errors import KairosError
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
 from streams.settings import Settings
+from streams.vectors import ProductVectors
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class OfferWriter:
 
     def __init__(
         self, settings: Settings, rules: Rules, reference: ReferenceData, metrics: Metrics,
-        prompt: PromptBuilder = prompt_for, vectors: Vectors | None = None,
+        prompt: PromptBuilder = prompt_for, vectors: ProductVectors | None = None,
     ) -> None:  # fmt: skip
         self.settings, self.rules = settings, rules
         self.reference, self.metrics = reference, metrics

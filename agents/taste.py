@@ -26,14 +26,14 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from agents.profile import VIEW_EVENTS, code
 from streams.domain import Event, Profile
+from streams.vectors import ProductVectors
 
-DIM = 384
 LEVELS = 127  # int8 steps either side of zero
 # What an event says about taste, per kind. A cart or an order is a choice,
 # a view often a glance: each counts several views. Not more, so that one
@@ -42,16 +42,6 @@ LEVELS = 127  # int8 steps either side of zero
 VIEW_WEIGHT = 1.0
 CART_WEIGHT = 3.0
 BUY_WEIGHT = 5.0
-
-
-class Vectors(Protocol):
-    """Product vectors, unit length (streams/vectors.py)."""
-
-    def get(self, pid: str) -> np.ndarray | None: ...
-
-    def nearest(
-        self, vec: np.ndarray, k: int, among: list[str] | None = None
-    ) -> list[tuple[str, float]]: ...
 
 
 def weighed(event: Event) -> list[tuple[str, float]]:
@@ -87,7 +77,7 @@ class Additions:
         self.vectors.append(vector)
 
 
-def observe(pending: dict[str, Additions], key: str, event: Event, vectors: Vectors) -> bool:
+def observe(pending: dict[str, Additions], key: str, event: Event, vectors: ProductVectors) -> bool:
     """Collect ``event``'s products that have a vector into ``pending[key]``."""
     found = False
     for product, weight in weighed(event):

@@ -12,11 +12,11 @@ from dataclasses import replace
 from agents.moment_types import browse_abandoned, cart_abandoned, store_entry, win_back
 from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
 from agents.profile import Profile
-from agents.taste import Vectors
 from models.context import DEFAULT_BUDGET_TOKENS, ContextSlice, within_budget
 from models.guardrails import Draft
 from models.prompts import Prompt, terms_sentence, with_variant
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 MOMENT_TYPES: dict[str, MomentType] = {
     kind.name: kind
@@ -43,7 +43,7 @@ def select_context(
     reference: Reference,
     config: RuleConfig,
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
-    vectors: Vectors | None = None,
+    vectors: ProductVectors | None = None,
 ) -> ContextSlice:
     """The facts for this moment (``config`` is its type's rules), ranked (by the
     person's taste too, given product ``vectors``), and cut to ``budget_tokens``

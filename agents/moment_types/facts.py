@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from agents.profile import recent_views, trait
-from agents.taste import Vectors, taste_of
+from agents.taste import taste_of
 from models.context import MAX_PRODUCTS, first_name_of, trait_text
 from streams.domain import Profile
 from streams.reference import Product, Reference, Store
+from streams.vectors import ProductVectors
 
 # Cosines between related products' vectors run about 0.3-0.8, so the
 # store's shelf outweighs any difference in taste, and a view outweighs a
@@ -44,7 +45,7 @@ def name_and_tier(profile: Profile) -> tuple[str | None, str | None, list[str]]:
 
 def rank_products(
     profile: Profile, now_ts: int, window_ms: int, store: Store, reference: Reference,
-    vectors: Vectors | None = None,
+    vectors: ProductVectors | None = None,
 ) -> list[Product]:  # fmt: skip
     """The products for a moment at ``store``, best first, at most MAX_PRODUCTS:
     those viewed within ``window_ms`` before ``now_ts`` and, with a taste
@@ -64,7 +65,11 @@ def rank_products(
 
 
 def _by_taste(
-    taste: np.ndarray, vectors: Vectors, seen: dict[str, int], store: Store, reference: Reference
+    taste: np.ndarray,
+    vectors: ProductVectors,
+    seen: dict[str, int],
+    store: Store,
+    reference: Reference,
 ) -> dict[str, float]:
     """Each candidate's score: the viewed products and the store's nearest the taste."""
     shelf = [p.id for p in reference.products.values() if p.category in store.categories]

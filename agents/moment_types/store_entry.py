@@ -24,11 +24,11 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig
 from agents.moment_types.facts import name_and_tier, rank_products
 from agents.moments import OPT_OUT_TRAITS, SAME_VISIT_MS, moment_id, opted_out
 from agents.profile import Profile, recent_views, trait
-from agents.taste import Vectors
 from models.context import ContextSlice, trait_text
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 NAME = "store_entry"
 
@@ -81,7 +81,7 @@ def detect(profile: Profile, config: StoreEntry, opt_out_traits: tuple[str, ...]
 
 def store_context(
     profile: Profile, moment: Moment, reference: Reference, window_ms: int,
-    vectors: Vectors | None = None,
+    vectors: ProductVectors | None = None,
 ) -> ContextSlice:  # fmt: skip
     """The name, the tier, and the products viewed within ``window_ms`` or like the
     person's taste, ranked for the store (agents/moment_types/facts.py); the
@@ -104,7 +104,7 @@ def store_context(
 
 def context(
     profile: Profile, moment: Moment, reference: Reference, config: StoreEntry,
-    vectors: Vectors | None = None,
+    vectors: ProductVectors | None = None,
 ) -> ContextSlice:  # fmt: skip
     return store_context(profile, moment, reference, config.recent_interest_ms, vectors)
 

@@ -17,11 +17,11 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig, Timer
 from agents.moment_types.store_entry import store_context
 from agents.moments import OPT_OUT_TRAITS, due_again, last_store_visit, moment_id, opted_out
 from agents.profile import Profile
-from agents.taste import Vectors
 from models.context import ContextSlice
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 NAME = "win_back"
 DAY_MS = 86_400_000
@@ -80,7 +80,7 @@ def fire(
 
 def context(
     profile: Profile, moment: Moment, reference: Reference, config: Any,
-    vectors: Vectors | None = None,
+    vectors: ProductVectors | None = None,
 ) -> ContextSlice:  # fmt: skip
     """The store-entry context of the store (or the first store, if it closed),
     from any view still remembered."""

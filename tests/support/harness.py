@@ -23,13 +23,13 @@ from agents.fold import Fold, Policy
 from agents.guard import fold_all
 from agents.ingest import Router
 from agents.rules import Rules, load_rules
-from agents.taste import Vectors
 from agents.timers import TIMER_PREFIX
 from streams.codecs import loads
 from streams.keys import Partitioner
 from streams.reference import ReferenceData
 from streams.runtime.bundles import bundles, bundles_by_partition
 from streams.settings import Settings
+from streams.vectors import ProductVectors
 
 SOURCES = {
     "clickstream": "clickstream", "crm": "crm", "location": "location", "feedback": "feedback"
@@ -37,7 +37,7 @@ SOURCES = {
 T0 = 1_795_000_000_000
 
 
-def policy(rules: Rules | None = None, vectors: Vectors | None = None) -> Policy:
+def policy(rules: Rules | None = None, vectors: ProductVectors | None = None) -> Policy:
     """The fold's policy from the test settings, with ``rules`` or the settings' rules
     file, and product ``vectors`` if given (none: no taste vectors)."""
     settings = Settings()
@@ -47,7 +47,7 @@ def policy(rules: Rules | None = None, vectors: Vectors | None = None) -> Policy
 
 class Harness:
     def __init__(
-        self, partitions: int = 4, rules: Rules | None = None, vectors: Vectors | None = None
+        self, partitions: int = 4, rules: Rules | None = None, vectors: ProductVectors | None = None
     ) -> None:
         self.policy = policy(rules, vectors)
         self.router = Router(SOURCES, partitions, int(Settings().max_future_s * 1000))

@@ -12,7 +12,6 @@ import pytest
 from agents.taste import (
     BUY_WEIGHT,
     CART_WEIGHT,
-    DIM,
     LEVELS,
     VIEW_WEIGHT,
     decoded,
@@ -20,8 +19,9 @@ from agents.taste import (
     taste_of,
 )
 from streams.settings import Settings
+from streams.vectors import DIM, ProductVectors
 from tests.support.harness import T0, Harness
-from tests.support.vectors import HandMadeVectors, unit
+from tests.support.vectors import hand_made, unit
 
 HALF = int(Settings().taste_half_life_s * 1000)
 # Event times up to T, the records' own time: a later one would be taken at T0.
@@ -29,8 +29,8 @@ T = T0 - 3 * HALF
 A, B, C = unit(1, 0, 0), unit(0, 1, 0), unit(0, 0, 1)
 
 
-def vectors() -> HandMadeVectors:
-    return HandMadeVectors({"p-a": A, "p-b": B, "p-c": C})
+def vectors() -> ProductVectors:
+    return hand_made({"p-a": A, "p-b": B, "p-c": C})
 
 
 def view(n: int, product: str, ts: int, **ids: str) -> tuple[str, dict[str, Any]]:

@@ -11,7 +11,8 @@ from agents.rules import load_rules
 from agents.taste import Additions, fold_in
 from models.context import SUGGESTED_KEY
 from streams.reference import load_reference
-from tests.support.vectors import HandMadeVectors, unit
+from streams.vectors import ProductVectors
+from tests.support.vectors import hand_made, unit
 
 REF = load_reference()
 RULES = load_rules()
@@ -21,15 +22,15 @@ HALF = 14 * 24 * HOUR
 MOMENT = {"store_id": "s-flatiron", "event_ts": 100 * HOUR, "user": "u1", "type": "store_entry"}
 
 
-def catalog_vectors() -> HandMadeVectors:
+def catalog_vectors() -> ProductVectors:
     """Each product on an axis of its own, but the wool beanie close to the throw blanket."""
     rows = {pid: unit(*([0.0] * (n + 2) + [1.0])) for n, pid in enumerate(REF.products)}
     rows["p-501"] = unit(1, 0)  # Linen throw blanket (home)
     rows["p-303"] = unit(0.9, 0.3)  # Wool beanie (apparel): warm and soft, like it
-    return HandMadeVectors(rows)
+    return hand_made(rows)
 
 
-def viewing(vectors: HandMadeVectors, *views: tuple[int, str]) -> dict:
+def viewing(vectors: ProductVectors, *views: tuple[int, str]) -> dict:
     """A profile that viewed ``views`` (time, product), its taste folded from them."""
     profile = new_profile("u1")
     apply_event(profile, {"kind": "identify", "ts": 1, "traits": {"first_name": "Ana"}})
