@@ -49,7 +49,12 @@ def traffic() -> tuple[list[tuple[str, dict[str, Any]]], int]:
         "type": "identify", "anonymousId": "anon-1", "userId": "u0",
         "timestamp": T0 + 3000, "messageId": "login",
     }))  # fmt: skip
-    return items, 2 * USERS + 3
+    items.append(("clickstream", {  # a product of the catalog: a recommendation
+        "type": "track", "event": "Product Viewed", "userId": "u1",
+        "properties": {"product_id": "p-101", "category": "running"},
+        "timestamp": T0 + 4000, "messageId": "view-catalog",
+    }))  # fmt: skip
+    return items, 2 * USERS + 4
 
 
 def ready(settings: Settings) -> bool:
@@ -116,6 +121,19 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
                              "location": None, "taste": None}  # fmt: skip
             offers = get(settings, "u0/offers").json()
             assert offers["offers"] == [] and offers["consent"] == {"opted_out": False}
+
+            # No product vectors in these workers: the recent views of catalog products.
+            picks = get(settings, "u1/recommendations?k=3").json()
+            assert picks["k"] == 3 and picks["taste_as_of"] is None
+            assert picks["recommendations"] == [{"product_id": "p-101", "reason": "viewed",
+                "name": "Trail running shoes", "category": "running", "score": None}]  # fmt: skip
+            assert get(settings, "u0/recommendations").json()["recommendations"] == []
+            for k in ("0", "21", "x"):
+                assert get(settings, f"u1/recommendations?k={k}").status_code == 400
+            assert get(settings, "u1/recommendations", token=None).status_code == 401
+            assert get(settings, "anon-1/recommendations?k=2").headers["Location"] == (
+                "/v1/profiles/u0/recommendations?k=2"
+            )
 
             moved = get(settings, "anon-1/traits")
             assert moved.status_code == 307
