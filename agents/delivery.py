@@ -69,9 +69,7 @@ class OfferDelivery(mode.Service):
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.writer = OfferWriter(
-            rt.settings, rt.rules, rt.reference, rt.metrics, vectors=rt.vectors
-        )
+        self.writer = OfferWriter(rt.settings, rt.rules, rt.reference, rt.metrics)
         super().__init__()
 
     def __post_init__(self) -> None:

@@ -64,7 +64,6 @@ from streams.codecs import dumps, loads
 from streams.domain import Event, Moment
 from streams.reference import ReferenceData
 from streams.settings import Settings
-from streams.vectors import ProductVectors
 
 # An event forwarded more often than this is caught in ids merged into each other.
 MAX_HOPS = 4
@@ -83,8 +82,6 @@ class Policy:
     attribution_ms: int
     timer_idle_ms: int
     taste_half_life_ms: int = 14 * 86_400_000
-    # Product vectors for the taste vector (agents/taste.py); None: no taste.
-    vectors: ProductVectors | None = None
     # The enabled moment types with their rules, found once (the rules are
     # frozen), since every event goes through them: those detected on an
     # event, and per event kind those whose timer it can move.
@@ -103,10 +100,7 @@ class Policy:
         object.__setattr__(self, "timed", {watched: tuple(t) for watched, t in timed.items()})
 
     @classmethod
-    def of(
-        cls, settings: Settings, rules: Rules, reference: ReferenceData,
-        vectors: ProductVectors | None = None,
-    ) -> Policy:  # fmt: skip
+    def of(cls, settings: Settings, rules: Rules, reference: ReferenceData) -> Policy:
         return cls(
             rules,
             reference,
@@ -114,7 +108,6 @@ class Policy:
             attribution_ms=int(settings.attribution_window_s * 1000),
             timer_idle_ms=int(settings.timer_idle_s * 1000),
             taste_half_life_ms=int(settings.taste_half_life_s * 1000),
-            vectors=vectors,
         )
 
 
@@ -247,8 +240,9 @@ class Fold:
         self.outcomes += joined
         if unattributed:
             self.unattributed[unattributed] += 1
-        vectors = self.policy.vectors
-        tasted = vectors is not None and observe_taste(self.tastes, event["user"], event, vectors)
+        # The product vectors beside the reference data (agents/embedding.py).
+        vectors = self.policy.reference.vectors
+        tasted = observe_taste(self.tastes, event["user"], event, vectors)
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
         self.fresh += mark_families(profile, event, tasted)

@@ -33,7 +33,6 @@ from streams.errors import KairosError
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
 from streams.settings import Settings
-from streams.vectors import ProductVectors
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +90,11 @@ class OfferWriter:
 
     def __init__(
         self, settings: Settings, rules: Rules, reference: ReferenceData, metrics: Metrics,
-        prompt: PromptBuilder = prompt_for, vectors: ProductVectors | None = None,
+        prompt: PromptBuilder = prompt_for,
     ) -> None:  # fmt: skip
         self.settings, self.rules = settings, rules
         self.reference, self.metrics = reference, metrics
         self.prompt = prompt
-        self.vectors = vectors  # product vectors: products like the person's taste
 
     async def generate(self, client: LLMClient, moment: Moment) -> Offer:
         """The moment's offer, written; anything that fails is a bug, raised as
@@ -118,7 +116,7 @@ async def write_offer(writer: OfferWriter, client: LLMClient, moment: Moment) ->
         writer.reference.current,
         writer.rules.rule(moment["type"]),
         budget_tokens=settings.llm_context_tokens,
-        vectors=writer.vectors,
+        vectors=writer.reference.vectors,  # products like the person's taste
     )
     pct = discount_pct(context.loyalty_tier)
     # Moments carry their variant; ones written before they did get the same one again.

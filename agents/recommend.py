@@ -33,7 +33,7 @@ def recommend(
     taste = taste_of(profile) if vectors is not None else None
     if taste is None or vectors is None:
         return [_row(reference, pid, None, "viewed") for pid in viewed[:k]]
-    nearest = vectors.nearest(taste, k, among=list(reference.products))
+    nearest = vectors.nearest(taste, k, among=reference.products.keys())
     return [
         _row(reference, pid, cosine, "viewed")
         if pid in viewed

@@ -20,7 +20,6 @@ from streams.reference import ReferenceData
 from streams.runtime.deadletters import DeadLetters
 from streams.runtime.topics import Topics
 from streams.settings import Settings
-from streams.vectors import ProductVectors
 
 
 @dataclass
@@ -32,9 +31,7 @@ class Runtime:
     - ``in_process`` (ingest -> context) and its ``lock``, taken by both
       stages around a bundle's fold and writes;
     - ``early`` (context -> delivery): generations started at detection;
-    - ``ready_checks``: more conditions for /ready, one per service;
-    - ``vectors``: the product vectors beside the reference data (the taste
-      vector's, agents/taste.py); empty, no person has a taste.
+    - ``ready_checks``: more conditions for /ready, one per service.
     """
 
     settings: Settings
@@ -48,7 +45,6 @@ class Runtime:
     dead_letters: DeadLetters
     in_process: InProcess
     early: EarlyStarts
-    vectors: ProductVectors = field(default_factory=ProductVectors)
     partition_for: Partitioner = field(init=False)
     clients: Clients = field(init=False)
 

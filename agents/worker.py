@@ -9,7 +9,8 @@ as it likes (the tests do). The order is the boot order's:
 2. the profiles table and the hand-offs between stages (agents/runtime.py);
 3. the stages, each given the runtime: context (its agent and sweep timer),
    ingest (folding through context), offers delivery, the reference
-   follower and the Profile API. Faust starts the services in that order
+   follower, the product embedder (its vectors beside the reference data)
+   and the Profile API. Faust starts the services in that order
    and stops them in reverse.
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from agents import api, context, delivery, ingest, reference
+from agents import api, context, delivery, embedding, ingest, reference
 from agents.handoffs import EarlyStarts, InProcess
 from agents.rules import Rules, load_rules
 from agents.runtime import Runtime
@@ -39,6 +40,7 @@ def create_app(settings: Settings, rules: Rules | None = None) -> Runtime:
     ingest.install(rt, stage.fold_in_process)
     delivery.install(rt)
     reference.install(rt)
+    embedding.install(rt)
     api.install(rt, stage)
     return rt
 

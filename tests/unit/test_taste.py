@@ -137,7 +137,7 @@ def test_a_moment_carries_the_taste_of_the_events_before_it_in_the_bundle() -> N
             "lat": store.lat, "lon": store.lon}  # fmt: skip
     catalog = harness.policy.reference.current.products
     product = next(p for p in catalog.values() if p.category in store.categories)
-    harness.policy.vectors.set(product.id, A)  # type: ignore[union-attr]
+    harness.policy.reference.vectors.set(product.id, A)
     harness.send(view(1, product.id, T), ("location", ping))
     assert [m["type"] for m in harness.moments] == ["store_entry"]
     close(decoded(harness.moments[0]["profile"]["taste"])[1], A)  # type: ignore[index]

@@ -1,0 +1,168 @@
+"""Product vectors: every product's text embedded once, and again when it changes.
+
+At start the encoder is loaded (models/embeddings, in-process; a missing
+model stops the worker with its name) and the whole catalog is embedded in
+one pass, batched, off the event loop (one executor thread). Then the stage
+follows the reference data in force: ReferenceData tells it of each product
+the reference topic changes, and a pass embeds the products whose text
+(name, category, description: :func:`product_text`) has no vector yet,
+and drops the vectors of products that are gone. A price change alone
+re-embeds nothing.
+
+A failed batch (the encoder raised) never stops the worker: its products
+keep the vector they had (a new product has none), the failure is counted,
+and the pass is tried again ``KAIROS_EMBED_RETRY_S`` later, or at the next
+product change, whichever comes first. The worker is ready once the first
+pass has been tried, so /ready does not wait on a model that keeps failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import mode
+import numpy as np
+
+from agents.runtime import Runtime
+from models.embeddings import EmbeddingError, Encoder, model_folder
+from streams.errors import CommandError
+from streams.reference import Product
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+# Texts per encoder call: a call holds the executor thread, so a long catalog
+# is cut into calls a stop can wait for (about 1 s each on 2 busy cores).
+CHUNK = 128
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def product_text(product: Product) -> str:
+    """What a product's vector is made of."""
+    text = f"{product.name} ({product.category})"
+    return f"{text}. {product.description}" if product.description else text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One pass's work: texts to embed by product id, and ids to drop."""
+
+    embed: dict[str, str]
+    drop: list[str]
+
+
+def plan(products: Mapping[str, Product], embedded: Mapping[str, str]) -> Plan:
+    """What to do to make ``embedded`` (id -> the text its vector was made
+    from) match ``products``."""
+    texts = {pid: product_text(p) for pid, p in products.items()}
+    embed = {pid: text for pid, text in texts.items() if embedded.get(pid) != text}
+    return Plan(embed, [pid for pid in embedded if pid not in texts])
+
+
+class ProductEmbedder(mode.Service):
+    """Keeps ``rt.reference.vectors`` in step with the products in force."""
+
+    def __init__(self, rt: Runtime, encode: Encode | None = None) -> None:
+        self.rt = rt
+        self._encode = encode  # None: load the configured model at start
+        super().__init__()
+
+    def __post_init__(self) -> None:
+        self.embedded: dict[str, str] = {}
+        self.tried = False
+        self.wake = asyncio.Event()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kairos-embed")
+        self.rt.reference.product_listeners.append(self.changed)
+        self.rt.ready_checks.append(lambda: self.tried)
+
+    def changed(self, pid: str) -> None:
+        """A product was added, changed or removed: run a pass soon."""
+        self.wake.set()
+
+    async def on_start(self) -> None:
+        if self._encode is None:
+            loop = asyncio.get_running_loop()
+            folder = self.rt.settings.embed_model_dir
+            encoder = await loop.run_in_executor(self.pool, Encoder.load, folder)
+            log.info("embedding model loaded from %s", encoder.folder)
+            self._encode = encoder.encode
+
+    async def on_stop(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    @mode.Service.task
+    async def _keep_up(self) -> None:
+        while not self.should_stop:
+            self.wake.clear()
+            done = await self.sync()
+            self.tried = True
+            retry = None if done else self.rt.settings.embed_retry_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=retry)
+
+    async def sync(self) -> bool:
+        """One pass; False if a batch failed (its products wait for the retry)."""
+        vectors, metrics = self.rt.reference.vectors, self.rt.metrics
+        work = plan(self.rt.reference.current.products, self.embedded)
+        for pid in work.drop:
+            vectors.remove(pid)
+            del self.embedded[pid]
+        metrics.product_embeddings.labels("removed").inc(len(work.drop))
+        items = list(work.embed.items())
+        ok = True
+        for start in range(0, len(items), CHUNK):
+            if not await self._embed(items[start : start + CHUNK]):
+                ok = False
+                break
+        metrics.product_vectors.set(len(vectors))
+        return ok
+
+    async def _embed(self, items: list[tuple[str, str]]) -> bool:
+        assert self._encode is not None
+        metrics = self.rt.metrics
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            matrix = await loop.run_in_executor(self.pool, self._encode, [t for _, t in items])
+        except Exception as exc:  # any failure of the model: retried, never fatal
+            metrics.product_embeddings.labels("failed").inc(len(items))
+            log.warning("embedding %d products failed, retrying later: %r", len(items), exc)
+            return False
+        metrics.embedding_latency.observe(time.perf_counter() - started)
+        self._apply(items, matrix)
+        return True
+
+    def _apply(self, items: list[tuple[str, str]], matrix: np.ndarray) -> None:
+        products = self.rt.reference.current.products
+        embedded = 0
+        for (pid, text), vector in zip(items, matrix, strict=True):
+            product = products.get(pid)
+            # Changed or removed while its batch ran: the next pass has it.
+            if product is None or product_text(product) != text:
+                continue
+            self.rt.reference.vectors.set(pid, vector)
+            self.embedded[pid] = text
+            embedded += 1
+        self.rt.metrics.product_embeddings.labels("embedded").inc(embedded)
+
+
+def check_model(settings: Settings) -> None:
+    """A CommandError naming what is missing if the configured model is not
+    there; reads no weights (the worker's command calls it first)."""
+    try:
+        model_folder(settings.embed_model_dir)
+    except EmbeddingError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def install(rt: Runtime, encode: Encode | None = None) -> ProductEmbedder:
+    """Register the product embedder with ``rt.app``; ``encode`` replaces the
+    configured model (tests)."""
+    embedder = ProductEmbedder(rt, encode)
+    rt.app.service(embedder)
+    return embedder

