@@ -122,12 +122,17 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
             offers = get(settings, "u0/offers").json()
             assert offers["offers"] == [] and offers["consent"] == {"opted_out": False}
 
-            # No product vectors in these workers: the recent views of catalog products.
+            # u1 viewed a catalog product, whose vector the worker embedded at start.
             picks = get(settings, "u1/recommendations?k=3").json()
-            assert picks["k"] == 3 and picks["taste_as_of"] is None
-            assert picks["recommendations"] == [{"product_id": "p-101", "reason": "viewed",
-                "name": "Trail running shoes", "category": "running", "score": None}]  # fmt: skip
-            assert get(settings, "u0/recommendations").json()["recommendations"] == []
+            assert picks["k"] == 3 and picks["taste_as_of"] == T0 + 4000
+            first, *others = picks["recommendations"]
+            assert (first["product_id"], first["reason"]) == ("p-101", "viewed")
+            assert first["score"] > 0.99  # the taste is that one product
+            assert len(others) == 2
+            assert all(o["reason"] == "similar" and o["like"] == "p-101" for o in others)
+            # u0 viewed products the catalog does not have: no taste, nothing to show.
+            none = get(settings, "u0/recommendations").json()
+            assert none["recommendations"] == [] and none["taste_as_of"] is None
             for k in ("0", "21", "x"):
                 assert get(settings, f"u1/recommendations?k={k}").status_code == 400
             assert get(settings, "u1/recommendations", token=None).status_code == 401
