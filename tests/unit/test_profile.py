@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
+
 from agents.profile import (
     DEDUPE_WINDOW,
     MAX_CODE,
@@ -17,7 +19,9 @@ from agents.profile import (
     remember_offer,
     upgraded,
 )
+from agents.taste import encoded
 from streams.codecs import dumps
+from streams.vectors import DIM
 from tests.support.harness import T0, Harness
 
 HOUR = 3_600_000
@@ -136,6 +140,9 @@ def worst_case() -> dict[str, Any]:
         remember_offer(profile, f"o-{o}".ljust(26, "o"), "cart_abandoned", week, "b", "holdout")
     for outcome in profile["outcomes"].values():  # an order converts what it follows
         outcome["converted"] = week
+    # The taste vector: a fixed size, the longest scale and as-of time it can have.
+    profile["taste"] = encoded(week, np.full(DIM, -3.4e38 / 2, dtype=np.float32))
+    profile["asof"]["taste"] = week
     return profile
 
 
