@@ -42,6 +42,7 @@ from agents.moments import moment_of, opted_out
 from agents.profile import MAX_RECENT, Profile, recent_events
 from agents.recommend import DEFAULT_K, MAX_K, recommend
 from agents.runtime import Runtime
+from agents.taste import latest as latest_taste
 from streams.codecs import dumps, now_ms
 from streams.reference import Reference
 from streams.vectors import ProductVectors
@@ -119,7 +120,7 @@ def recommendations_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     return {
         "k": asked.k,
         "recommendations": recommend(profile, asked.reference, asked.vectors, asked.k),
-        "taste_as_of": (profile.get("taste") or [None])[0],  # event time; None: no taste yet
+        "taste_as_of": latest_taste(profile),  # event time; None: no taste yet
     }
 
 

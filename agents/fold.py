@@ -54,8 +54,6 @@ from agents.profile import (
     upgraded,
 )
 from agents.rules import Rules, suppression
-from agents.taste import Additions
-from agents.taste import fold_in as fold_in_taste
 from agents.taste import merged as merge_taste
 from agents.taste import observe as observe_taste
 from agents.timers import timer_key
@@ -123,7 +121,7 @@ def update(policy: Policy, profile: Profile, event: Event, windows: bool = True)
         source = upgraded(event["profile"])
         merge_profiles(profile, source)
         merge_features(profile, source)
-        merge_taste(profile, source, policy.taste_half_life_ms)
+        merge_taste(profile, source, policy.reference.vectors, policy.taste_half_life_ms)
     else:
         apply_event(profile, event)
     fired = []
@@ -181,9 +179,6 @@ class Fold:
         self.outcomes: list[dict[str, Any]] = []  # joined to moments (agents/attribution.py)
         self.unattributed: Counter[str] = Counter()
         self.fresh: list[tuple[str, int]] = []  # (feature family, event time) applied
-        # Per profile, the taste additions not yet in its stored vector: one
-        # decode and encode per person per bundle, not per event.
-        self.tastes: dict[str, Additions] = {}
 
     def profile(self, key: str) -> Profile:
         profile = self.profiles.get(key)
@@ -241,8 +236,8 @@ class Fold:
         if unattributed:
             self.unattributed[unattributed] += 1
         # The product vectors beside the reference data (agents/embedding.py).
-        vectors = self.policy.reference.vectors
-        tasted = observe_taste(self.tastes, event["user"], event, vectors)
+        vectors, half_life = self.policy.reference.vectors, self.policy.taste_half_life_ms
+        tasted = observe_taste(profile, event, vectors, half_life)
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
         self.fresh += mark_families(profile, event, tasted)
@@ -276,21 +271,12 @@ class Fold:
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The table writes: each changed profile once, and the timers set."""
-        for key in list(self.tastes):
-            self._taste_in(key)
         written: list[tuple[bytes, bytes | None]] = [
             (key.encode(), dumps(self.profiles[key])) for key in self.dirty
         ]
         return written + [(timer_key(due, rule, key), b"") for due, rule, key in self.timers]
 
-    def _taste_in(self, key: str) -> None:
-        """Fold ``key``'s pending taste additions into its profile."""
-        adding = self.tastes.pop(key, None)
-        if adding is not None:
-            fold_in_taste(self.profiles[key], adding, self.policy.taste_half_life_ms)
-
     def _record(self, profile: Profile, event: Event, moment: Moment) -> None:
-        self._taste_in(profile["user"])  # the moment's copy holds every event so far
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
@@ -307,7 +293,6 @@ class Fold:
         if held is not None:
             self.merges["already" if held == into else "conflict"] += 1
             return
-        self._taste_in(old)  # the profile moves whole, this bundle's views too
         self.profiles[old] = {
             "v": PROFILE_VERSION, "user": old, "merged_into": into, "updated": event["ts"]
         }  # fmt: skip

@@ -30,7 +30,7 @@ def recommend(
     """Up to ``k`` products for the person, best first."""
     viewed = list(dict.fromkeys(v[1] for v in reversed(profile.get("views") or [])))
     viewed = [pid for pid in viewed if pid in reference.products]
-    taste = taste_of(profile) if vectors is not None else None
+    taste = taste_of(profile, vectors) if vectors is not None else None
     if taste is None or vectors is None:
         return [_row(reference, pid, None, "viewed") for pid in viewed[:k]]
     nearest = vectors.nearest(taste, k, among=reference.products.keys())

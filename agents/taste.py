@@ -1,31 +1,35 @@
 """A person's taste: a recency-decayed sum of the vectors of the products
 they viewed, carted and bought.
 
-    profile["taste"] = [as_of, scale, "<base64 of DIM int8>"]
+    profile["taste"] = [as_of, scale, "<base64 of DIM int8>", latest,
+                        [product id, coefficient, product id, coefficient, ...]]
 
-The sum is held as of ``as_of`` (an event time): each event added with the
-weight of its kind, halved for every ``half_life_ms`` between its time and
-``as_of``. Decay is lazy: a newer event first decays the sum to its own
-time, an older one (out of order) is added decayed to ``as_of``, so the sum
-is the same whatever order the events came in. Two people found to be one
-are summed at the later of their as-of times.
+The sum is held as of ``as_of`` (an event time): each event's product
+counts with the weight of its kind, halved for every ``half_life_ms`` of
+event time before ``as_of`` (doubled for every one after). ``latest`` is the
+newest event time in it. Since every weight is relative to the same time,
+the order events arrive in does not matter: a late one simply counts less.
+Two people found to be one are summed at the later of their latest times.
 
-Stored as int8 with one scale (the largest component over 127): 384 bytes,
-512 characters of base64, about 540 bytes of JSON per person, however many
-events it sums. Each component is off by at most half a step (``scale``/2),
-and rounding never saturates, since the scale follows the largest component.
+The vector is stored as int8 with one scale (the largest component over
+127): 384 bytes, 512 characters of base64, about 550 bytes of JSON per
+person, however many events it sums. Each component is off by at most half
+a step (``scale``/2), and rounding never saturates, since the scale follows
+the largest component.
 
-The fold does not touch the vector per event: it collects a person's
-additions (:class:`Additions`) and :func:`fold_in` applies them once per
-person per bundle, one decode and one encode. A product without a vector is
-skipped; nothing calls a model here.
+An event touches no vector: its products (those that have a vector; a model
+is never called here) join the list after it with their coefficients, a
+few bytes each. Every :data:`PENDING` of them, the list is summed into the
+vector (:func:`settle`: one decode, one matrix product, one encode) and
+``as_of`` moves to ``latest``. Readers (context selection, the Profile API)
+add the list to the vector as they read, with the product vectors in force
+then: a product whose vector is gone by then no longer counts.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +46,11 @@ LEVELS = 127  # int8 steps either side of zero
 VIEW_WEIGHT = 1.0
 CART_WEIGHT = 3.0
 BUY_WEIGHT = 5.0
+# Products an event adds wait in the profile until this many are pending
+# (or until one is this far after the stored as-of time, so that doubled
+# weights stay far inside float32's range), then are summed in at once.
+PENDING = 8
+REBASE = 2.0**20
 
 
 def weighed(event: Event) -> list[tuple[str, float]]:
@@ -63,29 +72,21 @@ def weighed(event: Event) -> list[tuple[str, float]]:
     return [(product, weight)] if product else []
 
 
-@dataclass
-class Additions:
-    """One person's additions in one bundle, not yet in their stored vector."""
-
-    times: list[int] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, ts: int, weight: float, vector: np.ndarray) -> None:
-        self.times.append(ts)
-        self.weights.append(weight)
-        self.vectors.append(vector)
-
-
-def observe(pending: dict[str, Additions], key: str, event: Event, vectors: ProductVectors) -> bool:
-    """Collect ``event``'s products that have a vector into ``pending[key]``."""
-    found = False
-    for product, weight in weighed(event):
-        vector = vectors.get(product)
-        if vector is not None:
-            pending.setdefault(key, Additions()).add(event["ts"], weight, vector)
-            found = True
-    return found
+def observe(profile: Profile, event: Event, vectors: ProductVectors, half_life_ms: int) -> bool:
+    """Count ``event``'s products that have a vector in the person's taste; if any."""
+    found = [(product, weight) for product, weight in weighed(event) if product in vectors]
+    if not found:
+        return False
+    ts = event["ts"]
+    held = profile.get("taste") or [ts, 0.0, "", ts, []]
+    factor = 2.0 ** ((ts - held[0]) / half_life_ms)
+    for product, weight in found:
+        held[4] += [product, float(f"{weight * factor:.6g}")]
+    held[3] = max(held[3], ts)
+    profile["taste"] = held
+    if len(held[4]) >= 2 * PENDING or factor > REBASE:
+        settle(profile, vectors, half_life_ms)
+    return True
 
 
 def decay(from_ts: int, to_ts: int, half_life_ms: int) -> float:
@@ -93,69 +94,94 @@ def decay(from_ts: int, to_ts: int, half_life_ms: int) -> float:
     return 2.0 ** (-(to_ts - from_ts) / half_life_ms) if to_ts > from_ts else 1.0
 
 
+def summed(held: list[Any], vectors: ProductVectors) -> np.ndarray | None:
+    """The stored vector plus the products after it, as of ``held``'s as-of time."""
+    pending = held[4]
+    rows, coefficients = [], []
+    for pid, c in zip(pending[::2], pending[1::2], strict=True):
+        vector = vectors.get(pid)
+        if vector is not None:
+            rows.append(vector)
+            coefficients.append(c)
+    stored = decoded(held) if held[2] else None
+    total = None if stored is None else stored[1]
+    if rows:
+        adding = np.asarray(coefficients, dtype=np.float32) @ np.stack(rows)
+        total = adding if total is None else total + adding
+    return total
+
+
+def current(held: list[Any], vectors: ProductVectors, half_life_ms: int) -> np.ndarray | None:
+    """The taste as of its latest event."""
+    total = summed(held, vectors)
+    return None if total is None else total * np.float32(decay(held[0], held[3], half_life_ms))
+
+
+def settle(profile: Profile, vectors: ProductVectors, half_life_ms: int) -> None:
+    """Sum the products pending into the stored vector, as of the latest event."""
+    held = profile["taste"]
+    _store(profile, held[3], current(held, vectors, half_life_ms))
+
+
 def decoded(held: list[Any] | None) -> tuple[int, np.ndarray] | None:
     """A stored taste as (as_of, float32 vector), or None."""
     if not held:
         return None
-    as_of, scale, text = held
-    levels = np.frombuffer(base64.b64decode(text), dtype=np.int8)
-    return as_of, levels.astype(np.float32) * np.float32(scale)
+    levels = np.frombuffer(base64.b64decode(held[2]), dtype=np.int8).astype(np.float32)
+    levels *= np.float32(held[1])
+    return held[0], levels
 
 
 def encoded(as_of: int, vector: np.ndarray) -> list[Any] | None:
     """A taste to store: int8 steps of ``max |component| / 127``; None if all zero."""
-    top = float(np.max(np.abs(vector)))
+    top = float(np.abs(vector).max())
     if not math.isfinite(top) or top <= 0:
         return None
-    scale = float(f"{top / LEVELS:.6g}")  # 6 digits: a short float in the JSON
-    levels = np.clip(np.rint(vector / scale), -LEVELS, LEVELS).astype(np.int8)
+    # 6 digits (a short float in the JSON) move the scale by at most 5e-6 of
+    # itself, so the largest component rounds to 127, never past it.
+    scale = float(f"{top / LEVELS:.6g}")
+    steps = vector * np.float32(1 / scale)
+    levels = np.rint(steps, out=steps).astype(np.int8)
     return [as_of, scale, base64.b64encode(levels.tobytes()).decode()]
 
 
-def fold_in(profile: Profile, adding: Additions, half_life_ms: int) -> None:
-    """Add a bundle's additions to the profile's stored taste."""
-    held = decoded(profile.get("taste"))
-    as_of = max(adding.times) if held is None else max(held[0], *adding.times)
-    pairs = zip(adding.times, adding.weights, strict=True)
-    coefficients = [w * decay(t, as_of, half_life_ms) for t, w in pairs]
-    total: np.ndarray
-    if len(coefficients) == 1:  # the common case: one event for the person in the bundle
-        total = adding.vectors[0] * np.float32(coefficients[0])
-    else:
-        total = np.asarray(coefficients, dtype=np.float32) @ np.stack(adding.vectors)
-    if held is not None:
-        total = total + held[1] * np.float32(decay(held[0], as_of, half_life_ms))
-    _store(profile, as_of, total)
-
-
-def merged(target: Profile, source: Profile, half_life_ms: int) -> None:
-    """``source``'s taste summed into ``target``'s, both decayed to the later as-of time."""
-    theirs, mine = decoded(source.get("taste")), decoded(target.get("taste"))
-    if theirs is None:
+def merged(target: Profile, source: Profile, vectors: ProductVectors, half_life_ms: int) -> None:
+    """``source``'s taste summed into ``target``'s, both as of the later latest time."""
+    theirs, mine = source.get("taste"), target.get("taste")
+    if not theirs:
         return
-    if mine is None:
-        target["taste"] = source["taste"]
+    if not mine:
+        target["taste"] = theirs
         return
-    as_of = max(mine[0], theirs[0])
-    total = mine[1] * np.float32(decay(mine[0], as_of, half_life_ms)) + theirs[1] * np.float32(
-        decay(theirs[0], as_of, half_life_ms)
-    )
-    _store(target, as_of, total)
+    latest = max(mine[3], theirs[3])
+    total = None
+    for held in (mine, theirs):
+        vector = current(held, vectors, half_life_ms)
+        if vector is not None:
+            vector = vector * np.float32(decay(held[3], latest, half_life_ms))
+            total = vector if total is None else total + vector
+    _store(target, latest, total)
 
 
-def _store(profile: Profile, as_of: int, total: np.ndarray) -> None:
-    """Keep ``total``, or no taste if it is all zero (decayed past float32's range)."""
-    held = encoded(as_of, total)
+def _store(profile: Profile, as_of: int, total: np.ndarray | None) -> None:
+    """Keep ``total`` as of ``as_of``, or no taste if there is none (all zero,
+    or decayed past float32's range)."""
+    held = None if total is None else encoded(as_of, total)
     if held is None:
         profile.pop("taste", None)
     else:
-        profile["taste"] = held
+        profile["taste"] = [*held, as_of, []]
 
 
-def taste_of(profile: Profile) -> np.ndarray | None:
+def taste_of(profile: Profile, vectors: ProductVectors) -> np.ndarray | None:
     """The person's taste as a unit vector, or None if they have none."""
-    held = decoded(profile.get("taste"))
-    if held is None:
-        return None
-    norm = float(np.linalg.norm(held[1]))
-    return held[1] / np.float32(norm) if norm > 0 else None
+    held = profile.get("taste")
+    total = summed(held, vectors) if held else None
+    norm = float(np.linalg.norm(total)) if total is not None else 0.0
+    return total / np.float32(norm) if total is not None and norm > 0 else None
+
+
+def latest(profile: Profile) -> int | None:
+    """The event time of the newest event in the person's taste, if any."""
+    held = profile.get("taste")
+    return held[3] if held else None

@@ -189,7 +189,7 @@ def recent_category(
 def by_taste(
     profile: dict[str, Any] | None, vectors: ProductVectors, popular: list[str]
 ) -> list[str]:
-    taste = taste_of(profile) if profile else None  # type: ignore[arg-type]
+    taste = taste_of(profile, vectors) if profile else None  # type: ignore[arg-type]
     if taste is None:
         return popular
     ranked = [pid for pid, _ in vectors.nearest(taste, len(vectors))]

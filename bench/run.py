@@ -359,8 +359,9 @@ def state_cost(events: int, users: int, passes: int = 1) -> dict[str, float]:
             fold = Fold(load, policy)
             for event in orjson.loads(bundle):
                 fold.apply(event)
-            for key in fold.dirty:
-                store[key] = orjson.dumps(fold.profiles[key])
+            for key, value in fold.changes():  # the table writes, as the worker makes them
+                if value:
+                    store[key.decode()] = value
             applied += fold.applied
     elapsed = time.process_time() - started
     gc.unfreeze()

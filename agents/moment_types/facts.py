@@ -57,7 +57,7 @@ def rank_products(
     for ts, product_id, _category in recent_views(profile, now_ts, window_ms):
         if product_id in reference.products and product_id not in seen:
             seen[product_id] = ts
-    taste = taste_of(profile) if vectors is not None else None
+    taste = taste_of(profile, vectors) if vectors is not None else None
     if taste is None or vectors is None:
         carried = {pid: int(reference.products[pid].category in store.categories) for pid in seen}
         ranked = sorted(seen, key=lambda pid: (carried[pid], seen[pid]), reverse=True)

@@ -19,7 +19,7 @@ from agents.profile import (
     remember_offer,
     upgraded,
 )
-from agents.taste import encoded
+from agents.taste import PENDING, encoded
 from streams.codecs import dumps
 from streams.vectors import DIM
 from tests.support.harness import T0, Harness
@@ -141,7 +141,9 @@ def worst_case() -> dict[str, Any]:
     for outcome in profile["outcomes"].values():  # an order converts what it follows
         outcome["converted"] = week
     # The taste vector: a fixed size, the longest scale and as-of time it can have.
-    profile["taste"] = encoded(week, np.full(DIM, -3.4e38 / 2, dtype=np.float32))
+    held = encoded(week, np.full(DIM, -3.4e38 / 2, dtype=np.float32))
+    pending = [MAX_CODE * "p", -1.23457e-30] * (PENDING - 1)  # one more: summed in
+    profile["taste"] = [*held, week, pending]  # type: ignore[misc]
     profile["asof"]["taste"] = week
     return profile
 

@@ -13,9 +13,12 @@ from agents.taste import (
     BUY_WEIGHT,
     CART_WEIGHT,
     LEVELS,
+    PENDING,
     VIEW_WEIGHT,
+    current,
     decoded,
     encoded,
+    settle,
     taste_of,
 )
 from streams.settings import Settings
@@ -41,9 +44,11 @@ def view(n: int, product: str, ts: int, **ids: str) -> tuple[str, dict[str, Any]
 
 
 def held(harness: Harness, user: str = "ana") -> tuple[int, np.ndarray]:
-    found = decoded(harness.profile(user).get("taste"))
-    assert found is not None
-    return found
+    """The person's taste as of its latest event: (that time, the vector)."""
+    taste = harness.profile(user)["taste"]
+    vector = current(taste, harness.policy.reference.vectors, HALF)
+    assert vector is not None
+    return taste[3], vector
 
 
 def close(vector: np.ndarray, expected: np.ndarray) -> None:
@@ -140,7 +145,8 @@ def test_a_moment_carries_the_taste_of_the_events_before_it_in_the_bundle() -> N
     harness.policy.reference.vectors.set(product.id, A)
     harness.send(view(1, product.id, T), ("location", ping))
     assert [m["type"] for m in harness.moments] == ["store_entry"]
-    close(decoded(harness.moments[0]["profile"]["taste"])[1], A)  # type: ignore[index]
+    snapshot = harness.moments[0]["profile"]["taste"]
+    close(current(snapshot, harness.policy.reference.vectors, HALF), A)  # type: ignore[arg-type]
 
 
 def test_the_int8_form_is_within_half_a_step_and_bounded_in_bytes() -> None:
@@ -170,4 +176,40 @@ def test_one_large_component_keeps_the_direction(spike: float) -> None:
     _as_of, back = decoded(encoded(T, vector))  # type: ignore[misc]
     cosine = float(back @ vector / np.linalg.norm(back) / np.linalg.norm(vector))
     assert cosine > 0.99
-    assert taste_of({"taste": encoded(T, vector)}) is not None
+    assert taste_of({"taste": [*encoded(T, vector), T, []]}, ProductVectors()) is not None  # type: ignore[misc]
+
+
+def test_pending_products_are_summed_in_every_few_and_the_taste_is_the_same() -> None:
+    held_vectors = vectors()
+    harness = Harness(2, vectors=held_vectors)
+    views = [view(n, ("p-a", "p-b", "p-c")[n % 3], T + n * HALF // 4) for n in range(PENDING + 3)]
+    for item in views[: PENDING - 1]:
+        harness.send(item)
+    taste = harness.profile("ana")["taste"]
+    assert taste[2] == "" and len(taste[4]) == 2 * (PENDING - 1)  # no vector stored yet
+    for item in views[PENDING - 1 :]:
+        harness.send(item)
+    taste = harness.profile("ana")["taste"]
+    assert taste[2] and len(taste[4]) == 2 * 3  # summed in at the PENDING-th; three since
+    expected = sum(
+        (
+            np.float32(2.0 ** (-(len(views) - 1 - n) / 4)) * (A, B, C)[n % 3]
+            for n in range(len(views))
+        ),
+        np.zeros(DIM, np.float32),
+    )
+    _latest, vector = held(harness)
+    close(vector, expected)
+    profile = harness.profile("ana")
+    settle(profile, held_vectors, HALF)
+    assert profile["taste"][4] == [] and profile["taste"][0] == profile["taste"][3]
+    close(current(profile["taste"], held_vectors, HALF), expected)  # type: ignore[arg-type]
+
+
+def test_a_product_whose_vector_is_gone_no_longer_counts_when_read() -> None:
+    held_vectors = vectors()
+    harness = Harness(2, vectors=held_vectors)
+    harness.send(view(1, "p-a", T), view(2, "p-b", T))
+    held_vectors.remove("p-b")
+    taste = taste_of(harness.profile("ana"), held_vectors)
+    assert taste is not None and np.allclose(taste, A, atol=1e-6)

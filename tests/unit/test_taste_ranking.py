@@ -8,7 +8,7 @@ import numpy as np
 from agents.moment_types import fallback, select_context
 from agents.profile import apply_event, new_profile
 from agents.rules import load_rules
-from agents.taste import Additions, fold_in
+from agents.taste import observe
 from models.context import SUGGESTED_KEY
 from streams.reference import load_reference
 from streams.vectors import ProductVectors
@@ -34,14 +34,11 @@ def viewing(vectors: ProductVectors, *views: tuple[int, str]) -> dict:
     """A profile that viewed ``views`` (time, product), its taste folded from them."""
     profile = new_profile("u1")
     apply_event(profile, {"kind": "identify", "ts": 1, "traits": {"first_name": "Ana"}})
-    adding = Additions()
     for ts, pid in views:
         props = {"product_id": pid, "category": REF.products[pid].category}
-        apply_event(profile, {"kind": "track", "name": "Product Viewed", "ts": ts, "props": props})
-        vector = vectors.get(pid)
-        assert vector is not None
-        adding.add(ts, 1.0, vector)
-    fold_in(profile, adding, HALF)
+        event = {"kind": "track", "name": "Product Viewed", "ts": ts, "props": props}
+        apply_event(profile, event)  # type: ignore[arg-type]
+        assert observe(profile, event, vectors, HALF)  # type: ignore[arg-type]
     return profile
 
 
