@@ -54,6 +54,7 @@ from agents.profile import (
     upgraded,
 )
 from agents.rules import Rules, suppression
+from agents.taste import KINDS as TASTE_KINDS
 from agents.taste import merged as merge_taste
 from agents.taste import observe as observe_taste
 from agents.timers import timer_key
@@ -237,7 +238,7 @@ class Fold:
             self.unattributed[unattributed] += 1
         # The product vectors beside the reference data (agents/embedding.py).
         vectors, half_life = self.policy.reference.vectors, self.policy.taste_half_life_ms
-        tasted = observe_taste(profile, event, vectors, half_life)
+        tasted = event["kind"] in TASTE_KINDS and observe_taste(profile, event, vectors, half_life)
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
         self.fresh += mark_families(profile, event, tasted)

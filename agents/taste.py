@@ -43,6 +43,8 @@ LEVELS = 127  # int8 steps either side of zero
 # a view often a glance: each counts several views. Not more, so that one
 # order (often a gift, or a need now met) does not outweigh the browsing of
 # the sessions around it; bench/recommend.py measures the choice.
+# The event kinds that can say something about taste.
+KINDS = frozenset({"track", "order"})
 VIEW_WEIGHT = 1.0
 CART_WEIGHT = 3.0
 BUY_WEIGHT = 5.0
@@ -81,7 +83,9 @@ def observe(profile: Profile, event: Event, vectors: ProductVectors, half_life_m
     held = profile.get("taste") or [ts, 0.0, "", ts, []]
     factor = 2.0 ** ((ts - held[0]) / half_life_ms)
     for product, weight in found:
-        held[4] += [product, float(f"{weight * factor:.6g}")]
+        # Six decimals: an event some 20 half-lives older than the stored
+        # as-of time counts for nothing, as it would once decayed.
+        held[4] += [product, round(weight * factor, 6)]
     held[3] = max(held[3], ts)
     profile["taste"] = held
     if len(held[4]) >= 2 * PENDING or factor > REBASE:

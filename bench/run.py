@@ -33,6 +33,7 @@ from bench.embeddings import embeddings
 from bench.freshness import freshness
 from bench.llm import bench_broker, llm, stand_in
 from bench.measure import sample
+from bench.recommend import run as recommend
 from bench.report import REPORT, RESULTS, write
 from bench.stack import EVENTS, RESTART_USERS, ROOT, RUNS, USERS, stack_settings
 from streams.runtime.admin import create_topics
@@ -398,6 +399,8 @@ def main() -> int:
     figures.update(llm(stack_settings()))
     print("product embeddings: in-process (numpy) and vLLM's /v1/embeddings...")
     figures.update(embeddings())
+    print("recommendation quality: synthetic shoppers and MovieLens 100K...")
+    figures.update(recommend(400, 12, with_movielens=True))
     for key, value in figures.items():
         print(f"  {key:30} {value:g}")
     rates = [run["ingest_events_per_s"] for run in runs]
