@@ -1,13 +1,15 @@
 """Product vectors: every product's text embedded once, and again when it changes.
 
 At start the encoder is loaded (models/embeddings, in-process; a missing
-model stops the worker with its name) and the whole catalog is embedded in
-one pass, batched, off the event loop (one executor thread). Then the stage
-follows the reference data in force: ReferenceData tells it of each product
-the reference topic changes, and a pass embeds the products whose text
-(name, category, description: :func:`product_text`) has no vector yet,
-and drops the vectors of products that are gone. A price change alone
-re-embeds nothing.
+model stops the worker with its name), and once the reference follower has
+caught up with its topic the whole catalog is embedded in one pass,
+batched, off the event loop (one executor thread). Vectors the last run
+left in the cache (agents/vector_cache.py) for the same model and text are
+read back instead of embedded. Then the stage follows the reference data in
+force: ReferenceData tells it of each product the reference topic changes,
+and a pass embeds the products whose text (name, category, description:
+:func:`product_text`) has no vector yet, and drops the vectors of products
+that are gone. A price change alone re-embeds nothing.
 
 A failed batch (the encoder raised) never stops the worker: its products
 keep the vector they had (a new product has none), the failure is counted,
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import mode
 import numpy as np
 
+from agents import vector_cache
 from agents.runtime import Runtime
 from models.embeddings import EmbeddingError, Encoder, model_folder
 from streams.errors import CommandError
@@ -67,13 +70,23 @@ def plan(products: Mapping[str, Product], embedded: Mapping[str, str]) -> Plan:
 class ProductEmbedder(mode.Service):
     """Keeps ``rt.reference.vectors`` in step with the products in force."""
 
-    def __init__(self, rt: Runtime, encode: Encode | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        encode: Encode | None = None,
+        fingerprint: str | None = None,
+        settled: asyncio.Event | None = None,
+    ) -> None:
         self.rt = rt
         self._encode = encode  # None: load the configured model at start
+        self.fingerprint = fingerprint  # the model's; None: no vector cache
+        self.settled = settled  # set once the reference data has caught up with its topic
         super().__init__()
 
     def __post_init__(self) -> None:
         self.embedded: dict[str, str] = {}
+        self.cache_path = self.rt.settings.data_dir / vector_cache.FILE
+        self.cached: dict[str, np.ndarray] = {}  # read at start, used by the first pass
         self.tried = False
         self.wake = asyncio.Event()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kairos-embed")
@@ -85,21 +98,31 @@ class ProductEmbedder(mode.Service):
         self.wake.set()
 
     async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._encode is None:
-            loop = asyncio.get_running_loop()
-            folder = self.rt.settings.embed_model_dir
-            encoder = await loop.run_in_executor(self.pool, Encoder.load, folder)
+            folder, threads = self.rt.settings.embed_model_dir, self.rt.settings.embed_threads
+            encoder = await loop.run_in_executor(self.pool, Encoder.load, folder, threads)
             log.info("embedding model loaded from %s", encoder.folder)
-            self._encode = encoder.encode
+            self._encode, self.fingerprint = encoder.encode, encoder.fingerprint
+        if self.fingerprint is not None:
+            self.cached = await loop.run_in_executor(self.pool, vector_cache.read, self.cache_path)
 
     async def on_stop(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     @mode.Service.task
     async def _keep_up(self) -> None:
+        # The first pass embeds the catalog as the topic left it, not the files'
+        # products that the topic is about to change or delete.
+        if self.settled is not None:
+            await self.settled.wait()
         while not self.should_stop:
             self.wake.clear()
-            done = await self.sync()
+            try:
+                done = await self.sync()
+            except Exception:  # a bug here must not end the task: log it, retry later
+                log.exception("product embedding pass failed")
+                done = False
             self.tried = True
             retry = None if done else self.rt.settings.embed_retry_s
             with contextlib.suppress(TimeoutError):
@@ -113,14 +136,42 @@ class ProductEmbedder(mode.Service):
             vectors.remove(pid)
             del self.embedded[pid]
         metrics.product_embeddings.labels("removed").inc(len(work.drop))
-        items = list(work.embed.items())
+        items = self._from_cache(list(work.embed.items()))
         ok = True
         for start in range(0, len(items), CHUNK):
             if not await self._embed(items[start : start + CHUNK]):
                 ok = False
                 break
         metrics.product_vectors.set(len(vectors))
+        if self.fingerprint is not None and (work.drop or work.embed):
+            await asyncio.get_running_loop().run_in_executor(
+                self.pool, vector_cache.write, self.cache_path, self._stored()
+            )
         return ok
+
+    def _from_cache(self, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Apply the cached vectors among ``items``; the rest, to embed."""
+        if not self.cached or self.fingerprint is None:
+            return items
+        keys = [vector_cache.cache_key(self.fingerprint, text) for _, text in items]
+        found = [(item, self.cached.get(k)) for item, k in zip(items, keys, strict=True)]
+        hits = [(item, vec) for item, vec in found if vec is not None]
+        if hits:
+            self._apply([i for i, _ in hits], np.stack([v for _, v in hits]), "cached")
+        for key in keys:  # each is used once: later passes have the vector in memory
+            self.cached.pop(key, None)
+        return [(pid, text) for pid, text in items if self.embedded.get(pid) != text]
+
+    def _stored(self) -> dict[str, np.ndarray]:
+        """The vectors in force by cache key, as the cache file holds them."""
+        assert self.fingerprint is not None
+        vectors = self.rt.reference.vectors
+        stored = {}
+        for pid, text in self.embedded.items():
+            vec = vectors.get(pid)
+            if vec is not None:
+                stored[vector_cache.cache_key(self.fingerprint, text)] = vec
+        return stored
 
     async def _embed(self, items: list[tuple[str, str]]) -> bool:
         assert self._encode is not None
@@ -134,21 +185,32 @@ class ProductEmbedder(mode.Service):
             log.warning("embedding %d products failed, retrying later: %r", len(items), exc)
             return False
         metrics.embedding_latency.observe(time.perf_counter() - started)
-        self._apply(items, matrix)
-        return True
+        if len(matrix) != len(items):
+            metrics.product_embeddings.labels("failed").inc(len(items))
+            log.warning("the encoder gave %d vectors for %d texts", len(matrix), len(items))
+            return False
+        return self._apply(items, matrix, "embedded")
 
-    def _apply(self, items: list[tuple[str, str]], matrix: np.ndarray) -> None:
+    def _apply(self, items: list[tuple[str, str]], matrix: np.ndarray, outcome: str) -> bool:
+        """Set the vectors; False if one was unusable (its product is retried)."""
         products = self.rt.reference.current.products
-        embedded = 0
+        done = failed = 0
         for (pid, text), vector in zip(items, matrix, strict=True):
             product = products.get(pid)
             # Changed or removed while its batch ran: the next pass has it.
             if product is None or product_text(product) != text:
                 continue
-            self.rt.reference.vectors.set(pid, vector)
+            try:
+                self.rt.reference.vectors.set(pid, vector)
+            except ValueError as exc:  # the wrong size, zero or not finite
+                log.warning("no vector for product %r: %s", pid, exc)
+                failed += 1
+                continue
             self.embedded[pid] = text
-            embedded += 1
-        self.rt.metrics.product_embeddings.labels("embedded").inc(embedded)
+            done += 1
+        self.rt.metrics.product_embeddings.labels(outcome).inc(done)
+        self.rt.metrics.product_embeddings.labels("failed").inc(failed)
+        return failed == 0
 
 
 def check_model(settings: Settings) -> None:
@@ -160,9 +222,15 @@ def check_model(settings: Settings) -> None:
         raise CommandError(str(exc)) from None
 
 
-def install(rt: Runtime, encode: Encode | None = None) -> ProductEmbedder:
-    """Register the product embedder with ``rt.app``; ``encode`` replaces the
-    configured model (tests)."""
-    embedder = ProductEmbedder(rt, encode)
+def install(
+    rt: Runtime,
+    settled: asyncio.Event,
+    encode: Encode | None = None,
+    fingerprint: str | None = None,
+) -> ProductEmbedder:
+    """Register the product embedder with ``rt.app``; its first pass waits
+    for ``settled``. ``encode`` replaces the configured model (tests), and
+    ``fingerprint`` names it for the cache."""
+    embedder = ProductEmbedder(rt, encode, fingerprint, settled)
     rt.app.service(embedder)
     return embedder

@@ -14,6 +14,7 @@ its reason, and the reference in force is unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -55,6 +56,7 @@ class ReferenceFollower(mode.Service):
     def __post_init__(self) -> None:
         self.consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
+        self.settled = asyncio.Event()  # set with caught_up, for a stage that waits on it
         self.rt.ready_checks.append(lambda: self.caught_up)
 
     async def on_start(self) -> None:
@@ -89,6 +91,7 @@ class ReferenceFollower(mode.Service):
                     await self.apply(record)
             if not self.caught_up and await at_end(self.consumer):
                 self.caught_up = True
+                self.settled.set()
                 log.info("reference data caught up with %s", self.rt.settings.topics.reference)
 
     async def apply(self, record: Any) -> None:

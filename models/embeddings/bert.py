@@ -14,7 +14,7 @@ import numpy as np
 
 from models.embeddings.errors import EmbeddingError
 
-# Abramowitz and Stegun 7.1.26: erf to within 1.5e-7, below float32's
+# Abramowitz and Stegun 7.1.26: erfc to within 1.5e-7, below float32's
 # resolution at these magnitudes. numpy has no erf, and the model's "gelu"
 # is the exact one, not the tanh approximation.
 _P = np.float32(0.3275911)
@@ -22,16 +22,28 @@ _A = tuple(np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.45
                                    1.061405429))  # fmt: skip
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1 / (1 + _P * a)
-    poly = t * (_A[0] + t * (_A[1] + t * (_A[2] + t * (_A[3] + t * _A[4]))))
-    return sign * (1 - poly * np.exp(-a * a))
-
-
 def gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + _erf(x * np.float32(0.7071067811865476)))
+    """x * Phi(x), exactly as far as float32 goes: with q = erfc(|x| / sqrt 2),
+    x * (1 - q / 2) for x >= 0 and x * q / 2 below. In place where it can be:
+    the intermediate layer's activations are the encoder's largest arrays, and
+    fresh temporaries made this a third of its time."""
+    a = np.abs(x)
+    a *= np.float32(0.7071067811865476)
+    t = a * _P
+    t += 1
+    np.reciprocal(t, out=t)
+    q = t * _A[4]
+    for coefficient in (_A[3], _A[2], _A[1], _A[0]):
+        q += coefficient
+        q *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    q *= a
+    q *= np.float32(0.5)
+    out = np.where(x >= 0, 1 - q, q)
+    out *= x
+    return out
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Product vectors follow the reference topic: a product added at runtime
 gets a vector, a renamed one a new vector, a price change none, and a
-deleted one loses its vector; no restart."""
+deleted one loses its vector, without a restart; after one, the vectors are
+read back from the worker's disk."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_reference_changes_embed_add_and_drop_product_vectors(broker: str, tmp_p
     worker.start()  # ready: the catalog's pass has run
     try:
         assert worker.counter("kairos_product_vectors") == catalog
-        assert embeddings(worker) == {"embedded": catalog, "removed": 0, "failed": 0}
+        assert embeddings(worker) == {"embedded": catalog, "cached": 0, "removed": 0, "failed": 0}
 
         send_product(worker, "p-900", GAITERS)  # added at runtime
         assert worker.wait_for("kairos_product_vectors", catalog + 1) == catalog + 1
@@ -48,8 +49,17 @@ def test_reference_changes_embed_add_and_drop_product_vectors(broker: str, tmp_p
 
         send_product(worker, "p-202", None)  # deleted
         assert worker.wait_for("kairos_product_embeddings_total", catalog + 3) == catalog + 3
-        assert embeddings(worker) == {"embedded": catalog + 2, "removed": 1, "failed": 0}
+        assert embeddings(worker) == {"embedded": catalog + 2, "cached": 0, "removed": 1,
+                                      "failed": 0}  # fmt: skip
         assert worker.counter("kairos_product_vectors") == catalog
         assert worker.counter("kairos_embedding_seconds_count") >= 2
+    finally:
+        worker.stop()
+
+    # A restart on the same disk reads every vector back: none is embedded.
+    worker.start()
+    try:
+        assert embeddings(worker) == {"embedded": 0, "cached": catalog, "removed": 0, "failed": 0}
+        assert worker.counter("kairos_product_vectors") == catalog
     finally:
         worker.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,17 +42,21 @@ def vector_of(text: str) -> np.ndarray:
 
 @pytest.fixture
 def stage() -> Iterator[tuple[ProductEmbedder, FakeEncoder]]:
-    settings = Settings(store="memory://")
-    encoder = FakeEncoder()
-    embedder = ProductEmbedder(build_runtime(settings, load_rules(None)), encoder)
+    embedder, encoder = make(Settings(store="memory://"))
     yield embedder, encoder
     embedder.pool.shutdown(wait=True)
+
+
+def make(settings: Settings, fingerprint: str | None = None) -> tuple[ProductEmbedder, FakeEncoder]:
+    encoder = FakeEncoder()
+    rt = build_runtime(settings, load_rules(None))
+    return ProductEmbedder(rt, encoder, fingerprint), encoder
 
 
 def counts(embedder: ProductEmbedder) -> dict[str, float]:
     registry = embedder.rt.metrics.registry
     return {o: registry.get_sample_value("kairos_product_embeddings_total", {"outcome": o}) or 0
-            for o in ("embedded", "removed", "failed")}  # fmt: skip
+            for o in ("embedded", "cached", "removed", "failed")}  # fmt: skip
 
 
 def test_the_plan_embeds_new_and_changed_texts_and_drops_the_gone() -> None:
@@ -82,7 +87,12 @@ def test_the_catalog_is_embedded_in_one_call_then_follows_changes(
     assert sorted(encoder.calls[1]) == ["Fell shoes (running)", "Trail gaiters (running)"]
     assert np.allclose(vectors.get("p-101"), vector_of("Fell shoes (running)"))
     assert vectors.get("p-900") is not None and vectors.get("p-202") is None
-    assert counts(embedder) == {"embedded": len(catalog) + 2, "removed": 1, "failed": 0}
+    assert counts(embedder) == {
+        "embedded": len(catalog) + 2,
+        "cached": 0,
+        "removed": 1,
+        "failed": 0,
+    }
     assert embedder.rt.metrics.registry.get_sample_value("kairos_product_vectors") == len(vectors)
 
 
@@ -113,3 +123,61 @@ def test_reference_changes_wake_the_stage(stage: tuple[ProductEmbedder, FakeEnco
     assert not embedder.wake.is_set()
     embedder.rt.reference.apply("product", "p-101", None)
     assert embedder.wake.is_set()
+
+
+def test_a_restart_reads_the_vectors_back_and_embeds_only_what_changed(tmp_path: Path) -> None:
+    settings = Settings(store="memory://", data_dir=tmp_path)
+    first, _ = make(settings, fingerprint="model-a")
+    asyncio.run(first.on_start())
+    assert asyncio.run(first.sync())
+    first.pool.shutdown(wait=True)
+
+    again, encoder = make(settings, fingerprint="model-a")
+    renamed = {**again.rt.reference.current.products["p-101"].__dict__, "name": "Fell shoes"}
+    again.rt.reference.apply("product", "p-101", renamed)
+    asyncio.run(again.on_start())
+    assert asyncio.run(again.sync())
+    again.pool.shutdown(wait=True)
+    catalog = len(again.rt.reference.current.products)
+    assert encoder.calls == [["Fell shoes (running)"]]
+    assert counts(again) == {"embedded": 1, "cached": catalog - 1, "removed": 0, "failed": 0}
+    text = product_text(again.rt.reference.current.products["p-202"])
+    assert np.allclose(again.rt.reference.vectors.get("p-202"), vector_of(text), atol=1e-6)
+
+    other, encoder = make(settings, fingerprint="model-b")  # another model: nothing reused
+    asyncio.run(other.on_start())
+    assert asyncio.run(other.sync())
+    other.pool.shutdown(wait=True)
+    assert len(encoder.calls[0]) == catalog and counts(other)["cached"] == 0
+
+
+def test_an_unreadable_cache_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "vectors.npz").write_bytes(b"not a numpy file")
+    embedder, encoder = make(Settings(store="memory://", data_dir=tmp_path), "model-a")
+    asyncio.run(embedder.on_start())
+    assert asyncio.run(embedder.sync())
+    embedder.pool.shutdown(wait=True)
+    assert len(encoder.calls[0]) == len(embedder.rt.reference.vectors) > 0
+
+
+def test_unusable_vectors_are_failures_and_the_rest_are_kept(
+    stage: tuple[ProductEmbedder, FakeEncoder],
+) -> None:
+    embedder, encoder = stage
+    good = encoder.__call__
+
+    def one_nan(texts: list[str]) -> np.ndarray:
+        out = good(texts)
+        out[0] = np.nan
+        return out
+
+    embedder._encode = one_nan
+    assert not asyncio.run(embedder.sync())
+    catalog = len(embedder.rt.reference.current.products)
+    assert counts(embedder)["failed"] == 1 and len(embedder.rt.reference.vectors) == catalog - 1
+    embedder._encode = lambda texts: good(texts)[:0]  # no vectors at all
+    assert not asyncio.run(embedder.sync())
+    assert counts(embedder)["failed"] == 2
+    embedder._encode = good
+    assert asyncio.run(embedder.sync()) and len(embedder.rt.reference.vectors) == catalog

