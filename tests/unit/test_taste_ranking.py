@@ -3,14 +3,21 @@ person's taste join their views, and ``context_used`` says why each is there."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from agents.moment_types import fallback, select_context
+from agents.offers import OfferWriter, write_offer
 from agents.profile import apply_event, new_profile
 from agents.rules import load_rules
 from agents.taste import observe
+from models.client import LLMTimeout
 from models.context import SUGGESTED_KEY
-from streams.reference import load_reference
+from streams.metrics import Metrics
+from streams.reference import ReferenceData, load_reference
+from streams.settings import Settings
 from streams.vectors import ProductVectors
 from tests.support.vectors import hand_made, unit
 
@@ -94,3 +101,26 @@ def test_a_product_removed_from_the_vectors_is_not_suggested() -> None:
     context = select_context(profile, MOMENT, REF, RULES.rule("store_entry"), vectors=vectors)
     assert "p-303" not in [p.id for p in context.products]
     assert np.isfinite([float(p.price) for p in context.products]).all()
+
+
+class Unavailable:
+    """A model client that never answers: the offer is the template's."""
+
+    model = "none"
+
+    async def chat(self, *args: object, **kwargs: object) -> None:
+        raise LLMTimeout("no model here")
+
+
+def test_an_offer_names_the_similar_product_and_says_why() -> None:
+    settings = Settings()
+    reference = ReferenceData(settings.reference_dir)
+    reference.vectors = catalog_vectors()
+    profile = viewing(reference.vectors, (99 * HOUR, "p-501"))
+    moment = {**MOMENT, "id": "m-1", "profile": profile, "ingested_at": 0,
+              "detected_at": 100 * HOUR, "trigger_id": "t"}  # fmt: skip
+    writer = OfferWriter(settings, RULES, reference, Metrics(CollectorRegistry()))
+    offer = asyncio.run(write_offer(writer, Unavailable(), moment))  # type: ignore[arg-type]
+    assert offer["product_id"] == "p-303"
+    assert "similar:p-303" in offer["context_used"]
+    assert "you looked at" not in offer["message"]
