@@ -20,6 +20,7 @@ or replayed events cannot overwrite newer values.
      "ids": ["a-7f3", ...],                         # other ids merged into this one
      "seen": "AbC-12_x...",                         # last DEDUPE_WINDOW event ids, 8 chars each
      "tiles": {...}, "session": [...],              # windowed features (agents/features.py)
+     "taste": [as_of, scale, "...", latest, [...]],  # the taste vector (agents/taste.py)
      "n": events applied, "updated": ts}
 
 A profile merged into another keeps only ``{"user", "merged_into", ...}``:
