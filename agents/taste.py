@@ -42,7 +42,10 @@ LEVELS = 127  # int8 steps either side of zero
 # What an event says about taste, per kind. A cart or an order is a choice,
 # a view often a glance: each counts several views. Not more, so that one
 # order (often a gift, or a need now met) does not outweigh the browsing of
-# the sessions around it; bench/recommend.py measures the choice.
+# the sessions around it. A prior, not a fit: on the synthetic shoppers
+# (bench/recommend.py, 100 of them) 1/1/1, 1/2/3, 1/3/5 and 1/5/10 gave
+# hit-rate@3 0.628, 0.631, 0.627 and 0.610, since their carts and orders
+# are of products they had just viewed.
 # The event kinds that can say something about taste.
 KINDS = frozenset({"track", "order"})
 VIEW_WEIGHT = 1.0

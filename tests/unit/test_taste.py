@@ -21,7 +21,8 @@ from agents.taste import (
     settle,
     taste_of,
 )
-from streams.settings import Settings
+from streams.errors import SettingsError
+from streams.settings import Settings, load_settings
 from streams.vectors import DIM, ProductVectors
 from tests.support.harness import T0, Harness
 from tests.support.vectors import hand_made, unit
@@ -213,3 +214,12 @@ def test_a_product_whose_vector_is_gone_no_longer_counts_when_read() -> None:
     held_vectors.remove("p-b")
     taste = taste_of(harness.profile("ana"), held_vectors)
     assert taste is not None and np.allclose(taste, A, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["0", "59", "31536001", "soon"])
+def test_a_bad_half_life_stops_start_up_naming_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAIROS_TASTE_HALF_LIFE_S", value)
+    with pytest.raises(SettingsError, match="KAIROS_TASTE_HALF_LIFE_S"):
+        load_settings()
