@@ -318,13 +318,16 @@ def embedding_choice(results: dict[str, float]) -> str:
         f"after the interpreter starts and holds {r['embed_inprocess_model_rss_mib']} MiB, "
         f"against vLLM's {r['embed_vllm_start_s']} s and {r['embed_vllm_rss_mib']} MiB across "
         f"its processes, for the same vectors (lowest cosine {r['embed_backends_min_cosine']}). "
-        f"vLLM is faster per text: {r['embed_vllm_single_ms_p50']} against "
-        f"{r['embed_inprocess_single_ms_p50']} ms for one text alone at the median, and "
-        f"{r['embed_vllm_catalog_cpu_s']} against {r['embed_inprocess_catalog_cpu_s']} CPU "
-        f"seconds for the {r['embed_catalog_texts']} texts. That cost is paid at a worker's "
-        "first start and for the products that change, off the event path, and the vector "
-        "cache spares it at a restart; a server would be one more process of that size beside "
-        "each deployment, or a network hop to a shared one.",
+        f"Per text, {r['embed_inprocess_single_ms_p50']} ms alone and "
+        f"{r['embed_inprocess_batched_ms_per_text']} ms in a batch, against vLLM's "
+        f"{r['embed_vllm_single_ms_p50']} and {r['embed_vllm_batched_ms_per_text']} ms; for the "
+        f"{r['embed_catalog_texts']} texts, {r['embed_inprocess_catalog_cpu_s']} CPU seconds "
+        f"({r['embed_inprocess_catalog_s']} s) on one thread, against "
+        f"{r['embed_vllm_catalog_cpu_s']} ({r['embed_vllm_catalog_s']} s) for vLLM's API server "
+        "and engine together. That cost is paid at a worker's first start and for the "
+        "products that change, off the event path, and the vector cache spares it at a "
+        "restart; a server would be one more process of that size beside each deployment, "
+        "or a network hop to a shared one.",
         width=76,
     )
 
