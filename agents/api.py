@@ -9,6 +9,8 @@ In the spirit of Segment's Profiles API, one resource per person and view:
     GET /v1/profiles/{id}/offers       offers made, their outcomes, consent
     GET /v1/profiles/{id}/replies      what the customer wrote back, sanitised, and the
                                        preferences and exclusions derived from it
+    GET /v1/profiles/{id}/recommendations   the products for them next (?k=<1..20>),
+                                       the channel and the next time to reach them
 
 A profile lives in one partition of the profiles table, and each partition
 on one worker. Any worker answers: a request for a key another worker owns
@@ -36,27 +38,36 @@ from faust.web import Request, Response
 from yarl import URL
 
 from agents.attribution import HOLDOUT, OFFER, remembered
+from agents.channels import choose_channel
 from agents.context import ContextStage
 from agents.features import features
 from agents.freshness import as_of
 from agents.moments import moment_of, opted_out
 from agents.profile import MAX_RECENT, Profile, recent_events
+from agents.recommend import DEFAULT_K, MAX_K, recommend
 from agents.replies import replies_view as replies_of
 from agents.runtime import Runtime
+from agents.sendtime import Quiet, next_send_time
+from agents.taste import latest as latest_taste
 from streams.codecs import dumps, now_ms
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 PREFIX = "/v1/profiles"
 
 
 @dataclass(frozen=True)
 class Asked:
-    """What a view needs besides the profile: the time asked about, and the
-    reference data and consent traits in force."""
+    """What a view needs besides the profile: the time asked about, the
+    reference data and consent traits in force, how many recommendations,
+    and the product vectors (None: none loaded)."""
 
     at: int
     reference: Reference
     opt_out_traits: tuple[str, ...]
+    k: int = DEFAULT_K
+    vectors: ProductVectors | None = None
+    quiet: tuple[Quiet, ...] = ()  # the quiet hours in force (agents/sendtime.py)
 
 
 def traits_view(profile: Profile, asked: Asked) -> dict[str, Any]:
@@ -114,6 +125,18 @@ def replies_view(profile: Profile, asked: Asked) -> dict[str, Any]:
     return replies_of(profile)
 
 
+def recommendations_view(profile: Profile, asked: Asked) -> dict[str, Any]:
+    channel = choose_channel(profile)  # of every channel, not one moment type's
+    return {
+        "k": asked.k,
+        "recommendations": recommend(profile, asked.reference, asked.vectors, asked.k),
+        "taste_as_of": latest_taste(profile),  # event time; None: no taste yet
+        "channel": {"channel": channel.channel, "reason": channel.reason, "scores": channel.scores},
+        # The person's best time in the next day, out of quiet hours (None: all quiet).
+        "next_send_time": next_send_time(profile, asked.at, quiet=asked.quiet),
+    }
+
+
 VIEWS: dict[str, Callable[[Profile, Asked], dict[str, Any]]] = {
     "traits": traits_view,
     "events": events_view,
@@ -121,6 +144,7 @@ VIEWS: dict[str, Callable[[Profile, Asked], dict[str, Any]]] = {
     "features": features_view,
     "offers": offers_view,
     "replies": replies_view,
+    "recommendations": recommendations_view,
 }
 
 
@@ -180,10 +204,13 @@ class ProfileView(faust.web.View):
         if view not in VIEWS:
             return self._answer("unknown", "not_found", 404,
                                 {"error": f"no view {view!r}; one of {sorted(VIEWS)}"})  # fmt: skip
-        at = request.query.get("at", "")
+        at, k = request.query.get("at", ""), request.query.get("k", str(DEFAULT_K))
         if at and not at.isdigit():
             return self._answer(view, "bad_request", 400,
                                 {"error": "'at' must be a time in epoch milliseconds"})  # fmt: skip
+        if not (k.isdigit() and 1 <= int(k) <= MAX_K):
+            wrong = {"error": f"'k' must be a whole number from 1 to {MAX_K}"}
+            return self._answer(view, "bad_request", 400, wrong)
         owner = owner_of(self.rt, profile_id)
         here = owner is not None and _same_worker(owner, self.rt.app.conf.canonical_url)
         if owner is None or (not here and request.headers.get(FORWARDED)):
@@ -192,9 +219,12 @@ class ProfileView(faust.web.View):
             return self._answer(view, "unavailable", 503, busy, {"Retry-After": "1"})
         if not here:
             return await self._forward(request, owner, view)
-        return self._serve(profile_id, view, int(at) if at else now_ms(), request.query_string)
+        asked = Asked(int(at) if at else now_ms(), self.rt.reference.current,
+                      self.rt.rules.opt_out_traits, int(k), self.rt.reference.vectors,
+                      self.context.policy.send_quiet)  # fmt: skip
+        return self._serve(profile_id, view, asked, request.query_string)
 
-    def _serve(self, profile_id: str, view: str, at: int, query: str) -> Response:
+    def _serve(self, profile_id: str, view: str, asked: Asked, query: str) -> Response:
         profile = self.context.loader(self.rt.partition_for(profile_id))(profile_id)
         if profile is None:
             return self._answer(view, "not_found", 404, {"error": f"no profile for {profile_id!r}"})
@@ -203,7 +233,6 @@ class ProfileView(faust.web.View):
             location = f"{PREFIX}/{into}/{view}" + (f"?{query}" if query else "")
             return self._answer(view, "moved", 307, {"id": profile_id, "merged_into": into},
                                 {"Location": location})  # fmt: skip
-        asked = Asked(at, self.rt.reference.current, self.rt.rules.opt_out_traits)
         body = VIEWS[view](profile, asked)
         return self._answer(view, "ok", 200, {"id": profile["user"], **body})
 

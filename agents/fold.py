@@ -57,6 +57,9 @@ from agents.profile import (
 from agents.replies import is_reply, merge_replies, remember_reply
 from agents.rules import Rules, suppression
 from agents.sendtime import Quiet, next_send_time, person_zone, quiet_periods
+from agents.taste import KINDS as TASTE_KINDS
+from agents.taste import merged as merge_taste
+from agents.taste import observe as observe_taste
 from agents.timers import timer_key
 from models.prompts import variant_for
 from streams.codecs import dumps, loads
@@ -83,6 +86,7 @@ class Policy:
     # When timed offers may not go out (agents/sendtime.py): the person's quiet
     # hours (KAIROS_SEND_QUIET_HOURS), and the rules file's, in its time zone.
     send_quiet: tuple[Quiet, ...] = ()
+    taste_half_life_ms: int = 14 * 86_400_000
     # The enabled moment types with their rules, found once (the rules are
     # frozen), since every event goes through them: those detected on an
     # event, and per event kind those whose timer it can move.
@@ -109,6 +113,7 @@ class Policy:
             attribution_ms=int(settings.attribution_window_s * 1000),
             timer_idle_ms=int(settings.timer_idle_s * 1000),
             send_quiet=quiet_periods(settings, rules),
+            taste_half_life_ms=int(settings.taste_half_life_s * 1000),
         )
 
     def send_time(self, kind: MomentType, config: RuleConfig, profile: Profile, due: int) -> int:
@@ -139,6 +144,7 @@ def update(policy: Policy, profile: Profile, event: Event, windows: bool = True)
         merge_profiles(profile, source)
         merge_features(profile, source)
         merge_replies(profile, source)
+        merge_taste(profile, source, policy.reference.vectors, policy.taste_half_life_ms)
     else:
         apply_event(profile, event)
     fired = []
@@ -271,9 +277,12 @@ class Fold:
             self.unattributed[unattributed] += 1
         if is_reply(event):
             self.replies[remember_reply(profile, event, self.policy.reference.current)] += 1
+        # The product vectors beside the reference data (agents/embedding.py).
+        vectors, half_life = self.policy.reference.vectors, self.policy.taste_half_life_ms
+        tasted = event["kind"] in TASTE_KINDS and observe_taste(profile, event, vectors, half_life)
         for moment in update(self.policy, profile, event, windows):
             self._record(profile, event, moment)
-        self.fresh += mark_families(profile, event)
+        self.fresh += mark_families(profile, event, tasted)
         for kind, config, before in waits:
             assert kind.timer is not None
             after = kind.timer.started_at(profile)
@@ -330,8 +339,10 @@ class Fold:
         moment["profile"] = loads(dumps(profile))  # as it is now, not at bundle end
         moment["features"] = features(profile, moment["event_ts"], self.policy.reference.current)
         moment["variant"] = variant_for(moment["user"], moment["type"])
-        moment["reference"] = reference_used(profile, moment, self.policy.reference.current,
-                                             self.policy.rules.rule(moment["type"]))  # fmt: skip
+        reference = self.policy.reference  # the slice the offer's context will draw on
+        moment["reference"] = reference_used(profile, moment, reference.current,
+                                             self.policy.rules.rule(moment["type"]),
+                                             reference.vectors)  # fmt: skip
         group = group_of(moment)
         if group is not None:
             remember_offer(profile, offer_id(moment["id"]), moment["type"], moment["event_ts"],

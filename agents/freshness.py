@@ -8,8 +8,9 @@ context stage measures each family's lag from the event's own timestamp to
 the table write that holds it (``kairos_feature_freshness_seconds``), which
 is when the Profile API can read it.
 
-A family that is not listed here has no freshness yet: the taste vector
-(next) adds ``"taste"`` to :data:`FAMILIES` and to the kinds that feed it.
+The taste vector (agents/taste.py) is fed by views, carts and orders of
+products that have a vector, so it is marked by what the event did, not by
+its kind alone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from agents.profile import Profile
 from streams.domain import Event
 
-FAMILIES = ("traits", "session", "windows", "location")
+FAMILIES = ("traits", "session", "windows", "location", "taste")
 _BEHAVIOUR = ("session", "windows")
 # Event kinds and the families they feed (agents/features.py: the tiles and
 # the session take every behavioural event; agents/profile.py: the traits).
@@ -35,10 +36,11 @@ FEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def mark(profile: Profile, event: Event) -> list[tuple[str, int]]:
+def mark(profile: Profile, event: Event, taste: bool = False) -> list[tuple[str, int]]:
     """Record in ``profile`` that ``event`` is applied: its families'
-    (family, event time), to be measured once written. An absorbed profile
-    brings its as-of times, measured when its events were applied."""
+    (family, event time), to be measured once written; ``taste`` if it moved
+    the taste vector. An absorbed profile brings its as-of times, measured
+    when its events were applied."""
     held: dict[str, int] = profile.setdefault("asof", {})
     if event["kind"] == "absorb":
         for family, ts in (event["profile"].get("asof") or {}).items():
@@ -46,6 +48,8 @@ def mark(profile: Profile, event: Event) -> list[tuple[str, int]]:
         return []
     ts = event["ts"]
     fed = FEEDS.get(event["kind"], ())
+    if taste:
+        fed = (*fed, "taste")
     for family in fed:
         held[family] = max(held.get(family, ts), ts)
     return [(family, ts) for family in fed]

@@ -122,6 +122,7 @@ async def write_offer(
         reference or writer.reference.current,
         writer.rules.rule(moment["type"]),
         budget_tokens=settings.llm_context_tokens,
+        vectors=writer.reference.vectors,  # products like the person's taste
     )
     pct = discount_pct(context.loyalty_tier)
     # Moments carry their variant; ones written before they did get the same one again.

@@ -22,6 +22,7 @@ or replayed events cannot overwrite newer values.
      "tz": [time zone, ts] or null,                 # the latest Segment context.timezone
      "seen": "AbC-12_x...",                         # last DEDUPE_WINDOW event ids, 8 chars each
      "tiles": {...}, "session": [...],              # windowed features (agents/features.py)
+     "taste": [as_of, scale, "...", latest, [...]],  # the taste vector (agents/taste.py)
      "n": events applied, "updated": ts}
 
 A profile merged into another keeps only ``{"user", "merged_into", ...}``:

@@ -142,6 +142,13 @@ def favorite(profile: Profile, trait_favorite: str | None) -> str | None:
     return None if chosen in prefs.excluded[CATEGORY] else chosen
 
 
+def asked(profile: Profile) -> frozenset[str]:
+    """The products the replies asked for by name."""
+    if not profile.get("replies"):
+        return frozenset()
+    return frozenset(preferences(profile).preferred[PRODUCT])
+
+
 def used(profile: Profile) -> list[str]:
     return preferences(profile).used() if profile.get("replies") else []
 

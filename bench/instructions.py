@@ -2,7 +2,7 @@
 
 A count of instructions is the same on a busy machine as on a quiet one
 (docs/BENCHMARKS.md), so two versions of the fold compare exactly where
-their timings would drown in noise. This runs :func:`bench.run.state_cost`
+their timings would drown in noise. This runs :func:`bench.fold_cost.state_cost`
 under callgrind with one pass over its bundles and with three; the
 difference, halved, is one pass of the fold alone (decode each profile,
 apply the events, encode it), without the start-up, the workload and the
@@ -31,7 +31,9 @@ def instructions(events: int, passes: int) -> int:
     """Instructions callgrind counts for ``state_cost`` with ``passes`` passes."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        code = f"from bench.run import state_cost; state_cost({events}, {events // 4}, {passes})"
+        code = (
+            f"from bench.fold_cost import state_cost; state_cost({events}, {events // 4}, {passes})"
+        )
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              sys.executable, "-c", code],

@@ -21,7 +21,6 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,11 @@ import httpx
 import orjson
 
 from bench.embeddings import embeddings
+from bench.fold_cost import state_cost, workload
 from bench.freshness import freshness
 from bench.llm import bench_broker, llm, stand_in
 from bench.measure import sample
+from bench.recommend import run as recommend
 from bench.report import REPORT, RESULTS, write
 from bench.stack import EVENTS, RESTART_USERS, ROOT, RUNS, USERS, stack_settings
 from streams.runtime.admin import create_topics
@@ -43,73 +44,6 @@ from streams.tools.producer import EventProducer
 def peak_rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
-
-
-def workload(events: int, users: int, seed: int = 7) -> list[tuple[str, dict[str, Any] | bytes]]:
-    """A clickstream-heavy mix: views, pages, identifies of anonymous visitors,
-    location pings, CRM orders, 1% resent duplicates and 1% invalid records."""
-    rng = random.Random(seed)
-    base = 1_795_000_000_000
-    out: list[tuple[str, dict[str, Any] | bytes]] = []
-    identified: set[int] = set()
-    for n in range(events):
-        u = rng.randrange(users)
-        user, anon = f"u{u}", f"a{u}"
-        ts = base + n
-        roll = rng.random()
-        if roll < 0.01:
-            out.append(("clickstream", b'{"type": "track", "userId": "' + user.encode() + b'"'))
-            continue
-        if roll < 0.02 and out and isinstance(out[-1][1], dict):
-            out.append(out[-1])  # a producer retry: same messageId
-            continue
-        if roll < 0.55:
-            event = {
-                "type": "track",
-                "event": "Product Viewed",
-                "properties": {"product_id": f"p-{100 + rng.randrange(18)}", "category": "running"},
-            }
-        elif roll < 0.75:
-            event = {"type": "page", "name": "/catalog"}
-        elif roll < 0.80:
-            event = {"type": "identify", "traits": {"first_name": f"N{u}"}}
-        elif roll < 0.97:
-            out.append(
-                (
-                    "location",
-                    {
-                        "userId": user,
-                        "lat": 40.0 + rng.random(),
-                        "lon": -73.5,
-                        "timestamp": ts,
-                        "messageId": f"m{n}",
-                    },
-                )
-            )
-            continue
-        else:
-            out.append(
-                (
-                    "crm",
-                    {
-                        "type": "order",
-                        "userId": user,
-                        "order_id": f"o{n}",
-                        "total": 42.5,
-                        "timestamp": ts,
-                        "messageId": f"m{n}",
-                    },
-                )
-            )
-            continue
-        # Anonymous until the first identify; both ids after it.
-        ids = {"anonymousId": anon}
-        if event["type"] == "identify":
-            identified.add(u)
-        if u in identified:
-            ids["userId"] = user
-        out.append(("clickstream", {**event, **ids, "timestamp": ts, "messageId": f"m{n}"}))
-    return out  # fmt: skip
 
 
 async def produce_all(settings: Settings, items: list[tuple[str, dict[str, Any] | bytes]]) -> float:
@@ -325,58 +259,6 @@ def stored_profiles(tables: Path) -> tuple[int, int]:
     return count, total
 
 
-def _loader(store: dict[str, bytes]) -> Callable[[str], Any]:
-    return lambda key: orjson.loads(store[key]) if key in store else None
-
-
-def state_cost(events: int, users: int, passes: int = 1) -> dict[str, float]:
-    """In-process CPU of the context fold per event: decode profile, apply, encode;
-    ``passes`` times over the same bundles, each from no state (bench/instructions.py
-    counts the difference)."""
-    import gc
-
-    from aiokafka.structs import ConsumerRecord, TopicPartition
-
-    from agents.fold import Fold, Policy
-    from agents.ingest import Router
-    from agents.rules import load_rules
-    from streams.reference import ReferenceData
-    from streams.runtime.bundles import bundles
-    from streams.settings import Settings
-
-    names = {f"kairos.{s}": s for s in ("clickstream", "crm", "location", "feedback")}
-    router = Router(names, 4)
-    routed = []
-    items = workload(events, users)
-    for start in range(0, len(items), 5000):
-        batch: dict[TopicPartition, list[Any]] = {}
-        for offset, (source, event) in enumerate(items[start : start + 5000], start):
-            value = event if isinstance(event, bytes) else orjson.dumps(event)
-            record = ConsumerRecord(f"kairos.{source}", 0, offset, 1_795_000_000_000, 0, None,
-                                    value, None, 0, len(value), ())  # fmt: skip
-            batch.setdefault(TopicPartition(record.topic, 0), []).append(record)
-        routed.append(router.route(batch))
-    encoded = [b for r in routed for _, e in sorted(r.bundles.items()) for b in bundles(e)]
-    settings = Settings()
-    policy = Policy.of(settings, load_rules(settings.rules_file), ReferenceData(None))
-    gc.freeze()  # as the worker does after start-up
-    applied = 0
-    started = time.process_time()
-    for _ in range(passes):
-        store: dict[str, bytes] = {}
-        load = _loader(store)
-        for bundle in encoded:
-            fold = Fold(load, policy)
-            for event in orjson.loads(bundle):
-                fold.apply(event)
-            for key in fold.dirty:
-                store[key] = orjson.dumps(fold.profiles[key])
-            applied += fold.applied
-    elapsed = time.process_time() - started
-    gc.unfreeze()
-    return {"state_update_us_per_event": round(elapsed / applied * 1e6, 1)}
-
-
 def main() -> int:
     runs = []
     for n in range(RUNS):
@@ -403,6 +285,8 @@ def main() -> int:
     figures.update(llm(stack_settings()))
     print("product embeddings: in-process (numpy) and vLLM's /v1/embeddings...")
     figures.update(embeddings())
+    print("recommendation quality: synthetic shoppers and MovieLens 100K...")
+    figures.update(recommend(400, 12, with_movielens=True))
     for key, value in figures.items():
         print(f"  {key:30} {value:g}")
     rates = [run["ingest_events_per_s"] for run in runs]

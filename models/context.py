@@ -3,8 +3,9 @@
 The prompt gets what bears on this moment, not the whole profile: the
 customer's first name and loyalty tier, and the few products that matter to
 it, chosen by the moment type (agents/moment_types/: for a store entry, the
-recently viewed products that relate to the store, for an abandoned cart
-the products in it). Facts are cut, least relevant first, until the prompt
+recently viewed products that relate to the store and, for a person with a
+taste vector, the store's products most like it; for an abandoned cart the
+products in it). Facts are cut, least relevant first, until the prompt
 data fits a token budget (``KAIROS_LLM_CONTEXT_TOKENS``). What was used is
 recorded in the offer.
 """
@@ -22,6 +23,8 @@ MAX_PRODUCTS = 3
 # Prompt data (the customer facts, as JSON) is cut to about this many tokens.
 DEFAULT_BUDGET_TOKENS = 64
 MAX_NAME = 40
+# Products chosen for the customer's taste, as the prompt data names them.
+SUGGESTED_KEY = "picked_for_you"
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,16 @@ class ContextSlice:
     moment_type: str = "store_entry"
     # What the products are to the customer, as the prompt data names them.
     products_key: str = "recently_viewed"
+    # Ids of products among ``products`` the customer has not looked at, chosen
+    # for their taste: named apart, so no one is told they viewed them.
+    suggested: frozenset[str] = field(default=frozenset())
 
     def as_prompt_data(self) -> dict[str, Any]:
         """The facts the model may use, as plain data."""
         data: dict[str, Any] = {} if self.store is None else {"store": self.store.name}
-        data[self.products_key] = [p.name for p in self.products]
+        data[self.products_key] = [p.name for p in self.products if p.id not in self.suggested]
+        if self.suggested:
+            data[SUGGESTED_KEY] = [p.name for p in self.products if p.id in self.suggested]
         if self.first_name:
             data["first_name"] = self.first_name
         if self.loyalty_tier:
@@ -74,7 +82,7 @@ def within_budget(context: ContextSlice, budget_tokens: int) -> ContextSlice:
             context = replace(context, products=())
         else:
             break  # the store or cart alone: nothing more to cut
-    kept = {f"view:{p.id}" for p in context.products} | {f"cart:{p.id}" for p in context.products}
+    kept = {f"{use}:{p.id}" for p in context.products for use in ("view", "cart", "similar")}
     if context.first_name:
         kept.add("trait:name")
     if context.loyalty_tier:

@@ -202,6 +202,11 @@ class Settings(BaseSettings):
     # (kairos_feature_freshness_seconds; alert KairosFeatureFreshnessP99).
     freshness_slo_p99_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 2000
 
+    # A person's taste vector (agents/taste.py) halves an event's weight every
+    # this long in event time: two weeks keeps a season's interests and lets
+    # last month's searches fade. At least a minute, at most a year.
+    taste_half_life_s: Annotated[float, Field(ge=60, le=365 * 86400)] = 14 * 86400.0
+
     # Feedback joins its offer, and an order converts the moments before it
     # (offered or held out), within this long of the moment.
     attribution_window_s: Positive = 7 * 86400.0

@@ -17,6 +17,7 @@ from models.context import DEFAULT_BUDGET_TOKENS, ContextSlice, within_budget
 from models.guardrails import Draft
 from models.prompts import Prompt, terms_sentence, with_variant
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 MOMENT_TYPES: dict[str, MomentType] = {
     kind.name: kind
@@ -43,23 +44,27 @@ def select_context(
     reference: Reference,
     config: RuleConfig,
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    vectors: ProductVectors | None = None,
 ) -> ContextSlice:
-    """The facts for this moment (``config`` is its type's rules), ranked, and
-    cut to ``budget_tokens`` of prompt data."""
+    """The facts for this moment (``config`` is its type's rules), ranked (by the
+    person's taste too, given product ``vectors``), and cut to ``budget_tokens``
+    of prompt data."""
     kind = MOMENT_TYPES[moment.get("type", STORE_ENTRY)]
-    return within_budget(kind.context(profile, moment, reference, config), budget_tokens)
+    chosen = kind.context(profile, moment, reference, config, vectors)
+    return within_budget(chosen, budget_tokens)
 
 
 def reference_used(
-    profile: Profile, moment: Moment, reference: Reference, config: RuleConfig
-) -> dict[str, list[dict[str, Any]]]:
+    profile: Profile, moment: Moment, reference: Reference, config: RuleConfig,
+    vectors: ProductVectors | None = None,
+) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """The stores and products ``moment``'s context draws on, as reference rows:
     recorded with the moment, so `kairos eval` judges it with the names, the
     categories and the store as they were (streams/tools/evaluate.py). Its
     store and at most ``MAX_PRODUCTS`` products, before the token budget cuts."""
     try:
         context = MOMENT_TYPES[moment.get("type", STORE_ENTRY)].context(
-            profile, moment, reference, config
+            profile, moment, reference, config, vectors
         )
     except (KeyError, TypeError, ValueError):  # a moment no context can be built for
         return {"stores": [], "products": []}

@@ -9,7 +9,9 @@ knows their names. Its parts, in the order a moment meets them:
 - a rule: ``detect`` (judged on the profile after every event), or a
   ``timer`` (a wait that starts when the profile changes, and a judgement
   when it runs out);
-- ``context``: the slice of the profile the prompt gets (models/context.py);
+- ``context``: the slice of the profile the prompt gets (models/context.py),
+  from the profile, the moment, the reference data, its rules and the
+  product vectors (None without them; agents/taste.py);
 - ``prompt``: the versioned few-shot prompt (models/prompts.py);
 - ``template``: the message sent when the model's answer is rejected
   (the guardrails, models/guardrails.py, are the same for every type);
@@ -82,7 +84,7 @@ class Timer:
 class MomentType:
     name: str
     config: type[RuleConfig]
-    context: Callable[[Profile, Moment, Reference, Any], ContextSlice]
+    context: Callable[[Profile, Moment, Reference, Any, Any], ContextSlice]
     prompt: Callable[[ContextSlice], Prompt]
     template: Callable[[ContextSlice, int], Draft]
     max_age_ms: int

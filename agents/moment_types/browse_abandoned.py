@@ -101,8 +101,11 @@ def browse_abandoned(
     }, None
 
 
-def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
-    """The name, the tier, and the product looked at; nothing else was."""
+def context(
+    profile: Profile, moment: Moment, reference: Reference, config: Any, vectors: Any = None
+) -> ContextSlice:
+    """The name, the tier, and the product looked at; nothing else was.
+    The moment names its products: the taste (``vectors``) picks none."""
     product = reference.products.get(moment["product_id"])
     products = tuple(allowed(profile, [product] if product is not None else []))
     first_name, tier, used = name_and_tier(profile)

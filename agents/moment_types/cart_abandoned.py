@@ -89,8 +89,11 @@ def fire(
     return moment, None
 
 
-def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
-    """The name, the tier, and the products in the cart, dearest first."""
+def context(
+    profile: Profile, moment: Moment, reference: Reference, config: Any, vectors: Any = None
+) -> ContextSlice:
+    """The name, the tier, and the products in the cart, dearest first.
+    The moment names its products: the taste (``vectors``) picks none."""
     known = [reference.products[p] for p in moment["cart"] if p in reference.products]
     known = allowed(profile, known)  # not what a reply excluded (agents/replies.py)
     products = sorted(known, key=lambda product: product.price, reverse=True)[:MAX_PRODUCTS]

@@ -24,12 +24,14 @@ from agents.moment_types.base import Moment, MomentType, RuleConfig
 from agents.moment_types.facts import name_and_tier, rank_products
 from agents.moments import OPT_OUT_TRAITS, SAME_VISIT_MS, moment_id, opted_out
 from agents.profile import Profile, recent_views, trait
+from agents.replies import asked as reply_asked
 from agents.replies import favorite as reply_favorite
 from agents.replies import used as reply_used
 from models.context import ContextSlice, trait_text
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 NAME = "store_entry"
 
@@ -81,26 +83,36 @@ def detect(profile: Profile, config: StoreEntry, opt_out_traits: tuple[str, ...]
 
 
 def store_context(
-    profile: Profile, moment: Moment, reference: Reference, window_ms: int
-) -> ContextSlice:
-    """The name, the tier, and the products viewed within ``window_ms``, ranked by
-    relation to the store, then recency; the favorite category if none."""
+    profile: Profile, moment: Moment, reference: Reference, window_ms: int,
+    vectors: ProductVectors | None = None,
+) -> ContextSlice:  # fmt: skip
+    """The name, the tier, and the products viewed within ``window_ms`` or like the
+    person's taste, ranked for the store (agents/moment_types/facts.py); the
+    favorite category if none. ``used`` says why each product is there:
+    ``view:`` it was viewed, ``similar:`` it is like what they view and buy."""
     assert moment["store_id"] is not None  # a store entry is about a store
     store = reference.stores[moment["store_id"]]
     first_name, tier, used = name_and_tier(profile)
     favorite = reply_favorite(profile, trait_text(trait(profile, "favorite_category")))
-    products = rank_products(profile, moment["event_ts"], window_ms, store, reference)
-    used.extend(f"view:{p.id}" for p in products)
+    event_ts = moment["event_ts"]
+    products = rank_products(profile, event_ts, window_ms, store, reference, vectors)
+    viewed = {view[1] for view in recent_views(profile, event_ts, window_ms)}
+    suggested = frozenset(p.id for p in products if p.id not in viewed)
+    asked = reply_asked(profile)  # named by reply_used below, as reply:prefer:<id>
+    used.extend(f"view:{p.id}" if p.id in viewed else f"similar:{p.id}"
+                for p in products if p.id in viewed or p.id not in asked)  # fmt: skip
     if favorite and not products:
         used.append("trait:favorite_category")
     used.extend(reply_used(profile))
-    return ContextSlice(store, first_name, tier, favorite, tuple(products), tuple(used))
+    return ContextSlice(store, first_name, tier, favorite, tuple(products), tuple(used),
+                        suggested=suggested)  # fmt: skip
 
 
 def context(
-    profile: Profile, moment: Moment, reference: Reference, config: StoreEntry
-) -> ContextSlice:
-    return store_context(profile, moment, reference, config.recent_interest_ms)
+    profile: Profile, moment: Moment, reference: Reference, config: StoreEntry,
+    vectors: ProductVectors | None = None,
+) -> ContextSlice:  # fmt: skip
+    return store_context(profile, moment, reference, config.recent_interest_ms, vectors)
 
 
 SYSTEM = (
@@ -159,7 +171,8 @@ def template(context: ContextSlice, discount_pct: int) -> Draft:
     assert context.store is not None
     greeting = f"Welcome in, {context.first_name}!" if context.first_name else "Welcome in!"
     product = context.products[0] if context.products else None
-    focus = f" The {product.name} you looked at is here to try." if product else ""
+    looked = "" if product is None or product.id in context.suggested else " you looked at"
+    focus = f" The {product.name}{looked} is here to try." if product else ""
     return Draft(
         headline=f"{discount_pct}% off at {context.store.name} today",
         message=f"{greeting}{focus}",

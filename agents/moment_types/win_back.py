@@ -7,6 +7,7 @@ since has a newer visit, with its own wait.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from models.context import ContextSlice
 from models.guardrails import Draft
 from models.prompts import RULES, Prompt, worked_prompt
 from streams.reference import Reference
+from streams.vectors import ProductVectors
 
 NAME = "win_back"
 DAY_MS = 86_400_000
@@ -88,16 +90,16 @@ def fire(
     return moment, None
 
 
-def context(profile: Profile, moment: Moment, reference: Reference, config: Any) -> ContextSlice:
+def context(
+    profile: Profile, moment: Moment, reference: Reference, config: Any,
+    vectors: ProductVectors | None = None,
+) -> ContextSlice:  # fmt: skip
     """The store-entry context of the store (or the first store, if it closed),
     from any view still remembered."""
     held = reference.stores.get(moment["store_id"] or "")
     store = held or next(iter(reference.stores.values()))
-    base = store_context(profile, {**moment, "store_id": store.id}, reference, VIEWS_MS)
-    return ContextSlice(
-        store, base.first_name, base.loyalty_tier, base.favorite_category, base.products,
-        base.used, NAME,
-    )  # fmt: skip
+    base = store_context(profile, {**moment, "store_id": store.id}, reference, VIEWS_MS, vectors)
+    return replace(base, store=store, moment_type=NAME)
 
 
 SYSTEM = (

@@ -33,4 +33,5 @@ class Profile(TypedDict, total=False):
     session: list[Any]
     n: int  # events applied
     updated: int  # the latest event's time
+    taste: list[Any]  # [as of, scale, base64 int8]: the taste vector (agents/taste.py)
     asof: dict[str, int]  # feature family -> its latest event's time (agents/freshness.py)

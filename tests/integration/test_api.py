@@ -49,7 +49,12 @@ def traffic() -> tuple[list[tuple[str, dict[str, Any]]], int]:
         "type": "identify", "anonymousId": "anon-1", "userId": "u0",
         "timestamp": T0 + 3000, "messageId": "login",
     }))  # fmt: skip
-    return items, 2 * USERS + 3
+    items.append(("clickstream", {  # a product of the catalog: a recommendation
+        "type": "track", "event": "Product Viewed", "userId": "u1",
+        "properties": {"product_id": "p-101", "category": "running"},
+        "timestamp": T0 + 4000, "messageId": "view-catalog",
+    }))  # fmt: skip
+    return items, 2 * USERS + 4
 
 
 def ready(settings: Settings) -> bool:
@@ -113,9 +118,27 @@ def test_two_workers_answer_for_every_user(broker: str, tmp_path: Path) -> None:
             # Each family as of its latest event; anon-1's views came with the merge.
             as_of = get(settings, "u0/features").json()["as_of"]
             assert as_of == {"traits": T0 + 3000, "session": T0 + 2001, "windows": T0 + 2001,
-                             "location": None}  # fmt: skip
+                             "location": None, "taste": None}  # fmt: skip
             offers = get(settings, "u0/offers").json()
             assert offers["offers"] == [] and offers["consent"] == {"opted_out": False}
+
+            # u1 viewed a catalog product, whose vector the worker embedded at start.
+            picks = get(settings, "u1/recommendations?k=3").json()
+            assert picks["k"] == 3 and picks["taste_as_of"] == T0 + 4000
+            first, *others = picks["recommendations"]
+            assert (first["product_id"], first["reason"]) == ("p-101", "viewed")
+            assert first["score"] > 0.99  # the taste is that one product
+            assert len(others) == 2
+            assert all(o["reason"] == "similar" and o["like"] == "p-101" for o in others)
+            # u0 viewed products the catalog does not have: no taste, nothing to show.
+            none = get(settings, "u0/recommendations").json()
+            assert none["recommendations"] == [] and none["taste_as_of"] is None
+            for k in ("0", "21", "x"):
+                assert get(settings, f"u1/recommendations?k={k}").status_code == 400
+            assert get(settings, "u1/recommendations", token=None).status_code == 401
+            assert get(settings, "anon-1/recommendations?k=2").headers["Location"] == (
+                "/v1/profiles/u0/recommendations?k=2"
+            )
 
             moved = get(settings, "anon-1/traits")
             assert moved.status_code == 307

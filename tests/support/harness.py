@@ -29,6 +29,7 @@ from streams.keys import Partitioner
 from streams.reference import ReferenceData
 from streams.runtime.bundles import bundles, bundles_by_partition
 from streams.settings import Settings
+from streams.vectors import ProductVectors
 
 SOURCES = {
     "clickstream": "clickstream", "crm": "crm", "location": "location", "feedback": "feedback"
@@ -36,16 +37,22 @@ SOURCES = {
 T0 = 1_795_000_000_000
 
 
-def policy(rules: Rules | None = None) -> Policy:
-    """The fold's policy from the test settings, with ``rules`` or the settings' rules file."""
+def policy(rules: Rules | None = None, vectors: ProductVectors | None = None) -> Policy:
+    """The fold's policy from the test settings, with ``rules`` or the settings' rules
+    file, and product ``vectors`` if given (none: no taste vectors)."""
     settings = Settings()
     rules = load_rules(settings.rules_file) if rules is None else rules
-    return Policy.of(settings, rules, ReferenceData(settings.reference_dir))
+    reference = ReferenceData(settings.reference_dir)
+    if vectors is not None:
+        reference.vectors = vectors
+    return Policy.of(settings, rules, reference)
 
 
 class Harness:
-    def __init__(self, partitions: int = 4, rules: Rules | None = None) -> None:
-        self.policy = policy(rules)
+    def __init__(
+        self, partitions: int = 4, rules: Rules | None = None, vectors: ProductVectors | None = None
+    ) -> None:
+        self.policy = policy(rules, vectors)
         self.router = Router(SOURCES, partitions, int(Settings().max_future_s * 1000))
         self.clocks: dict[int, Clock] = {}  # each partition's, as the table keeps it
         self.late = self.future = 0

@@ -43,11 +43,11 @@ def test_each_family_is_as_of_the_latest_event_applied_to_it() -> None:
     harness.send(identify(10), track(20), track(5))  # a late view moves nothing back
     view = features_view(harness.profile("ana"), asked())
     assert view["as_of"] == {"traits": T0 + 10, "session": T0 + 20, "windows": T0 + 20,
-                             "location": None}  # fmt: skip
+                             "location": None, "taste": None}  # fmt: skip
     harness.send(ping(30))
     view = features_view(harness.profile("ana"), asked())
     assert view["as_of"] == {"traits": T0 + 10, "session": T0 + 30, "windows": T0 + 30,
-                             "location": T0 + 30}  # fmt: skip
+                             "location": T0 + 30, "taste": None}  # fmt: skip
     assert view["features"]["windows"]["24h"]["events"] == 3  # the features as before
 
 
@@ -58,7 +58,13 @@ def test_a_merged_profile_brings_its_as_of_times() -> None:
     harness.send(("clickstream", {"type": "identify", "anonymousId": "anon-1", "userId": "ana",
                                   "messageId": "login", "timestamp": T0 + 40}))  # fmt: skip
     as_of = features_view(harness.profile("ana"), asked())["as_of"]
-    assert as_of == {"traits": T0 + 40, "session": T0 + 50, "windows": T0 + 50, "location": None}
+    assert as_of == {
+        "traits": T0 + 40,
+        "session": T0 + 50,
+        "windows": T0 + 50,
+        "location": None,
+        "taste": None,
+    }
 
 
 def test_only_applied_events_are_measured_once_each_family() -> None:
@@ -89,4 +95,4 @@ def test_each_lag_is_observed_under_its_family_and_none_is_negative() -> None:
     assert value("kairos_feature_freshness_seconds_sum", "traits") == 2.0
     assert value("kairos_feature_freshness_seconds_count", "windows") == 2
     assert value("kairos_feature_freshness_seconds_sum", "windows") == 1.5  # 1.5 s and 0
-    assert set(FAMILIES) == {"traits", "session", "windows", "location"}
+    assert set(FAMILIES) == {"traits", "session", "windows", "location", "taste"}

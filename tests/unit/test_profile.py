@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
+
 from agents.profile import (
     DEDUPE_WINDOW,
     MAX_CHANNEL_COUNT,
@@ -21,9 +23,11 @@ from agents.profile import (
     upgraded,
 )
 from agents.replies import MAX_REPLIES
+from agents.taste import PENDING, encoded
 from models.replies import MAX_TERMS, MAX_TEXT
 from streams.codecs import dumps
 from streams.domain.offer import CHANNELS
+from streams.vectors import DIM
 from tests.support.harness import T0, Harness
 
 HOUR = 3_600_000
@@ -165,6 +169,11 @@ def worst_case() -> dict[str, Any]:
         add_channel_counts(profile, channel, [MAX_CHANNEL_COUNT] * 3)
     for outcome in profile["outcomes"].values():  # an order converts what it follows
         outcome["converted"] = week
+    # The taste vector: a fixed size, the longest scale and as-of time it can have.
+    held = encoded(week, np.full(DIM, -3.4e38 / 2, dtype=np.float32))
+    pending = [MAX_CODE * "p", -1.23457e-30] * (PENDING - 1)  # one more: summed in
+    profile["taste"] = [*held, week, pending]  # type: ignore[misc]
+    profile["asof"]["taste"] = week
     return profile
 
 
