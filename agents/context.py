@@ -206,11 +206,11 @@ class ContextStage:
         for key, _value in due:
             spent.append((key, None))  # spent, whatever the rule decides
             try:
-                _due, rule, user = parse_timer(key)
+                due, rule, user = parse_timer(key)
             except ValueError:
                 log.warning("dropped an unreadable timer key %r", key)
                 continue
-            fold.fire(rule, user, event_time, now)
+            fold.fire(rule, user, event_time, now, due)
         return spent
 
     def _partition_of(self, key: bytes) -> int:

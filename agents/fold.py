@@ -291,7 +291,7 @@ class Fold:
                 due = self.policy.send_time(kind, config, profile, due)
                 self.timers.add((due, kind.name, event["user"]))
 
-    def fire(self, rule: str, key: str, now: int, at: int) -> None:
+    def fire(self, rule: str, key: str, now: int, at: int, due: int | None = None) -> None:
         """A timer of ``rule`` for ``key`` ran out: judge the rule at ``now``, the
         partition's event time; ``at`` is the tick's wall-clock time.
 
@@ -306,6 +306,12 @@ class Fold:
         kind = MOMENT_TYPES.get(rule)
         config = self.policy.rules.rule(rule) if kind is not None else None
         if kind is None or kind.timer is None or config is None or not config.enabled:
+            return
+        started = kind.timer.started_at(profile)
+        if due is not None and started is not None and due < started + kind.timer.wait_ms(config):
+            # Set for an older wait (the cart changed since): the wait now has a
+            # timer of its own, and two would send its moment twice when it is
+            # suppressed (no cooldown starts then to stop the second).
             return
         before = profile["moments"].get(rule)
         moment, again = kind.timer.fire(profile, now, config, self.policy.rules.opt_out_traits)
@@ -322,7 +328,8 @@ class Fold:
             quiet = False
             if kind.timer.send_within_ms is not None:
                 moment["send_at"] = planned
-                quiet = self.policy.quiet_at(profile, planned)
+                # Quiet then, or now: a late tick (a backlog, a restart) sends it now.
+                quiet = any(self.policy.quiet_at(profile, ts) for ts in (planned, at) if ts)
             trigger: Event = {"kind": "timer", "user": key, "ts": moment["event_ts"], "at": at,
                               "timer": True}  # fmt: skip
             moment = judged(self.policy.rules, profile, moment, before, at, quiet)

@@ -2,7 +2,8 @@
 Profile API's ``recommendations`` view.
 
 With a taste vector (agents/taste.py) and product vectors, the catalog
-products nearest it, each scored by its cosine to the taste. A product the
+products nearest it turned toward the latest views (``intent_of``), each
+scored by its cosine to that. A product the
 person viewed lately is there ``"reason": "viewed"``; any other
 ``"reason": "similar"``, with ``"like"``: the product among their recent
 views most like it. Without a taste, their recent views, newest first,
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from agents.profile import Profile
-from agents.taste import taste_of
+from agents.taste import intent_of
 from streams.reference import Reference
 from streams.vectors import ProductVectors
 
@@ -30,7 +31,7 @@ def recommend(
     """Up to ``k`` products for the person, best first."""
     viewed = list(dict.fromkeys(v[1] for v in reversed(profile.get("views") or [])))
     viewed = [pid for pid in viewed if pid in reference.products]
-    taste = taste_of(profile, vectors) if vectors is not None else None
+    taste = intent_of(profile, vectors) if vectors is not None else None
     if taste is None or vectors is None:
         return [_row(reference, pid, None, "viewed") for pid in viewed[:k]]
     nearest = vectors.nearest(taste, k, among=reference.products.keys())

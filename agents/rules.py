@@ -46,6 +46,15 @@ class QuietHours(_Strict):
     start: time
     end: time
 
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        # Hours of the file's own ``timezone``: an offset here could not be
+        # compared with the local times it is judged against.
+        if value.tzinfo is not None:
+            raise ValueError("a time of day without a UTC offset (the file's timezone applies)")
+        return value
+
     def covers(self, moment: time) -> bool:
         if self.start <= self.end:
             return self.start <= moment < self.end

@@ -113,7 +113,7 @@ def person_zone(profile: Profile) -> tzinfo:
 
 def hour_activity(profile: Profile, zone: tzinfo, now: int) -> list[int]:
     """Events per hour of the day in ``zone`` (index 0 is midnight), from the hour tiles."""
-    offset = zone.utcoffset(datetime.fromtimestamp(now / 1000, UTC)) or timedelta(0)
+    offset = datetime.fromtimestamp(now / 1000, zone).utcoffset() or timedelta(0)
     shift = int(offset.total_seconds() * 1000)
     # By the middle of each UTC hour: with an offset such as +05:30 an hour
     # tile spans two local hours, and is given to the one its middle is in.
@@ -157,7 +157,7 @@ def next_send_time(
 
 def _candidates(now: int, latest: int, zone: tzinfo, quiet: Sequence[Quiet]) -> list[int]:
     """``now``, each start of a local hour after it, and each end of a quiet period, in order."""
-    offset = zone.utcoffset(datetime.fromtimestamp(now / 1000, UTC)) or timedelta(0)
+    offset = datetime.fromtimestamp(now / 1000, zone).utcoffset() or timedelta(0)
     shift = int(offset.total_seconds() * 1000)
     first = (now + shift) // HOUR_MS * HOUR_MS + HOUR_MS - shift
     times = {now, *range(first, latest + 1, HOUR_MS)}

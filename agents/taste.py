@@ -192,3 +192,31 @@ def latest(profile: Profile) -> int | None:
     """The event time of the newest event in the person's taste, if any."""
     held = profile.get("taste")
     return held[3] if held else None
+
+
+# What a person is after now: their latest few product views, beside the
+# long-run taste, each as a unit vector and with equal weight. Shoppers keep
+# to one thing a session; the taste alone, summed over weeks, lags behind
+# that. On the synthetic shoppers (bench/recommend.py, 100 of them) the
+# latest 3 views at weights 0, 1, 2 and 4 gave hit-rate@3 0.627, 0.696,
+# 0.697 and 0.691.
+SESSION_VIEWS = 3
+SESSION_WEIGHT = 1.0
+
+
+def intent_of(profile: Profile, vectors: ProductVectors) -> np.ndarray | None:
+    """The person's taste turned toward their latest views, as a unit vector;
+    None if they have no taste."""
+    taste = taste_of(profile, vectors)
+    if taste is None:
+        return None
+    latest_views = (vectors.get(view[1]) for view in reversed(profile.get("views") or ()))
+    recent = [vector for vector in latest_views if vector is not None][:SESSION_VIEWS]
+    if not recent:
+        return taste
+    session = np.sum(recent, axis=0)
+    norm = float(np.linalg.norm(session))
+    if norm == 0:
+        return taste
+    both = taste + np.float32(SESSION_WEIGHT / norm) * session
+    return both / np.float32(np.linalg.norm(both))

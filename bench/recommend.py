@@ -9,6 +9,9 @@ it, and the held-out product's rank is scored (hit-rate@3: in the top 3;
 MRR: the mean of 1 / rank).
 
 - ``taste``: by cosine to the person's taste vector (no taste yet: popular);
+- ``taste_session``: by cosine to the taste turned toward the person's
+  latest views (agents/taste.py ``intent_of``), as offers and the Profile
+  API rank;
 - ``popular``: by how often the products were viewed or bought in
   everyone's events before the held-out ones;
 - ``recent_category``: the products of the category of the person's latest
@@ -49,7 +52,7 @@ import orjson
 from agents.embedding import product_text
 from agents.fold import Fold, Policy
 from agents.rules import load_rules
-from agents.taste import taste_of
+from agents.taste import intent_of, taste_of
 from models.embeddings import EmbeddingError, encode
 from streams.domain import Event
 from streams.events import decode
@@ -65,7 +68,7 @@ MOVIELENS = "recbole/dataset_example/ml-100k/ml-100k"
 HELD_OUT = 0.2
 MAX_TARGETS = 10
 TOP = 3
-METHODS = ("taste", "popular", "recent_category")
+METHODS = ("taste", "taste_session", "popular", "recent_category")
 START_MS = 1_790_000_000_000
 
 
@@ -187,9 +190,13 @@ def recent_category(
 
 
 def by_taste(
-    profile: dict[str, Any] | None, vectors: ProductVectors, popular: list[str]
-) -> list[str]:
-    taste = taste_of(profile, vectors) if profile else None  # type: ignore[arg-type]
+    profile: dict[str, Any] | None, vectors: ProductVectors, popular: list[str],
+    toward_latest: bool = False,
+) -> list[str]:  # fmt: skip
+    """By cosine to the taste vector; ``toward_latest``: to the taste turned
+    toward the latest views, as the offers and the Profile API rank."""
+    read = intent_of if toward_latest else taste_of
+    taste = read(profile, vectors) if profile else None  # type: ignore[arg-type]
     if taste is None:
         return popular
     ranked = [pid for pid, _ in vectors.nearest(taste, len(vectors))]
@@ -226,6 +233,7 @@ def score(dataset: Dataset, vectors: ProductVectors) -> dict[str, dict[str, floa
                 profile = orjson.loads(store[person]) if person in store else None
                 rankings = {
                     "taste": by_taste(profile, vectors, popular),
+                    "taste_session": by_taste(profile, vectors, popular, toward_latest=True),
                     "popular": popular,
                     "recent_category": recent_category(popular, dataset.products, last),
                 }

@@ -39,6 +39,7 @@ from streams.security import kafka_problems, llm_problems
 CONFIG_ENV = "KAIROS_CONFIG"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 _QUIET_HOURS = re.compile(r"((?:[01]\d|2[0-3]):[0-5]\d)\s*-\s*((?:[01]\d|2[0-3]):[0-5]\d)")
+QUIET_OFF = "off"
 
 _URL_EXAMPLES = {"llm_url": "http://vllm:8000/v1", "prometheus_url": "http://prometheus:9090"}
 
@@ -225,7 +226,9 @@ class Settings(BaseSettings):
     # person's own day (agents/sendtime.py: their time zone is their latest
     # Segment context.timezone, else UTC): "HH:MM-HH:MM", across midnight
     # when the end comes first, or "off".
-    send_quiet_hours: str | None = "21:00-08:00"
+    # "off" rather than None, so that a subprocess's environment (settings_env,
+    # which leaves unset what is None) carries it.
+    send_quiet_hours: str = "21:00-08:00"
 
     # The Prometheus that scrapes the workers: `kairos report --png` draws the
     # dashboard's lag, funnel and per-stage p99 from its HTTP API.
@@ -257,12 +260,12 @@ class Settings(BaseSettings):
             raise ValueError(f"expected http(s)://host:port, got {value!r}")
         return value.rstrip("/") if value else value
 
-    @field_validator("send_quiet_hours")
+    @field_validator("send_quiet_hours", mode="before")
     @classmethod
-    def _quiet_hours(cls, value: str | None) -> str | None:
-        if value is None or value.strip().lower() in ("", "off", "none"):
-            return None
-        match = _QUIET_HOURS.fullmatch(value.strip())
+    def _quiet_hours(cls, value: Any) -> str:
+        if value is None or str(value).strip().lower() in ("", "off", "none"):
+            return QUIET_OFF
+        match = _QUIET_HOURS.fullmatch(str(value).strip())
         if match is None:
             raise ValueError(f"expected HH:MM-HH:MM (such as 21:00-08:00) or off, got {value!r}")
         start, end = match.group(1, 2)
@@ -333,7 +336,7 @@ class Settings(BaseSettings):
     @property
     def send_quiet(self) -> tuple[time, time] | None:
         """``send_quiet_hours`` as (start, end), or None for none."""
-        if self.send_quiet_hours is None:
+        if self.send_quiet_hours == QUIET_OFF:
             return None
         start, end = self.send_quiet_hours.split("-")
         return time.fromisoformat(start), time.fromisoformat(end)

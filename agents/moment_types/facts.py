@@ -16,7 +16,7 @@ import numpy as np
 
 from agents.profile import recent_views, trait
 from agents.replies import steer
-from agents.taste import taste_of
+from agents.taste import intent_of
 from models.context import MAX_PRODUCTS, first_name_of, trait_text
 from streams.domain import Profile
 from streams.reference import Product, Reference, Store
@@ -58,7 +58,7 @@ def rank_products(
     for ts, product_id, _category in recent_views(profile, now_ts, window_ms):
         if product_id in reference.products and product_id not in seen:
             seen[product_id] = ts
-    taste = taste_of(profile, vectors) if vectors is not None else None
+    taste = intent_of(profile, vectors) if vectors is not None else None
     if taste is None or vectors is None:
         carried = {pid: int(reference.products[pid].category in store.categories) for pid in seen}
         ranked = sorted(seen, key=lambda pid: (carried[pid], seen[pid]), reverse=True)

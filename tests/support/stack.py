@@ -59,7 +59,7 @@ def settings_for_test(
         rules_file=RULES,
         # Timed moments fire when they are due whatever hour the tests run at
         # (tests/unit/test_sendtime.py covers quiet hours).
-        send_quiet_hours=None,
+        send_quiet_hours="off",
     )
 
 

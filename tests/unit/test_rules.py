@@ -89,6 +89,7 @@ def test_holdout_moments_are_marked_and_still_start_the_cooldown() -> None:
         ("rules: {store_entry: {holdout_pct: 120}}", "rules.store_entry.holdout_pct"),
         ("timezone: Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
         ("quiet_hours: {start: '25:00', end: '08:00'}", "quiet_hours.start"),
+        ("quiet_hours: {start: '22:00+01:00', end: '08:00'}", "quiet_hours.start"),
         ("rules: {store_entry: {cooldown: 5}}", "rules.store_entry.cooldown"),
         ("version: 2", "version"),
         ("rules: [", "not valid YAML"),

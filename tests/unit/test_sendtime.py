@@ -14,7 +14,7 @@ from agents.moment_types import MOMENT_TYPES
 from agents.moment_types.base import TIMER_SLACK_MS
 from agents.profile import new_profile
 from agents.rules import Rules, in_holdout
-from agents.sendtime import Quiet, next_send_time, usual_hours, zone_of
+from agents.sendtime import Quiet, hour_activity, next_send_time, usual_hours, zone_of
 from streams.domain import Profile
 from streams.events import decode
 from streams.settings import Settings
@@ -162,7 +162,7 @@ class Partition:
         for due, rule, user in sorted(self.timers):
             if due <= event_time:
                 self.timers.discard((due, rule, user))
-                fold.fire(rule, user, event_time, wall or event_time)
+                fold.fire(rule, user, event_time, wall or event_time, due)
         self.store.update(fold.profiles)
         self.timers.update(fold.timers)
         return [moment for _event, moment in fold.moments]
@@ -263,6 +263,26 @@ def test_a_cart_left_with_only_quiet_hours_in_reach_is_suppressed_quiet_hours() 
     assert "cart_abandoned" not in p.store[USER]["moments"]  # nothing sent: no cooldown
 
 
+def test_a_suppressed_reminder_is_judged_once_however_many_timers_its_cart_left() -> None:
+    p = Partition()
+    first = ms("2026-11-21T22:41:00Z")  # all of the window quiet: suppressed, no cooldown
+    p.fold({**ADD, "id": "a1", "user": USER, "ts": first})
+    p.fold({**ADD, "id": "a2", "user": USER, "ts": first + MINUTE,
+            "props": {"product_id": "p-203"}})  # fmt: skip
+    assert len(p.timers) == 2  # the first wait's timer is still in the table
+    moments = p.tick(first + MINUTE + CART.idle_ms)  # both due by this tick
+    assert [m["suppressed"] for m in moments] == ["quiet_hours"]
+
+
+def test_a_reminder_whose_tick_comes_in_quiet_hours_is_not_sent_then() -> None:
+    p = Partition()
+    added = ms("2026-11-21T20:00:00Z")
+    p.fold({**ADD, "id": "a1", "user": USER, "ts": added})
+    [(due, _rule, _user)] = p.timers  # before 21:00: not quiet when planned
+    [moment] = p.tick(due, wall=ms("2026-11-21T21:10:00Z"))  # but judged after 21:00
+    assert moment["suppressed"] == "quiet_hours"
+
+
 def test_the_time_zone_of_the_persons_latest_segment_call_sets_their_hours() -> None:
     p = Partition()
     # 21:30 UTC is 16:30 in New York: not quiet there.
@@ -293,3 +313,13 @@ def test_timers_keep_out_of_the_rules_files_quiet_hours_too_in_its_zone() -> Non
     both = Policy.of(Settings(), rules, reference).send_quiet
     assert both == (NIGHT, Quiet(time(22), time(7), ZoneInfo("America/New_York")))
     assert Policy.of(Settings(send_quiet_hours="off"), Rules(), reference).send_quiet == ()
+
+
+def test_the_offset_is_the_zones_at_that_instant_across_a_clock_change() -> None:
+    # 2026-03-08 06:30Z is 01:30 in New York, still EST (-5): the spring change
+    # comes at 07:00Z. Read as a local time, 06:30 would already be EDT (-4).
+    instant = int(datetime(2026, 3, 8, 6, 30, tzinfo=UTC).timestamp() * 1000)
+    profile = new_profile("u1")
+    profile["tiles"] = {"h": [[instant // 3_600_000, 10]]}  # 06:00-07:00Z busy
+    counts = hour_activity(profile, zone_of("America/New_York"), instant)
+    assert counts[1] == 10 and sum(counts) == 10  # 01:00 EST

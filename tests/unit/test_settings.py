@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import SettingsError
-from streams.settings import Settings, load_settings, prepare_data_dir
+from streams.settings import Settings, load_settings, prepare_data_dir, settings_env
 from tests.support.stack import REPO
 
 
@@ -223,3 +223,10 @@ def test_worker_stops_on_an_uncreatable_data_dir_with_one_line(tmp_path: Path) -
     assert result.stderr.splitlines() == [
         f"kairos: KAIROS_DATA_DIR='{tmp_path}/file/data': cannot create it: Not a directory"
     ]
+
+
+def test_no_quiet_hours_reach_a_subprocess_as_off() -> None:
+    # A worker started with settings_env must not fall back to the default hours.
+    env = settings_env(Settings(send_quiet_hours=None))
+    assert env["KAIROS_SEND_QUIET_HOURS"] == "off"
+    assert Settings(send_quiet_hours=env["KAIROS_SEND_QUIET_HOURS"]).send_quiet is None
