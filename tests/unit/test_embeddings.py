@@ -98,6 +98,27 @@ def test_without_the_model_package_the_error_names_it(monkeypatch: pytest.Monkey
         Encoder.load()
 
 
+def test_the_fingerprint_reads_all_the_weights_and_the_length_limit(tmp_path: Path) -> None:
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    weights = bytearray(200_000)
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    seen = {encoder_module.fingerprint(tmp_path)}
+    weights[150_000] = 1  # past the header, the same size
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    seen.add(encoder_module.fingerprint(tmp_path))
+    limit = tmp_path / "sentence_bert_config.json"
+    limit.write_text('{"max_seq_length": 256}')
+    seen.add(encoder_module.fingerprint(tmp_path))
+    limit.write_text('{"max_seq_length": 128}')
+    seen.add(encoder_module.fingerprint(tmp_path))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    seen.add(encoder_module.fingerprint(tmp_path))
+    assert len(seen) == 5
+    assert encoder_module.fingerprint(tmp_path) in seen  # and the same files, the same name
+
+
 def test_gelu_is_the_exact_one_to_float32() -> None:
     x = np.linspace(-8, 8, 4001, dtype=np.float32)
     exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)])
