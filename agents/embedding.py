@@ -34,6 +34,8 @@ import numpy as np
 from agents import vector_cache
 from agents.runtime import Runtime
 from models.embeddings import EmbeddingError, Encoder, model_folder
+from models.embeddings.weights import load_tensors
+from streams.env import env_name
 from streams.errors import CommandError
 from streams.reference import Product
 from streams.settings import Settings
@@ -215,12 +217,17 @@ class ProductEmbedder(mode.Service):
 
 
 def check_model(settings: Settings) -> None:
-    """A CommandError naming what is missing if the configured model is not
-    there; reads no weights (the worker's command calls it first)."""
+    """A CommandError naming what is missing or unreadable if the configured
+    model is not there, and the setting if one chose the folder; maps the
+    weights but reads only their header (the worker's command calls it first,
+    so a bad model is a message, not a traceback from a started worker)."""
     try:
-        model_folder(settings.embed_model_dir)
+        folder = model_folder(settings.embed_model_dir)
+        load_tensors(folder / "model.safetensors")
     except EmbeddingError as exc:
-        raise CommandError(str(exc)) from None
+        if settings.embed_model_dir is None:  # the packaged model: no setting to name
+            raise CommandError(str(exc)) from None
+        raise CommandError(f"{env_name(('embed_model_dir',))}: {exc}") from None
 
 
 def install(

@@ -35,6 +35,7 @@ nothing: the reply is still kept and shown, just not acted on.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -128,9 +129,32 @@ def stem(word: str) -> str:
     return word[:-1] + "i" if word.endswith("y") and len(word) > 2 else word
 
 
-def vocabulary(reference: Reference) -> dict[tuple[str, ...], tuple[tuple[str, str], ...]]:
+Vocabulary = dict[tuple[str, ...], tuple[tuple[str, str], ...]]
+# Each live Reference's vocabulary and its longest phrase, by id: building
+# them reads the whole catalog, too slow for every reply. A Reference is never
+# changed, only replaced (streams/reference.py), and is unhashable (its
+# dicts), so it is keyed by id and its entry dropped when it is collected,
+# before the id can be reused.
+_VOCABULARIES: dict[int, tuple[Vocabulary, int]] = {}
+
+
+def vocabulary(reference: Reference) -> Vocabulary:
     """Catalog phrase -> what it names: a category, or the products whose name
     is the phrase or ends with it (a lone last word only if it is a plain word)."""
+    return _cached(reference)[0]
+
+
+def _cached(reference: Reference) -> tuple[Vocabulary, int]:
+    key = id(reference)
+    entry = _VOCABULARIES.get(key)
+    if entry is None:
+        vocab = _vocabulary(reference)
+        entry = _VOCABULARIES[key] = vocab, max((len(phrase) for phrase in vocab), default=0)
+        weakref.finalize(reference, _VOCABULARIES.pop, key, None)
+    return entry
+
+
+def _vocabulary(reference: Reference) -> Vocabulary:
     found: dict[tuple[str, ...], set[tuple[str, str]]] = {}
     for product in reference.products.values():
         name = [stem(w) for w in words(product.name)]
@@ -149,8 +173,7 @@ def vocabulary(reference: Reference) -> dict[tuple[str, ...], tuple[tuple[str, s
 def extract(text: str, reference: Reference) -> list[Term]:
     """The preferences and exclusions ``text`` (already sanitised) states, in
     order, at most :data:`MAX_TERMS`."""
-    vocab = vocabulary(reference)
-    longest = max((len(phrase) for phrase in vocab), default=0)
+    vocab, longest = _cached(reference)
     terms: list[Term] = []
     mode: str | None = None
     for clause, contrast in _clauses(text):
@@ -171,8 +194,7 @@ def _clauses(text: str) -> Iterator[tuple[str, bool]]:
 
 
 def _scan(
-    tokens: list[str], vocab: dict[tuple[str, ...], tuple[tuple[str, str], ...]], longest: int,
-    mode: str | None,
+    tokens: list[str], vocab: Vocabulary, longest: int, mode: str | None,
 ) -> Iterator[tuple[str, tuple[tuple[str, str], ...]]]:  # fmt: skip
     """(action, what is named) for each catalog phrase in a clause under a trigger."""
     stems = [stem(t) for t in tokens]

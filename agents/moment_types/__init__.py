@@ -7,6 +7,7 @@ file for its section, the offers stage for its context, prompt and template.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ MOMENT_TYPES: dict[str, MomentType] = {
     for kind in (store_entry.TYPE, cart_abandoned.TYPE, win_back.TYPE, browse_abandoned.TYPE)
 }
 STORE_ENTRY = store_entry.NAME
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MOMENT_TYPES", "STORE_ENTRY", "Moment", "MomentType", "RuleConfig", "Timer",
@@ -61,12 +63,15 @@ def reference_used(
     """The stores and products ``moment``'s context draws on, as reference rows:
     recorded with the moment, so `kairos eval` judges it with the names, the
     categories and the store as they were (streams/tools/evaluate.py). Its
-    store and at most ``MAX_PRODUCTS`` products, before the token budget cuts."""
+    store and at most ``MAX_PRODUCTS`` products, before the token budget cuts;
+    none if no context can be built. It is only a record for eval, made in the
+    fold (timers too), so no failure of a moment type's context may stop it."""
     try:
         context = MOMENT_TYPES[moment.get("type", STORE_ENTRY)].context(
             profile, moment, reference, config, vectors
         )
-    except (KeyError, TypeError, ValueError):  # a moment no context can be built for
+    except Exception:  # the offer stage meets the same failure, and reports it
+        log.debug("no reference slice for moment %s", moment.get("id"), exc_info=True)
         return {"stores": [], "products": []}
     stores = [asdict(context.store)] if context.store is not None else []
     return {"stores": stores, "products": [asdict(p) for p in context.products]}

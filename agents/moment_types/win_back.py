@@ -95,9 +95,12 @@ def context(
     vectors: ProductVectors | None = None,
 ) -> ContextSlice:  # fmt: skip
     """The store-entry context of the store (or the first store, if it closed),
-    from any view still remembered."""
+    from any view still remembered; KeyError, as for a store entry, if no store
+    is left."""
     held = reference.stores.get(moment["store_id"] or "")
-    store = held or next(iter(reference.stores.values()))
+    store = held or next(iter(reference.stores.values()), None)
+    if store is None:  # not StopIteration: that one escapes generators as a RuntimeError
+        raise KeyError(moment["store_id"])
     base = store_context(profile, {**moment, "store_id": store.id}, reference, VIEWS_MS, vectors)
     return replace(base, store=store, moment_type=NAME)
 

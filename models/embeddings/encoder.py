@@ -111,16 +111,28 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(threads, user_api="blas")
 
 
+# Files that change the vectors when present: the length limit, and how
+# sentence-transformers tokenised, pooled and normalised for the model (the
+# recipe the encoder follows); a change to any of them is another model.
+CONFIGS = ("sentence_bert_config.json", "tokenizer_config.json", "special_tokens_map.json",
+           "modules.json", "1_Pooling/config.json")  # fmt: skip
+CHUNK = 1 << 20
+
+
 def fingerprint(folder: Path) -> str:
-    """Names the model: its config, tokenizer and weights' header and size
-    (a stored vector is only good for the model that made it)."""
+    """Names the model: its config, tokenizer, whole weights (read once, at
+    start-up) and the optional :data:`CONFIGS` (a stored vector is only good
+    for the model that made it)."""
     digest = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json"):
-        digest.update((folder / name).read_bytes())
-    weights = folder / "model.safetensors"
-    with weights.open("rb") as file:
-        digest.update(file.read(1 << 16))
-    digest.update(str(weights.stat().st_size).encode())
+    for name in ("config.json", "tokenizer.json", *CONFIGS):
+        path = folder / name
+        # Named and sized, so a missing file or a moved boundary is another model.
+        held = path.read_bytes() if path.is_file() else None
+        digest.update(f"{name}:{-1 if held is None else len(held)}\0".encode())
+        digest.update(held or b"")
+    with (folder / "model.safetensors").open("rb") as file:
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
     return digest.hexdigest()[:16]
 
 

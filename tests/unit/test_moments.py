@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
+
+from agents import moment_types
+from agents.moment_types import reference_used
 from agents.moment_types.cart_abandoned import cart_abandoned
 from agents.moment_types.store_entry import store_entry
-from agents.moment_types.win_back import win_back
+from agents.moment_types.win_back import WinBack, context, win_back
 from agents.moments import moment_id, update_visit
 from agents.profile import MAX_VIEWS, apply_event, new_profile, trait
-from streams.reference import load_reference
+from streams.reference import Reference, load_reference
 
 REF = load_reference()
 FLATIRON = REF.stores["s-flatiron"]
@@ -177,3 +182,26 @@ def test_a_shopper_who_stays_away_is_won_back_once() -> None:
     update_visit(profile, ping(40 * 24 * HOUR), REF)
     assert win_back(profile, 41 * 24 * HOUR, **BACK) is None
     assert win_back(profile, 71 * 24 * HOUR, **BACK) is not None
+
+
+NO_SLICE = {"stores": [], "products": []}
+
+
+def test_a_win_back_with_no_store_left_records_an_empty_slice() -> None:
+    moment = {"id": "m1", "type": "win_back", "user": "u1", "store_id": "s-flatiron",
+              "event_ts": 31 * 24 * HOUR, "trigger_id": "visit@0"}  # fmt: skip
+    no_stores = Reference.of([], REF.products.values())
+    with pytest.raises(KeyError):  # as for a store entry, not StopIteration
+        context(new_profile("u1"), moment, no_stores, WinBack())
+    assert reference_used(new_profile("u1"), moment, no_stores, WinBack()) == NO_SLICE
+
+
+def test_any_failure_of_a_context_records_an_empty_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug in a moment type")
+
+    kinds = {**moment_types.MOMENT_TYPES}
+    kinds["win_back"] = replace(kinds["win_back"], context=broken)
+    monkeypatch.setattr(moment_types, "MOMENT_TYPES", kinds)
+    moment = {"id": "m1", "type": "win_back", "user": "u1", "store_id": "s-flatiron"}
+    assert reference_used(new_profile("u1"), moment, REF, WinBack()) == NO_SLICE

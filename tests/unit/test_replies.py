@@ -3,6 +3,7 @@ the next offer's context, never its instructions."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from agents.api import Asked, replies_view
 from agents.moment_types import prompt_for, select_context
 from agents.profile import merge_profiles, new_profile
 from agents.replies import MAX_REPLIES, merge_replies, preferences, remember_reply
-from models.replies import MAX_TEXT, Term, extract, sanitised
+from models import replies as replies_model
+from models.replies import MAX_TEXT, Term, extract, sanitised, vocabulary
 from streams.errors import InvalidEvent
 from streams.events import MAX_REPLY_CHARS, decode
 from streams.reference import load_reference
@@ -265,3 +267,15 @@ def test_remember_reply_says_what_became_of_the_text() -> None:
     assert remember_reply(profile, {**event, "props": {"text": long}}, REFERENCE) == "cut"
     assert remember_reply(profile, {**event, "props": {"text": "www.x.io"}}, REFERENCE) == "contact"
     assert [Term(*t) for t in profile["replies"][0][4]] == [Term("exclude", "product", "p-101")]
+
+
+def test_the_vocabulary_is_built_once_per_reference_and_again_after_an_update() -> None:
+    reference = load_reference()
+    assert vocabulary(reference) is vocabulary(reference)  # not rebuilt for every reply
+    row = {"id": "p-900", "name": "Wool poncho", "category": "outdoor", "price": 60.0}
+    updated = reference.updated("product", "p-900", row)
+    assert ("poncho",) in vocabulary(updated) and ("poncho",) not in vocabulary(reference)
+    key = id(updated)
+    del updated
+    gc.collect()
+    assert key not in replies_model._VOCABULARIES  # a replaced reference's entry goes with it
