@@ -206,11 +206,11 @@ class ContextStage:
         for key, _value in due:
             spent.append((key, None))  # spent, whatever the rule decides
             try:
-                due, rule, user = parse_timer(key)
+                due_at, rule, user = parse_timer(key)
             except ValueError:
                 log.warning("dropped an unreadable timer key %r", key)
                 continue
-            fold.fire(rule, user, event_time, now, due)
+            fold.fire(rule, user, event_time, now, due_at)
         return spent
 
     def _partition_of(self, key: bytes) -> int:
