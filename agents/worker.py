@@ -17,6 +17,7 @@ as it likes (the tests do). The order is the boot order's:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -24,11 +25,14 @@ from agents import api, context, delivery, embedding, ingest, reference
 from agents.handoffs import EarlyStarts, InProcess
 from agents.rules import Rules, load_rules
 from agents.runtime import Runtime
+from streams.clients import Clients
 from streams.metrics import Metrics
 from streams.reference import ReferenceData
 from streams.runtime.app import build_app
 from streams.runtime.deadletters import DeadLetters
+from streams.runtime.restore import ChangelogRestore, RestoringTable
 from streams.runtime.topics import Topics
+from streams.runtime.transport import App
 from streams.settings import Settings
 
 
@@ -45,6 +49,23 @@ def create_app(settings: Settings, rules: Rules | None = None) -> Runtime:
     return rt
 
 
+def profiles_table(app: App, topics: Topics, metrics: Metrics, settings: Settings) -> Any:
+    """The profiles table, whose lost partitions are rebuilt from the changelog in bulk."""
+    restore = ChangelogRestore(Clients(settings).consumer, metrics)
+    table = RestoringTable(
+        app,
+        name="profiles",
+        beacon=app.tables.beacon,
+        partitions=settings.partitions,
+        changelog_topic=topics.profiles_changelog,
+        key_type=bytes,
+        value_type=bytes,
+        help="Per-user profile (agents/profile.py), orjson bytes keyed by profile id.",
+        restore=restore,
+    )
+    return app.tables.add(table)
+
+
 def build_runtime(settings: Settings, rules: Rules) -> Runtime:
     """The app, its topics and table, and what the stages share; no stage yet."""
     metrics = Metrics(CollectorRegistry())
@@ -58,14 +79,7 @@ def build_runtime(settings: Settings, rules: Rules) -> Runtime:
         topics=topics,
         metrics=metrics,
         ready_checks=ready_checks,
-        profiles=app.Table(
-            "profiles",
-            partitions=settings.partitions,
-            changelog_topic=topics.profiles_changelog,
-            key_type=bytes,
-            value_type=bytes,
-            help="Per-user profile (agents/profile.py), orjson bytes keyed by profile id.",
-        ),
+        profiles=profiles_table(app, topics, metrics, settings),
         reference=ReferenceData(settings.reference_dir),
         dead_letters=DeadLetters(app, topics.dlq, metrics),
         in_process=InProcess(app),

@@ -81,6 +81,13 @@ class Metrics:
             "Profile table writes (one per user per bundle, each one changelog message).",
             registry=registry,
         )
+        self.changelog_restored = Counter(
+            "kairos_changelog_restored_records_total",
+            "Changelog records a worker wrote into its RocksDB partitions in bulk, "
+            "before Faust's recovery (streams/runtime/restore.py), by table.",
+            ["table"],
+            registry=registry,
+        )
         self.profiles_expired = Counter(
             "kairos_profiles_expired_total",
             "Profiles deleted after KAIROS_PROFILE_TTL_S without an event.",

@@ -316,6 +316,8 @@ def test_a_worker_whose_disk_is_deleted_rebuilds_every_person_from_the_changelog
         shutil.rmtree(settings.data_dir / "worker")
         worker.start(timeout=300)
         assert worker.counter("kairos_state_updates_total") == 0  # from the changelog alone
+        # in bulk (streams/runtime/restore.py): at least one record per person
+        assert worker.counter("kairos_changelog_restored_records_total") >= PEOPLE
         assert sample_views(settings, sample, at) == before
         worker.stop()
         assert stored_state(settings.data_dir / "worker") == (people, digest)
