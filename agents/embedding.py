@@ -124,6 +124,8 @@ class ProductEmbedder(mode.Service):
             try:
                 done = await self.sync()
             except Exception:  # a bug here must not end the task: log it, retry later
+                if self.should_stop:  # the executor shut down under the pass
+                    return
                 log.exception("product embedding pass failed")
                 done = False
             self.tried = True
@@ -184,6 +186,8 @@ class ProductEmbedder(mode.Service):
             loop = asyncio.get_running_loop()
             matrix = await loop.run_in_executor(self.pool, self._encode, [t for _, t in items])
         except Exception as exc:  # any failure of the model: retried, never fatal
+            if self.should_stop:  # stopped mid-pass: the executor refused the batch
+                return False
             metrics.product_embeddings.labels("failed").inc(len(items))
             log.warning("embedding %d products failed, retrying later: %r", len(items), exc)
             return False

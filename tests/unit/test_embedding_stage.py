@@ -181,3 +181,13 @@ def test_unusable_vectors_are_failures_and_the_rest_are_kept(
     assert counts(embedder)["failed"] == 2
     embedder._encode = good
     assert asyncio.run(embedder.sync()) and len(embedder.rt.reference.vectors) == catalog
+
+
+def test_a_pass_cut_short_by_the_worker_stopping_counts_no_failure(
+    stage: tuple[ProductEmbedder, FakeEncoder],
+) -> None:
+    embedder, encoder = stage
+    embedder._stopped.set()  # stopping: on_stop shuts the executor down under the pass
+    embedder.pool.shutdown(wait=True)
+    assert not asyncio.run(embedder.sync())
+    assert counts(embedder)["failed"] == 0 and encoder.calls == []
