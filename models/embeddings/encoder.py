@@ -52,7 +52,19 @@ def model_folder(folder: Path | None = None) -> Path:
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise EmbeddingError(f"embedding model {folder}: missing {', '.join(missing)}")
+    read_json(folder / "config.json")
     return folder
+
+
+def read_json(path: Path) -> dict:
+    """A model's JSON config file; an EmbeddingError naming it if it is not one."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes not UTF-8
+        raise EmbeddingError(f"embedding model file {path} is not readable JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise EmbeddingError(f"embedding model file {path} is not a JSON object")
+    return value
 
 
 class Encoder:
@@ -74,7 +86,7 @@ class Encoder:
         folder = model_folder(folder)
         if threads is not None:
             limit_blas_threads(threads)
-        config = json.loads((folder / "config.json").read_text())
+        config = read_json(folder / "config.json")
         bert = Bert(load_tensors(folder / "model.safetensors"), config)
         max_tokens = min(_max_seq_length(folder), bert.max_positions)
         return cls(folder, _tokenizer(folder / "tokenizer.json", max_tokens), bert, max_tokens)
@@ -151,5 +163,5 @@ def _max_seq_length(folder: Path) -> int:
     """sentence-transformers' limit for the model (256 for MiniLM), if it states one."""
     path = folder / "sentence_bert_config.json"
     if path.is_file():
-        return int(json.loads(path.read_text()).get("max_seq_length", 512))
+        return int(read_json(path).get("max_seq_length", 512))
     return 512

