@@ -80,7 +80,7 @@ def write(figures: dict[str, float], low: float, high: float) -> None:
     )
     rows = "\n".join(f"| `{key}` | {value:g} |" for key, value in sorted(results.items()))
     REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(f"""# Benchmarks
+    page = f"""# Benchmarks
 
 Produced by `make bench` (`python -m bench.run`), outside the test
 suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)"}.
@@ -140,7 +140,10 @@ suite. Last run: {time.strftime("%Y-%m-%d")} at commit {commit or "(uncommitted)
   would have in steady state; `recovery_changelog_mib` is what is left on the
   broker's disk, the uncompacted active segments included.
   Target: at most 30 s. `recovery_users`: profiles in its store afterwards
-  (must equal `restart_users`).
+  (must equal `restart_users`). `recovery_records_restored`: changelog
+  records the worker read in bulk (streams/runtime/restore.py) before
+  Faust's recovery, which then had nothing left to read;
+  `recovery_peak_rss_mib`: the rebuilding worker's peak resident memory.
 - `restart_events_reapplied`: events the restarted worker applied before it
   was ready (0: its state came from local RocksDB, not from a replay).
 - `state_bytes_per_user`: mean encoded profile (the value in RocksDB and in
@@ -276,7 +279,40 @@ have their own producer without linger. At 0 for the worker's producer the
 stand-in phase measured the same within its noise (p50 46 against 43 ms
 end to end), and the poison flood went from 8,917 to 6,769 good events/s
 (measured before dead letters bypassed Faust's topic channel).
-""")
+"""
+    REPORT.write_text(with_kept_sections(page))
+
+
+def with_kept_sections(page: str) -> str:
+    """``page`` followed by the sections of the report now on disk that it
+    does not write itself: measurements made by commands of their own
+    (bench.instructions, A/B runs of one phase), each dated where it was run."""
+    if not REPORT.exists():
+        return page
+    written = {section.split("\n", 1)[0] for section in page.split("\n## ")[1:]}
+    kept = [section for section in REPORT.read_text().split("\n## ")[1:]
+            if section.split("\n", 1)[0] not in written]  # fmt: skip
+    return page.rstrip("\n") + "".join("\n\n## " + section.rstrip("\n") for section in kept) + "\n"
+
+
+def ranked_against_popular(results: dict[str, float]) -> str:
+    """The synthetic shoppers' hit-rate@3 of the taste over popularity's, in a sentence."""
+    popular = results.get("recommend_synthetic_hit3_popular")
+    if not popular:
+        return ""
+    taste, session = (results[f"recommend_synthetic_hit3_{m}"] for m in ("taste", "taste_session"))
+    return (
+        "\n"
+        + textwrap.fill(
+            f"On the synthetic shoppers `taste_session`, what offers and the Profile API rank "
+            f"by (the taste turned toward the person's latest 3 views, agents/taste.py "
+            f"`intent_of`), is {session / popular:.2f} times popularity on hit-rate@3 "
+            f"({session:.3f} against {popular:.3f}), the taste vector alone "
+            f"{taste / popular:.2f} times.",
+            width=76,
+        )
+        + "\n"
+    )
 
 
 def quality_section(results: dict[str, float]) -> str:
@@ -295,7 +331,7 @@ def quality_section(results: dict[str, float]) -> str:
         predictions = results[f"recommend_{tag}_predictions"]
         tables.append(f"{name}, {predictions:,.0f} predictions:\n\n"
                       f"| method | hit-rate@3 | MRR |\n| --- | --- | --- |\n{rows}\n")  # fmt: skip
-    body = "\n".join(tables)
+    body = "\n".join(tables) + ranked_against_popular(results)
     return f"""## Recommendation quality (bench/recommend.py)
 
 Each person's next viewed or bought product, predicted from their events

@@ -208,6 +208,10 @@ def restart(users: int) -> dict[str, float]:
         shutil.rmtree(workdir / "worker")
         worker.start()
         recovery_s = worker.wait_ready(ready, timeout=600, interval=0.05)
+        assert worker.proc is not None
+        recovery_rss = peak_rss_mib(worker.proc.pid)
+        text = client.get(f"http://127.0.0.1:{web}/metrics").text
+        restored = sample(text, "kairos_changelog_restored_records_total", '{table="profiles"}')
         worker.stop()
         recovered = stored_profiles(tables)[0]
     finally:
@@ -222,6 +226,8 @@ def restart(users: int) -> dict[str, float]:
         "recovery_from_changelog_s": round(recovery_s, 2),
         "recovery_users": recovered,
         "recovery_changelog_mib": compacted,
+        "recovery_records_restored": restored,
+        "recovery_peak_rss_mib": round(recovery_rss, 1),
         "state_bytes_per_user": round(total / count),
         "state_disk_bytes_per_user": round(disk / count),
     }
