@@ -10,6 +10,30 @@ still skips the moments whose offers it finds on the topic (agents/lanes.py),
 but a worker paused past its session that wakes up writes its offers in
 hand again, unfenced. What the transactions cost is the difference
 (``make bench``: the ``*_stand_in`` figures against ``*_stand_in_no_txn``).
+
+Where it goes (``python -m bench.txn_latency``, and Kafka's request log in
+the stand-in phase): a delivery is four round trips one after another,
+AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn (the
+produce goes beside the second and third), and the broker's markers then
+answer the waiting read_committed fetch about 2 ms after EndTxn. Kafka
+spends about 1 ms on each request (2-3 ms on the produce and on
+TxnOffsetCommit, which it checks with the transaction coordinator, KIP-890);
+the rest is the worker's. In the stand-in phase a delivery took 20 ms at
+the median: its four requests 2-5 ms each as the worker saw them, the
+worker's turns between them the rest; in a process doing nothing else,
+7-9 ms. There is no wait to tune away: ``group.coordinator.append.linger.ms``
+is adaptive (-1) in Kafka 4.4, the fetch is answered when the markers land,
+not after ``fetch_max_wait_ms``. What ``retry_backoff_ms`` adds: besides
+a burst (one lane's transactions back to back), Kafka fails the older of
+two checks of one transactional id that wait at once (its
+AddPartitionsToTxnManager), so the produce or TxnOffsetCommit, checked side
+by side, is now and then retried. In a process doing nothing else that was
+12-15 retries in 50 deliveries, p90 29-31 ms (13-16 ms with the offsets
+sent after the acks); in the stand-in phase's slower worker the checks
+seldom meet, and sending the offsets after the acks cost a round trip and
+measured no better, so they stay side by side. Fewer round trips would
+take transactions v2 (KIP-890 part 2: Produce v12 and TxnOffsetCommit v5
+add their partitions themselves), which aiokafka 0.14 does not speak.
 """
 
 from __future__ import annotations
