@@ -52,7 +52,8 @@ def mark(profile: Profile, event: Event, taste: bool = False) -> list[tuple[str,
     if taste:
         fed = (*fed, "taste")
     for family in fed:
-        held[family] = max(held.get(family, ts), ts)
+        if family not in held or ts > held[family]:  # the later time, as max() keeps it
+            held[family] = ts
     return [(family, ts) for family in fed]
 
 
