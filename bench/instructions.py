@@ -21,6 +21,7 @@ it: 3,000 events take a few minutes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+# OpenBLAS's worker threads (the taste vector's sums) spin for as long as
+# they happen to, and str hashes change with each run: unpinned, one
+# version's count moved by up to 8% from run to run; pinned, by one.
+REPEATABLE = {"OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 # What is counted: the fold alone, or the ingest path around it.
 TARGETS = {"fold": "bench.fold_cost:state_cost", "stage": "bench.stage_cost:stage_cost"}
 
@@ -44,7 +49,7 @@ def instructions(events: int, passes: int, target: str = "fold") -> int:
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              sys.executable, "-c", code],
-            cwd=REPO, check=True, capture_output=True,
+            cwd=REPO, check=True, capture_output=True, env={**os.environ, **REPEATABLE},
         )  # fmt: skip
         found = re.search(rb"^summary: (\d+)", out.read_bytes(), re.M)
         assert found, "callgrind wrote no summary"
