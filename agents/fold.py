@@ -268,9 +268,9 @@ class Fold:
         """Fold a new event in: join it to moments, run the rules, set the timers."""
         # Waits the event can move, with when each began before it (an absorb
         # brings the old id's cart and visits).
-        waits = [(kind, config, kind.timer.started_at(profile))
-                 for kind, config in self.policy.timed.get(event["kind"], ())
-                 if kind.timer is not None]  # fmt: skip
+        timed = self.policy.timed.get(event["kind"])  # most kinds move none
+        waits = [(kind, config, kind.timer.started_at(profile)) for kind, config in timed
+                 if kind.timer is not None] if timed else []  # fmt: skip
         joined, unattributed = join(profile, event, self.policy.attribution_ms)
         self.outcomes += joined
         if unattributed:

@@ -19,6 +19,7 @@ from typing import Any
 
 from agents.profile import Profile
 from streams.domain import Event
+from streams.metrics import observe_all
 
 FAMILIES = ("traits", "session", "windows", "location", "taste")
 _BEHAVIOUR = ("session", "windows")
@@ -51,7 +52,8 @@ def mark(profile: Profile, event: Event, taste: bool = False) -> list[tuple[str,
     if taste:
         fed = (*fed, "taste")
     for family in fed:
-        held[family] = max(held.get(family, ts), ts)
+        if family not in held or ts > held[family]:  # the later time, as max() keeps it
+            held[family] = ts
     return [(family, ts) for family in fed]
 
 
@@ -63,6 +65,10 @@ def as_of(profile: Profile) -> dict[str, Any]:
 
 def observe(histogram: Any, fresh: list[tuple[str, int]], written_at: int) -> None:
     """Each (family, event time)'s lag to ``written_at``, in seconds; a clock
-    ahead of ours counts as no lag."""
+    ahead of ours counts as no lag. Observed a family at a time: a bundle's
+    observations are one call per family, not two per event."""
+    lags: dict[str, list[float]] = {}
     for family, ts in fresh:
-        histogram.labels(family).observe(max(0, written_at - ts) / 1000)
+        lags.setdefault(family, []).append(max(0, written_at - ts) / 1000)
+    for family, seconds in lags.items():
+        observe_all(histogram.labels(family), seconds)

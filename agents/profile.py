@@ -37,7 +37,7 @@ and recent events one string each.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import bisect
 import hashlib
 import math
@@ -68,6 +68,7 @@ DEDUPE_WINDOW = 128
 # kept (tests/unit/test_profile.py builds one). A typical one is 1-3 KB.
 MAX_PROFILE_BYTES = 600_000
 TOKEN = 8  # characters per remembered event id: 48 bits, URL-safe base64
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 VIEW_EVENTS = frozenset({"Product Viewed", "Product Clicked"})
 
 
@@ -115,7 +116,8 @@ def event_token(event_id: str) -> str:
 
 
 def _token(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest[:6]).decode()
+    # base64.urlsafe_b64encode, inlined: this runs once per event applied.
+    return binascii.b2a_base64(digest[:6], newline=False).translate(_URL_SAFE).decode()
 
 
 def _remembered(seen: str, token: str) -> bool:

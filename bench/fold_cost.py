@@ -83,6 +83,37 @@ def workload(events: int, users: int, seed: int = 7) -> list[tuple[str, dict[str
     return out  # fmt: skip
 
 
+# The source topics as bench/stack.py names them, and their decoders.
+SOURCES = {f"kairos.{s}": s for s in ("clickstream", "crm", "location", "feedback")}
+
+
+def source_batches(items: list[tuple[str, dict[str, Any] | bytes]], size: int = 5000) -> list[Any]:
+    """``items`` as the ingest consumer's batches of ``size`` records each."""
+    from aiokafka.structs import ConsumerRecord, TopicPartition
+
+    batches = []
+    for start in range(0, len(items), size):
+        batch: dict[TopicPartition, list[Any]] = {}
+        for offset, (source, event) in enumerate(items[start : start + size], start):
+            value = event if isinstance(event, bytes) else orjson.dumps(event)
+            record = ConsumerRecord(f"kairos.{source}", 0, offset, 1_795_000_000_000, 0, None,
+                                    value, None, 0, len(value), ())  # fmt: skip
+            batch.setdefault(TopicPartition(record.topic, 0), []).append(record)
+        batches.append(batch)
+    return batches
+
+
+def embed_catalog(reference: Any) -> None:
+    """Give every product the workload views a vector, as a worker's embedded
+    catalog has: the taste vector's cost is in the figure (their values do
+    not change it)."""
+    from streams.vectors import DIM
+
+    rng = np.random.default_rng(7)
+    for n in range(18):
+        reference.vectors.set(f"p-{100 + n}", rng.standard_normal(DIM))
+
+
 def _loader(store: dict[str, bytes]) -> Callable[[str], Any]:
     return lambda key: orjson.loads(store[key]) if key in store else None
 
@@ -93,36 +124,19 @@ def state_cost(events: int, users: int, passes: int = 1) -> dict[str, float]:
     counts the difference)."""
     import gc
 
-    from aiokafka.structs import ConsumerRecord, TopicPartition
-
     from agents.fold import Fold, Policy
     from agents.ingest import Router
     from agents.rules import load_rules
     from streams.reference import ReferenceData
     from streams.runtime.bundles import bundles
     from streams.settings import Settings
-    from streams.vectors import DIM
 
-    names = {f"kairos.{s}": s for s in ("clickstream", "crm", "location", "feedback")}
-    router = Router(names, 4)
-    routed = []
-    items = workload(events, users)
-    for start in range(0, len(items), 5000):
-        batch: dict[TopicPartition, list[Any]] = {}
-        for offset, (source, event) in enumerate(items[start : start + 5000], start):
-            value = event if isinstance(event, bytes) else orjson.dumps(event)
-            record = ConsumerRecord(f"kairos.{source}", 0, offset, 1_795_000_000_000, 0, None,
-                                    value, None, 0, len(value), ())  # fmt: skip
-            batch.setdefault(TopicPartition(record.topic, 0), []).append(record)
-        routed.append(router.route(batch))
+    router = Router(SOURCES, 4)
+    routed = [router.route(batch) for batch in source_batches(workload(events, users))]
     encoded = [b for r in routed for _, e in sorted(r.bundles.items()) for b in bundles(e)]
     settings = Settings()
     reference = ReferenceData(None)
-    # Every product viewed has a vector, as a worker's embedded catalog has:
-    # the taste vector's cost is in the figure (their values do not change it).
-    rng = np.random.default_rng(7)
-    for n in range(18):
-        reference.vectors.set(f"p-{100 + n}", rng.standard_normal(DIM))
+    embed_catalog(reference)
     policy = Policy.of(settings, load_rules(settings.rules_file), reference)
     gc.freeze()  # as the worker does after start-up
     applied = 0

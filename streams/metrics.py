@@ -7,6 +7,9 @@ query only these names.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Seconds; stages range from sub-millisecond state updates to CPU generation.
@@ -317,3 +320,28 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def observe_all(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe(amount)`` for each of ``amounts`` (numbers, not NaN),
+    at one lock per bucket touched instead of two per observation: the same
+    buckets and count, and the same sum, added in the same order.
+
+    For a stage that observes once per event of a bundle: those locks and
+    calls were a tenth of the worker's ingest CPU. It reads prometheus_client's
+    Histogram internals (``_upper_bounds``, ``_buckets``, ``_sum``, as of the
+    pinned 0.26); tests/unit/test_metrics.py holds it to ``observe``. The sum
+    is read and set, not incremented: ``histogram`` is observed from one
+    thread (the event loop's).
+    """
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = histogram._sum.get()
+    for amount in amounts:
+        total += amount
+        counts[bisect_left(bounds, amount)] += 1  # the first bound >= amount, as observe's
+    histogram._sum.set(total)
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
