@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
+from agents.embedding import product_text
 from agents.moment_types import STORE_ENTRY, prompt_for, select_context
 from agents.moments import moment_id, offer_id
 from agents.rules import in_holdout, load_rules
@@ -32,13 +33,15 @@ from bench.measure import (
     sample,
 )
 from models.client import chat_body
+from models.embeddings import Encoder
 from models.prompts import STOP
 from streams import clients
-from streams.reference import load_reference
+from streams.reference import Reference, load_reference
 from streams.runtime.topics import internal_name
 from streams.settings import Settings
 from streams.tools.process import ManagedProcess
 from streams.tools.producer import EventProducer
+from streams.vectors import ProductVectors
 
 
 class Session:
@@ -241,10 +244,11 @@ class Session:
         slots = asyncio.Semaphore(s.llm_max_in_flight)
         limits = httpx.Limits(max_connections=s.llm_max_in_flight)
         bodies = []
+        vectors = catalog_vectors(self.reference, s)
         for moment in moments:
             context = select_context(
                 moment["profile"], moment, self.reference, self.rules.rule(moment["type"]),
-                budget_tokens=s.llm_context_tokens,
+                budget_tokens=s.llm_context_tokens, vectors=vectors,
             )  # fmt: skip
             if list(context.used) != self.offers[offer_id(moment["id"])][1]["context_used"]:
                 raise SystemExit("the direct client's context differs from the offer's")
@@ -397,3 +401,15 @@ class Session:
 
     def _moment(self, _consumed: float, moment: dict[str, Any]) -> None:
         self.moments.setdefault(moment["id"], moment)
+
+
+def catalog_vectors(reference: Reference, settings: Settings) -> ProductVectors:
+    """The product vectors a worker holds for ``reference``'s catalog (the
+    worker's model, its texts), so that a context built here ranks the
+    person's taste as the offer's did."""
+    encoder = Encoder.load(settings.embed_model_dir, settings.embed_threads)
+    ids = sorted(reference.products)
+    vectors = ProductVectors()
+    vectors.update(zip(ids, encoder.encode([product_text(reference.products[p]) for p in ids]),
+                       strict=True))  # fmt: skip
+    return vectors
