@@ -48,9 +48,8 @@ class Runtime:
     dead_letters: DeadLetters
     in_process: InProcess
     early: EarlyStarts
+    clients: Clients
     partition_for: Partitioner = field(init=False)
-    clients: Clients = field(init=False)
 
     def __post_init__(self) -> None:
         self.partition_for = Partitioner(self.settings.partitions)
-        self.clients = Clients(self.settings)

@@ -49,9 +49,11 @@ def create_app(settings: Settings, rules: Rules | None = None) -> Runtime:
     return rt
 
 
-def profiles_table(app: App, topics: Topics, metrics: Metrics, settings: Settings) -> Any:
+def profiles_table(
+    app: App, topics: Topics, metrics: Metrics, settings: Settings, clients: Clients
+) -> Any:
     """The profiles table, whose lost partitions are rebuilt from the changelog in bulk."""
-    restore = ChangelogRestore(Clients(settings).consumer, metrics)
+    restore = ChangelogRestore(clients.consumer, metrics)
     table = RestoringTable(
         app,
         name="profiles",
@@ -72,6 +74,7 @@ def build_runtime(settings: Settings, rules: Rules) -> Runtime:
     ready_checks: list[Callable[[], bool]] = []
     app = build_app(settings, metrics, ready_checks)
     topics = Topics.declare(app, settings)
+    clients = Clients(settings)
     return Runtime(
         settings=settings,
         rules=rules,
@@ -79,7 +82,7 @@ def build_runtime(settings: Settings, rules: Rules) -> Runtime:
         topics=topics,
         metrics=metrics,
         ready_checks=ready_checks,
-        profiles=profiles_table(app, topics, metrics, settings),
+        profiles=profiles_table(app, topics, metrics, settings, clients),
         reference=ReferenceData(settings.reference_dir),
         dead_letters=DeadLetters(app, topics.dlq, metrics),
         in_process=InProcess(app),
@@ -90,4 +93,5 @@ def build_runtime(settings: Settings, rules: Rules) -> Runtime:
             max_age_s=3 * settings.llm_timeout_s,
             metrics=metrics,
         ),
+        clients=clients,
     )
