@@ -34,6 +34,7 @@ import numpy as np
 from agents import vector_cache
 from agents.runtime import Runtime
 from models.embeddings import EmbeddingError, Encoder, model_folder
+from models.embeddings.encoder import read_json
 from models.embeddings.weights import load_tensors
 from streams.env import env_name
 from streams.errors import CommandError
@@ -227,6 +228,7 @@ def check_model(settings: Settings) -> None:
     so a bad model is a message, not a traceback from a started worker)."""
     try:
         folder = model_folder(settings.embed_model_dir)
+        read_json(folder / "config.json")
         load_tensors(folder / "model.safetensors")
     except EmbeddingError as exc:
         if settings.embed_model_dir is None:  # the packaged model: no setting to name

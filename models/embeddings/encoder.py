@@ -52,7 +52,6 @@ def model_folder(folder: Path | None = None) -> Path:
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise EmbeddingError(f"embedding model {folder}: missing {', '.join(missing)}")
-    read_json(folder / "config.json")
     return folder
 
 
