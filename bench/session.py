@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import random
 import statistics
@@ -238,13 +239,18 @@ class Session:
     def _last_offer(self, moments: list[dict[str, Any]]) -> float:
         return max(self.offers[offer_id(m["id"])][0] for m in moments) / 1000
 
+    @functools.cached_property
+    def vectors(self) -> ProductVectors:
+        """The catalog's product vectors as a worker holds them, made once."""
+        return catalog_vectors(self.reference, self.settings)
+
     async def direct(self, moments: list[dict[str, Any]]) -> float:
         """Seconds for a plain client to get the same completions at the same concurrency."""
         s = self.settings
         slots = asyncio.Semaphore(s.llm_max_in_flight)
         limits = httpx.Limits(max_connections=s.llm_max_in_flight)
         bodies = []
-        vectors = catalog_vectors(self.reference, s)
+        vectors = self.vectors
         for moment in moments:
             context = select_context(
                 moment["profile"], moment, self.reference, self.rules.rule(moment["type"]),
